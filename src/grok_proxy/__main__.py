@@ -1,0 +1,3 @@
+from grok_proxy.cli import main
+
+main()

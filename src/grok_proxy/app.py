@@ -1,0 +1,116 @@
+"""The application factory: shared client in the lifespan, routers, one error envelope."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from grok_proxy import __version__
+from grok_proxy.config import Settings, get_settings
+from grok_proxy.errors import Flavor, ProxyError, envelope_bytes, error_envelope
+from grok_proxy.routes import chat, health
+from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
+from grok_proxy.upstream import Upstream
+
+log = logging.getLogger("grok_proxy")
+
+API_PREFIXES = ("/api/v1", "/v1")
+
+
+def flavor_of(request: Request) -> Flavor:
+    """Anthropic's envelope on the Anthropic-style route, OpenAI's everywhere else."""
+    return Flavor.ANTHROPIC if request.url.path.endswith("/messages") else Flavor.OPENAI
+
+
+def create_app(
+    settings: Settings | None = None, transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """Build the proxy; `transport` replaces the network in tests."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.upstream = Upstream(settings, transport)
+        try:
+            yield
+        finally:
+            await app.state.upstream.aclose()
+
+    app = FastAPI(
+        title="grok-proxy",
+        version=__version__,
+        summary="A fast, faithful local gateway to the xAI (Grok) API.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.include_router(health.router)
+    for prefix in API_PREFIXES:
+        app.include_router(health.router, prefix=prefix, include_in_schema=False)
+        app.include_router(chat.router, prefix=prefix, include_in_schema=prefix == "/api/v1")
+    _install_error_handlers(app)
+    app.openapi = lambda: _openapi_schema(app)  # type: ignore[method-assign]
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def proxy_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ProxyError)
+        return _error_response(exc.status, envelope_bytes(flavor_of(request), exc))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = {404: "No such route: {path}", 405: "Method {method} is not allowed on {path}"}
+        text = message.get(exc.status_code, str(exc.detail)).format(
+            path=request.url.path, method=request.method
+        )
+        body = error_envelope(flavor_of(request), exc.status_code, text)
+        return _error_response(exc.status_code, body, exc.headers)
+
+    async def request_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        error = validation_error(list(exc.errors()))
+        return _error_response(error.status, envelope_bytes(flavor_of(request), error))
+
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        body = error_envelope(flavor_of(request), 500, "Internal error in grok-proxy.")
+        return _error_response(500, body)
+
+    app.add_exception_handler(ProxyError, proxy_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, request_validation_error)
+    app.add_exception_handler(Exception, unexpected_error)
+
+
+def _error_response(
+    status: int, body: bytes | dict[str, Any], headers: Mapping[str, str] | None = None
+) -> Response:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Response(content, status, headers=headers, media_type="application/json")
+
+
+def _openapi_schema(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the request models that routes validate themselves."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, model in DOCUMENTED_MODELS.items():
+            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(model_schema.pop("$defs", {}))
+            components[name] = model_schema
+        app.openapi_schema = schema
+    return app.openapi_schema

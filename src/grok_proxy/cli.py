@@ -1,0 +1,70 @@
+"""`grok-proxy [serve]` starts the proxy; `grok-proxy simulate` starts the offline xAI stand-in."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from grok_proxy import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grok-proxy", description="A fast, faithful local gateway to the xAI (Grok) API."
+    )
+    parser.add_argument("--version", action="version", version=f"grok-proxy {__version__}")
+    commands = parser.add_subparsers(dest="command")
+
+    serve = commands.add_parser("serve", help="run the proxy (the default)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+
+    simulate = commands.add_parser("simulate", help="run the offline stand-in for api.x.ai")
+    simulate.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    simulate.add_argument("--port", type=int, default=9100, help="port to listen on")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `grok-proxy` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in {"serve", "simulate", "-h", "--help", "--version"}:
+        argv = ["serve", *argv]  # `serve` is the default command
+    args = _parser().parse_args(argv)
+    if args.command == "simulate":
+        from grok_proxy.simulator.server import serve as simulate
+
+        simulate(args.host, args.port)
+        return
+    serve(args.host, args.port, args.workers)
+
+
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the proxy under uvicorn with its fast loop and HTTP parser."""
+    import uvicorn
+
+    from grok_proxy.config import get_settings
+
+    settings = get_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    # httpx logs every request at INFO: noise on the hot path, and access lines are ours.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    uvicorn.run(
+        "grok_proxy.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=settings.log_level,
+        # Per-request access lines come from grok-proxy itself, without keys.
+        access_log=False,
+        # Keep-alive matches common load balancers (60 s idle), so they reuse connections.
+        timeout_keep_alive=75,
+    )

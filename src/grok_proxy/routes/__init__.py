@@ -1,0 +1,1 @@
+"""One router per area; `shared` holds what every route does before it forwards."""

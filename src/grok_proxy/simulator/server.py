@@ -1,0 +1,225 @@
+"""A minimal HTTP/1.1 server on asyncio + httptools, fast enough never to bottleneck a benchmark.
+
+It speaks just what the simulator needs: keep-alive, Content-Length or chunked request
+bodies, whole responses, and chunked streams that can be paced, stalled or cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, cast
+
+import httptools
+
+log = logging.getLogger("grok_proxy.simulator")
+
+
+@dataclass(slots=True)
+class SimRequest:
+    """One request as the simulator received it."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(slots=True)
+class Reply:
+    """A whole response."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Cut(Exception):
+    """Raised inside a stream to drop the connection mid-answer, as a failing upstream would."""
+
+
+@dataclass(slots=True)
+class Stream:
+    """A chunked response whose body comes from an async iterator (it may sleep, stall or Cut)."""
+
+    events: AsyncIterator[bytes]
+    status: int = 200
+    content_type: str = "text/event-stream"
+
+
+Outcome = Reply | Stream
+Handler = Callable[[SimRequest], "Outcome | Awaitable[Outcome]"]
+
+
+def encode_reply(reply: Reply, keep_alive: bool) -> bytes:
+    phrase = HTTPStatus(reply.status).phrase if reply.status in _PHRASES else "Unknown"
+    lines = [
+        f"HTTP/1.1 {reply.status} {phrase}",
+        f"content-type: {reply.content_type}",
+        f"content-length: {len(reply.body)}",
+    ]
+    lines += [f"{name}: {value}" for name, value in reply.headers]
+    if not keep_alive:
+        lines.append("connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body
+
+
+_PHRASES = set(HTTPStatus._value2member_map_)
+
+
+class SimProtocol(asyncio.Protocol):
+    """One client connection; requests on it are answered in order."""
+
+    def __init__(self, handler: Handler, on_cancel: Callable[[bool], None]) -> None:
+        self.handler = handler
+        self.on_cancel = on_cancel
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.queue: list[tuple[SimRequest, bool]] = []
+        self.task: asyncio.Task[None] | None = None
+        self.streaming = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but behave like one.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._write(encode_reply(Reply(400, b'{"error":"bad request"}'), keep_alive=False))
+            self._close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.task is not None and not self.task.done():
+            # The client hung up while we were still answering: the proxy cancelled it.
+            self.on_cancel(self.streaming)
+            self.task.cancel()
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = {}
+        self.body = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        path, _, query = self.url.decode("latin-1").partition("?")
+        method = self.parser.get_method().decode()
+        request = SimRequest(method, path, query, self.headers, b"".join(self.body))
+        self.queue.append((request, self.parser.should_keep_alive()))
+        if self.task is None:
+            self._next()
+
+    # answering
+    def _next(self) -> None:
+        while self.queue and self.transport is not None:
+            request, keep_alive = self.queue.pop(0)
+            outcome = self.handler(request)
+            if isinstance(outcome, Reply):
+                self._write(encode_reply(outcome, keep_alive))
+                if not keep_alive:
+                    self._close()
+                continue
+            # Reading goes on while answering: that is how a client's hang-up is noticed.
+            self.task = asyncio.ensure_future(self._answer_later(outcome, keep_alive))
+            return
+
+    async def _answer_later(self, outcome: Outcome | Awaitable[Outcome], keep_alive: bool) -> None:
+        try:
+            if not isinstance(outcome, Reply | Stream):
+                outcome = await outcome
+            if isinstance(outcome, Reply):
+                self._write(encode_reply(outcome, keep_alive))
+            else:
+                await self._stream(outcome)
+        except Cut:
+            # close() (not abort()) flushes what was already sent, then drops the connection
+            # without the chunked terminator: the reader sees a body cut short.
+            self._close()
+            return
+        except asyncio.CancelledError:
+            return
+        except Exception:
+            log.exception("simulator handler failed")
+            self._write(encode_reply(Reply(500, b'{"error":"simulator bug"}'), keep_alive=False))
+            keep_alive = False
+        self.task = None
+        self.streaming = False
+        if not keep_alive:
+            self._close()
+        else:
+            self._next()
+
+    async def _stream(self, stream: Stream) -> None:
+        self.streaming = True
+        phrase = HTTPStatus(stream.status).phrase
+        self._write(
+            (
+                f"HTTP/1.1 {stream.status} {phrase}\r\ncontent-type: {stream.content_type}\r\n"
+                "cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
+            ).encode("latin-1")
+        )
+        async for event in stream.events:
+            self._write(b"%x\r\n%b\r\n" % (len(event), event))
+        self._write(b"0\r\n\r\n")
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def start(
+    host: str, port: int, handler: Handler, on_cancel: Callable[[bool], None]
+) -> asyncio.Server:
+    """Listen on host:port and answer with `handler`."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: SimProtocol(handler, on_cancel), host, port, reuse_address=True, backlog=2048
+    )
+
+
+def serve(host: str, port: int) -> None:
+    """Run the simulator until interrupted (the `grok-proxy simulate` command)."""
+    from grok_proxy.simulator.xai import Simulator
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        import uvloop
+
+        run: Callable[[Coroutine[Any, Any, None]], None] = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is absent on Windows
+        run = asyncio.run
+
+    async def main() -> None:
+        simulator = Simulator()
+        server = await start(host, port, simulator.handle, simulator.count_cancel)
+        log.info("xAI simulator listening on http://%s:%d/v1", host, port)
+        async with server:
+            await server.serve_forever()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run(main())

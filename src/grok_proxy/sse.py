@@ -1,0 +1,127 @@
+"""Relaying a server-sent event stream honestly: whole events, as they arrive, never faked.
+
+Upstream bytes are passed on untouched, cut only at event boundaries (a blank line), so
+that an error event can always be appended cleanly. A stream that is cut, stalls, or ends
+without its route's terminal event gets an error event and no terminator: a truncated
+answer must never look complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import httpx
+import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from grok_proxy.errors import Flavor, ProxyError, UpstreamUnreachable
+
+log = logging.getLogger("grok_proxy.sse")
+
+
+def last_event_end(data: bytes) -> int:
+    """Index just past the last complete event in `data` (0 when there is none)."""
+    lf = data.rfind(b"\n\n")
+    crlf = data.rfind(b"\r\n\r\n")
+    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
+
+
+def error_event(flavor: Flavor, error: ProxyError) -> bytes:
+    """An SSE event that makes the caller's SDK raise `error`."""
+    envelope = orjson.dumps(error.envelope(flavor))
+    if flavor is Flavor.ANTHROPIC:
+        return b"event: error\ndata: " + envelope + b"\n\n"
+    return b"data: " + envelope + b"\n\n"
+
+
+async def wait_for_disconnect(receive: Receive) -> None:
+    """Return once the caller has hung up (any request body must already be read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class SseRelay(Response):
+    """ASGI response that relays an open upstream SSE response and closes it on every path."""
+
+    def __init__(
+        self,
+        upstream: httpx.Response,
+        *,
+        headers: list[tuple[bytes, bytes]],
+        flavor: Flavor,
+        done_marker: bytes | None,
+        describe_failure: Callable[[httpx.TransportError], ProxyError],
+    ) -> None:
+        self.upstream = upstream
+        self.status_code = upstream.status_code
+        self.raw_headers = headers
+        self.flavor = flavor
+        self.done_marker = done_marker
+        self.describe_failure = describe_failure
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Starlette's StreamingResponse only watches for a disconnect on ASGI 2.3 servers,
+        # and uvicorn's send() stays quiet after one: watch for it here, on every server.
+        pump = asyncio.ensure_future(self._pump(send))
+        watcher = asyncio.ensure_future(wait_for_disconnect(receive))
+        try:
+            await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, watcher):
+                task.cancel()
+            await asyncio.gather(pump, watcher, return_exceptions=True)
+            await self.upstream.aclose()
+        if pump.done() and not pump.cancelled():
+            if (exc := pump.exception()) is not None:
+                raise exc
+        else:
+            log.info("caller hung up mid-stream; upstream stream closed")
+
+    async def _pump(self, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        pending = b""
+        completed = self.done_marker is None
+        failure: ProxyError | None = None
+        try:
+            async for chunk in self.upstream.aiter_raw():
+                data = pending + chunk if pending else chunk
+                end = last_event_end(data)
+                if end == 0:
+                    pending = data
+                    continue
+                events, pending = data[:end], data[end:]
+                if not completed and self.done_marker in events:  # type: ignore[operator]
+                    completed = True
+                await send({"type": "http.response.body", "body": events, "more_body": True})
+        except httpx.TransportError as exc:
+            failure = self.describe_failure(exc)
+            if isinstance(exc, httpx.TimeoutException):
+                failure.message = f"Stream interrupted: {failure.message}"
+            else:
+                failure = UpstreamUnreachable(
+                    "Stream interrupted: the upstream connection was lost mid-answer."
+                )
+        if failure is None and pending:
+            # Upstream ended inside an event; pass it on as sent, it is upstream's word.
+            completed = completed or (self.done_marker is not None and self.done_marker in pending)
+            await send({"type": "http.response.body", "body": pending, "more_body": True})
+        if failure is None and not completed:
+            failure = UpstreamUnreachable(
+                "Stream interrupted: the upstream ended the stream before it was complete."
+            )
+        if failure is not None:
+            log.warning("upstream stream failed: %s", failure.message)
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": error_event(self.flavor, failure),
+                    "more_body": True,
+                }
+            )
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
