@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from starlette.requests import Request
@@ -39,29 +40,48 @@ def parse_body(body: bytes, schema: type[M]) -> M:
     try:
         return schema.model_validate_json(body)
     except ValidationError as exc:
-        raise validation_error(exc.errors(include_url=False)) from None
+        raise validation_error(exc.errors(include_url=False), body) from None
 
 
-def validation_error(errors: list[ErrorDetails]) -> InvalidRequest | ValidationFailed:
+def validation_error(
+    errors: list[ErrorDetails], body: bytes | None = None
+) -> InvalidRequest | ValidationFailed:
     """One clear message for pydantic's errors; malformed JSON is a 400, bad values a 422."""
     first = errors[0]
     if first["type"] == "json_invalid":
-        reason = first["ctx"].get("error", "invalid JSON") if "ctx" in first else "invalid JSON"
+        reason = first.get("ctx", {}).get("error", "invalid JSON")
         return InvalidRequest(f"Request body is not valid JSON: {reason}.", code="invalid_json")
     if first["type"] == "model_type" and not first["loc"]:
         return ValidationFailed("Request body must be a JSON object.")
-    described = [_describe(error) for error in errors[:3]]
-    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-    return ValidationFailed("; ".join(described) + more, param=_path(first["loc"]) or None)
+    data = orjson.loads(body) if body else None
+    located = [(json_path(data, _loc(error)), error["msg"]) for error in errors]
+    # For a union, pydantic reports every member's complaint; the deepest is the useful one.
+    located.sort(key=lambda item: -item[0].count("."))
+    unique = list(dict.fromkeys(f"{path}: {msg}" if path else msg for path, msg in located))
+    more = f" (and {len(unique) - 3} more)" if len(unique) > 3 else ""
+    return ValidationFailed("; ".join(unique[:3]) + more, param=located[0][0] or None)
 
 
-def _path(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc)
+def _loc(error: ErrorDetails) -> tuple[int | str, ...]:
+    # A bad discriminator ("role": "bot") is reported on its object; name the field itself.
+    if error["type"] in {"union_tag_invalid", "union_tag_not_found"}:
+        return (*error["loc"], str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
+    return error["loc"]
 
 
-def _describe(error: ErrorDetails) -> str:
-    path = _path(error["loc"])
-    return f"{path}: {error['msg']}" if path else str(error["msg"])
+def json_path(data: Any, loc: tuple[int | str, ...]) -> str:
+    """The path of an error in the caller's JSON, without pydantic's union and tag labels."""
+    parts: list[str] = []
+    last = len(loc) - 1
+    for index, part in enumerate(loc):
+        if isinstance(data, dict) and (part in data or index == last):
+            data = data.get(part)  # a field, or at the end a missing field to name
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            continue  # a union member or discriminator tag, not a place in the JSON
+        parts.append(str(part))
+    return ".".join(parts)
 
 
 def request_body(schema: type[BaseModel]) -> dict[str, Any]:

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.processes import Proxy, Simulator, proxy, simulator
+
+KEY = "xai-test-key-0123456789"
+
+
+@pytest.fixture(scope="session")
+def sim() -> Iterator[Simulator]:
+    with simulator() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def live(sim: Simulator) -> Iterator[Proxy]:
+    """The proxy, as a real process, in front of the simulator."""
+    with proxy(sim.base_url) as running:
+        yield running
+
+
+@pytest.fixture
+def fresh_sim(sim: Simulator) -> Simulator:
+    """The simulator with its request log and counters emptied."""
+    sim.reset()
+    return sim

@@ -1,0 +1,125 @@
+"""Start the real simulator and proxy as processes on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Poll `url` until it answers; fail fast if the process died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"process exited with {process.returncode}:\n{output}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{url} did not come up in {timeout} s")
+
+
+@contextmanager
+def running(
+    args: list[str], ready_url: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "grok_proxy", *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until_up(ready_url, process)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout:
+            process.stdout.close()
+
+
+@dataclass
+class Simulator:
+    """A running simulator and the ways tests look inside it."""
+
+    url: str
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def requests(self) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = httpx.get(f"{self.url}/_sim/requests").json()
+        return data
+
+    def last_request(self) -> dict[str, Any]:
+        return self.requests()[-1]
+
+    def stats(self) -> dict[str, int]:
+        data: dict[str, int] = httpx.get(f"{self.url}/_sim/stats").json()
+        return data
+
+    def reset(self) -> None:
+        httpx.post(f"{self.url}/_sim/reset")
+
+    def wait_for_stat(self, name: str, value: int, timeout: float) -> float:
+        """Seconds until stats[name] reached value; fails after `timeout`."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.stats().get(name, 0) >= value:
+                return time.monotonic() - start
+            time.sleep(0.02)
+        raise AssertionError(f"{name} did not reach {value} in {timeout} s: {self.stats()}")
+
+
+@contextmanager
+def simulator() -> Iterator[Simulator]:
+    port = free_port()
+    url = f"http://{HOST}:{port}"
+    with running(["simulate", "--host", HOST, "--port", str(port)], f"{url}/_sim/stats"):
+        yield Simulator(url)
+
+
+@dataclass
+class Proxy:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def api(self) -> str:
+        return f"{self.url}/api/v1"
+
+
+@contextmanager
+def proxy(upstream: str, **settings: str) -> Iterator[Proxy]:
+    """The real proxy in front of `upstream`; `settings` are extra environment variables."""
+    port = free_port()
+    url = f"http://{HOST}:{port}"
+    env = {"XAI_BASE_URL": upstream, **{k.upper(): v for k, v in settings.items()}}
+    with running(["serve", "--host", HOST, "--port", str(port)], f"{url}/health", env) as process:
+        yield Proxy(url, process)

@@ -1,0 +1,187 @@
+"""Upstream errors keep their status and reason; bad input names its field."""
+
+from __future__ import annotations
+
+import pytest
+
+from grok_proxy.errors import Flavor, upstream_error
+from tests.unit.harness import AUTH, KEY, chat, proxied, upstream
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (400, "invalid_request_error"),
+        (401, "authentication_error"),
+        (403, "permission_error"),
+        (404, "not_found_error"),
+        (429, "rate_limit_error"),
+        (500, "api_error"),
+        (503, "api_error"),
+    ],
+)
+async def test_xai_error_keeps_status_and_message(status: int, kind: str) -> None:
+    router = upstream()
+    router.post("/chat/completions").respond(
+        status,
+        json={
+            "code": "Some requested entity was not found",
+            "error": "The model grok-9 does not exist.",
+        },
+        headers={"retry-after": "7"},
+    )
+    async with proxied(router) as client:
+        response = await client.post("/api/v1/chat/completions", json=chat(), headers=AUTH)
+    assert response.status_code == status
+    assert response.headers["retry-after"] == "7"
+    assert response.json() == {
+        "error": {
+            "message": "The model grok-9 does not exist.",
+            "type": kind,
+            "param": None,
+            "code": "Some requested entity was not found",
+        }
+    }
+
+
+def test_openai_shaped_upstream_error_keeps_its_message() -> None:
+    error = upstream_error(
+        429, b'{"error": {"message": "slow down", "code": "rate_limit"}}', "application/json"
+    )
+    assert (error.status, error.message, error.code) == (429, "slow down", "rate_limit")
+
+
+def test_html_error_page_becomes_a_clear_message() -> None:
+    error = upstream_error(502, b"<html>cloudflare</html>", "text/html; charset=utf-8")
+    assert error.status == 502
+    assert error.message == "Upstream answered 502 Bad Gateway with 23 bytes of text/html."
+
+
+def test_empty_error_body() -> None:
+    assert upstream_error(503, b"", "").message == (
+        "Upstream answered 503 Service Unavailable with an empty body."
+    )
+
+
+def test_anthropic_envelope() -> None:
+    error = upstream_error(404, b'{"code": "x", "error": "no such model"}', "application/json")
+    assert error.envelope(Flavor.ANTHROPIC) == {
+        "type": "error",
+        "error": {"type": "not_found_error", "message": "no such model"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param", "words"),
+    [
+        (b'{"model": "grok-4", "messages": [', 400, None, "not valid JSON"),
+        (b"", 400, None, "empty"),
+        (b"[1, 2]", 422, None, "must be a JSON object"),
+        (
+            b'{"messages": [{"role": "user", "content": "hi"}]}',
+            422,
+            "model",
+            "model: Field required",
+        ),
+        (b'{"model": "grok-4", "messages": []}', 422, "messages", "at least 1 item"),
+        (
+            b'{"model": "grok-4", "messages": [{"role": "bot", "content": "x"}]}',
+            422,
+            "messages.0.role",
+            "'bot'",
+        ),
+        (
+            b'{"model": "grok-4", "messages": [{"role": "tool"}]}',
+            422,
+            "messages.0.content",
+            "messages.0.content: Field required",
+        ),
+        (
+            b'{"model": "grok-4", "messages": [{"role": "user", "content": "x"}], "temperature": 3}',
+            422,
+            "temperature",
+            "less than or equal to 2",
+        ),
+        (
+            b'{"model": "grok-4", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 9}',
+            422,
+            "top_logprobs",
+            "less than or equal to 8",
+        ),
+        (
+            b'{"model": "grok-4", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "ultra"}}]}]}',
+            422,
+            "messages.0.content.0.image_url.detail",
+            "'auto', 'low' or 'high'",
+        ),
+        (
+            b'{"model": "grok-4", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}',
+            422,
+            "response_format.type",
+            "'text', 'json_object', 'json_schema'",
+        ),
+    ],
+)
+async def test_bad_input_is_refused_with_the_field_named(
+    body: bytes, status: int, param: str | None, words: str
+) -> None:
+    router = upstream()
+    route = router.post("/chat/completions").respond(200, json={})
+    async with proxied(router) as client:
+        response = await client.post("/api/v1/chat/completions", content=body, headers=AUTH)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["param"] == param
+    assert words in error["message"]
+    assert KEY not in response.text
+    assert "Traceback" not in response.text
+    assert not route.called
+
+
+async def test_valid_rich_request_passes() -> None:
+    router = upstream()
+    route = router.post("/chat/completions").respond(200, json={})
+    body = chat(
+        messages=[
+            {"role": "system", "content": "be brief"},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:image/png;base64,AAAA", "detail": "high"},
+                    },
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": "{}"},
+                    }
+                ],
+            },
+            {"role": "tool", "content": "40 C", "tool_call_id": "call_1"},
+        ],
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        tool_choice={"type": "function", "function": {"name": "f"}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "x", "schema": {"type": "object"}, "strict": True},
+        },
+        stream=False,
+        temperature=0.2,
+        top_p=1,
+        stop=["\n"],
+        seed=7,
+    )
+    async with proxied(router) as client:
+        response = await client.post("/api/v1/chat/completions", json=body, headers=AUTH)
+    assert response.status_code == 200
+    assert route.called

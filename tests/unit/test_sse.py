@@ -1,0 +1,108 @@
+"""Streams are relayed whole-event by whole-event, and never end looking complete when they are not."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+import pytest
+
+from grok_proxy.sse import last_event_end
+from tests.unit.harness import AUTH, chat, proxied, upstream
+
+pytestmark = pytest.mark.anyio
+
+ROLE = b'data: {"choices":[{"index":0,"delta":{"role":"assistant"}}]}\n\n'
+HELLO = b'data: {"choices":[{"index":0,"delta":{"content":"Hello"}}]}\n\n'
+DONE = b"data: [DONE]\n\n"
+
+
+class Pieces(httpx.AsyncByteStream):
+    """An upstream body delivered in the given pieces, optionally failing after them."""
+
+    def __init__(self, *pieces: bytes, then: Exception | None = None) -> None:
+        self.pieces = pieces
+        self.then = then
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces:
+            yield piece
+        if self.then is not None:
+            raise self.then
+
+
+def sse(stream: Pieces, status: int = 200) -> httpx.Response:
+    return httpx.Response(status, headers={"content-type": "text/event-stream"}, stream=stream)
+
+
+async def relay(stream: Pieces) -> httpx.Response:
+    router = upstream()
+    router.post("/chat/completions").mock(return_value=sse(stream))
+    async with proxied(router) as client:
+        return await client.post("/api/v1/chat/completions", json=chat(stream=True), headers=AUTH)
+
+
+@pytest.mark.parametrize(
+    ("data", "end"),
+    [
+        (b"", 0),
+        (b"data: x", 0),
+        (b"data: x\n\n", 9),
+        (b"data: x\n\ndata: y", 9),
+        (b"a\r\n\r\nb", 5),
+    ],
+)
+def test_last_event_end(data: bytes, end: int) -> None:
+    assert last_event_end(data) == end
+
+
+async def test_complete_stream_is_relayed_unchanged_with_no_buffering_headers() -> None:
+    # Events split across network reads at awkward places must come out whole and identical.
+    response = await relay(Pieces(ROLE[:10], ROLE[10:] + HELLO[:5], HELLO[5:], DONE))
+    assert response.status_code == 200
+    assert response.content == ROLE + HELLO + DONE
+    assert response.headers["content-type"] == "text/event-stream"
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
+
+
+async def test_cut_mid_stream_ends_with_an_error_event_and_no_done() -> None:
+    half = HELLO[: HELLO.index(b"Hello") + 3]
+    response = await relay(Pieces(ROLE, half, then=httpx.ReadError("connection reset")))
+    events = response.content.split(b"\n\n")
+    assert response.content.startswith(ROLE)
+    # The half event is dropped rather than passed on as garbage.
+    assert b'"content"' not in response.content
+    error = orjson.loads(events[1].removeprefix(b"data: "))["error"]
+    assert "Stream interrupted" in error["message"]
+    assert b"[DONE]" not in response.content
+
+
+async def test_stall_mid_stream_is_reported_as_a_timeout() -> None:
+    response = await relay(Pieces(ROLE, then=httpx.ReadTimeout("read timed out")))
+    error = orjson.loads(response.content.split(b"\n\n")[1].removeprefix(b"data: "))["error"]
+    assert error["code"] == "upstream_timeout"
+    assert "sent nothing for 900 seconds" in error["message"]
+    assert b"[DONE]" not in response.content
+
+
+async def test_stream_that_ends_without_done_is_not_presented_as_complete() -> None:
+    response = await relay(Pieces(ROLE, HELLO))
+    assert response.content.startswith(ROLE + HELLO)
+    assert b"ended the stream before it was complete" in response.content
+    assert b"[DONE]" not in response.content
+
+
+async def test_upstream_error_before_the_stream_keeps_its_status() -> None:
+    router = upstream()
+    router.post("/chat/completions").respond(
+        429, json={"code": "Some resource has been exhausted", "error": "Too many tokens"}
+    )
+    async with proxied(router) as client:
+        response = await client.post(
+            "/api/v1/chat/completions", json=chat(stream=True), headers=AUTH
+        )
+    assert response.status_code == 429
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["message"] == "Too many tokens"
