@@ -18,13 +18,11 @@ from starlette.responses import Response
 from grok_proxy import __version__
 from grok_proxy.config import Settings, get_settings
 from grok_proxy.errors import Flavor, ProxyError, envelope_bytes, error_envelope
-from grok_proxy.routes import chat, health
-from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
+from grok_proxy.routes import api, chat, health, images, vision
+from grok_proxy.routes.shared import API_PREFIXES, DOCUMENTED_MODELS, validation_error
 from grok_proxy.upstream import Upstream
 
 log = logging.getLogger("grok_proxy")
-
-API_PREFIXES = ("/api/v1", "/v1")
 
 
 def flavor_of(request: Request) -> Flavor:
@@ -55,8 +53,12 @@ def create_app(
     app.state.settings = settings
     app.include_router(health.router)
     for prefix in API_PREFIXES:
+        documented = prefix == API_PREFIXES[0]  # /v1 is the same API again
         app.include_router(health.router, prefix=prefix, include_in_schema=False)
-        app.include_router(chat.router, prefix=prefix, include_in_schema=prefix == "/api/v1")
+        for area in (chat.router, images.router, vision.router, api.router):
+            app.include_router(area, prefix=prefix, include_in_schema=documented)
+        # Last, so that every explicit route wins over it.
+        app.include_router(api.passthrough, prefix=prefix, include_in_schema=documented)
     _install_error_handlers(app)
     app.openapi = lambda: _openapi_schema(app)  # type: ignore[method-assign]
     return app

@@ -52,14 +52,14 @@ class SseRelay(Response):
         *,
         headers: list[tuple[bytes, bytes]],
         flavor: Flavor,
-        done_marker: bytes | None,
+        done_markers: tuple[bytes, ...],
         describe_failure: Callable[[httpx.TransportError], ProxyError],
     ) -> None:
         self.upstream = upstream
         self.status_code = upstream.status_code
         self.raw_headers = headers
         self.flavor = flavor
-        self.done_marker = done_marker
+        self.done_markers = done_markers
         self.describe_failure = describe_failure
         self.background = None
 
@@ -81,12 +81,15 @@ class SseRelay(Response):
         else:
             log.info("caller hung up mid-stream; upstream stream closed")
 
+    def _ends(self, events: bytes) -> bool:
+        return any(marker in events for marker in self.done_markers)
+
     async def _pump(self, send: Send) -> None:
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
         pending = b""
-        completed = self.done_marker is None
+        completed = not self.done_markers
         failure: ProxyError | None = None
         try:
             async for chunk in self.upstream.aiter_raw():
@@ -96,8 +99,7 @@ class SseRelay(Response):
                     pending = data
                     continue
                 events, pending = data[:end], data[end:]
-                if not completed and self.done_marker in events:  # type: ignore[operator]
-                    completed = True
+                completed = completed or self._ends(events)
                 await send({"type": "http.response.body", "body": events, "more_body": True})
         except httpx.TransportError as exc:
             failure = self.describe_failure(exc)
@@ -109,7 +111,7 @@ class SseRelay(Response):
                 )
         if failure is None and pending:
             # Upstream ended inside an event; pass it on as sent, it is upstream's word.
-            completed = completed or (self.done_marker is not None and self.done_marker in pending)
+            completed = completed or self._ends(pending)
             await send({"type": "http.response.body", "body": pending, "more_body": True})
         if failure is None and not completed:
             failure = UpstreamUnreachable(

@@ -226,13 +226,13 @@ class Upstream:
         query: str | None = None,
         headers: dict[str, str] | None = None,
         flavor: Flavor = Flavor.OPENAI,
-        done_marker: bytes | None = None,
+        done_markers: tuple[bytes, ...] = (),
         on_json: JsonHook | None = None,
     ) -> Response:
         """Send one request upstream and turn the answer into the caller's response.
 
-        `body` goes upstream byte for byte. `done_marker` is what a complete stream of
-        this route ends with; a stream that ends without it gets an error event.
+        `body` goes upstream byte for byte. `done_markers` are what a complete stream of
+        this route ends with; a stream that ends without one gets an error event.
         `on_json` rewrites a successful JSON body (for the routes that translate).
         """
         url = f"{self.base_url}{path}"
@@ -247,7 +247,7 @@ class Upstream:
         try:
             return await until_disconnect(
                 request.receive,
-                self._exchange(upstream_request, flavor, done_marker, on_json),
+                self._exchange(upstream_request, flavor, done_markers, on_json),
             )
         except ClientGone:
             log.info("caller hung up before the answer; upstream request closed: %s", path)
@@ -260,7 +260,7 @@ class Upstream:
         self,
         upstream_request: httpx.Request,
         flavor: Flavor,
-        done_marker: bytes | None,
+        done_markers: tuple[bytes, ...],
         on_json: JsonHook | None,
     ) -> Response:
         response = await self.client.send(upstream_request, stream=True)
@@ -271,7 +271,7 @@ class Upstream:
                 response,
                 headers=relayed_headers(response) + list(STREAM_HEADERS),
                 flavor=flavor,
-                done_marker=done_marker,
+                done_markers=done_markers,
                 describe_failure=lambda exc: transport_failure(exc, self.settings.xai_read_timeout),
             )
         try:

@@ -100,7 +100,7 @@ async def test_body_over_the_limit_is_413_and_not_forwarded() -> None:
 async def test_unknown_route_and_wrong_method_use_the_envelope() -> None:
     async with proxied(upstream()) as client:
         missing = await client.get("/nowhere")
-        wrong = await client.get("/api/v1/chat/completions", headers=AUTH)
+        wrong = await client.post("/health", headers=AUTH)
     assert missing.status_code == 404
     assert missing.json()["error"]["message"] == "No such route: /nowhere"
     assert wrong.status_code == 405

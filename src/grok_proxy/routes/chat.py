@@ -1,4 +1,4 @@
-"""POST /chat/completions: validated, then forwarded byte for byte, plain or streaming."""
+"""POST /chat/completions and GET /chat/deferred-completion/{id}."""
 
 from __future__ import annotations
 
@@ -6,14 +6,10 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from grok_proxy.routes.shared import JSON_BODY, request_body, upstream_of, validated_body
+from grok_proxy.routes.shared import forward_as_is, forward_validated, request_body
 from grok_proxy.schemas.chat import ChatCompletionRequest
-from grok_proxy.upstream import caller_key
 
 router = APIRouter(tags=["chat"])
-
-# What a complete chat completion stream ends with.
-OPENAI_DONE = b"data: [DONE]"
 
 
 @router.post(
@@ -23,13 +19,13 @@ OPENAI_DONE = b"data: [DONE]"
 )
 async def chat_completions(request: Request) -> Response:
     """Chat completion; with `"stream": true` the SSE stream is relayed as it arrives."""
-    key = caller_key(request)
-    body, _ = await validated_body(request, ChatCompletionRequest)
-    return await upstream_of(request).forward(
-        request,
-        "/chat/completions",
-        key=key,
-        body=body,
-        headers=JSON_BODY,
-        done_marker=OPENAI_DONE,
-    )
+    return await forward_validated(request, "/chat/completions", ChatCompletionRequest)
+
+
+@router.get(
+    "/chat/deferred-completion/{request_id}",
+    summary="Fetch a deferred chat completion (202 with an empty body while pending)",
+)
+async def deferred_completion(request: Request, request_id: str) -> Response:
+    """The result of a `"deferred": true` chat request, once, within 24 hours."""
+    return await forward_as_is(request)

@@ -8,17 +8,27 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from starlette.requests import Request
+from starlette.responses import Response
 
-from grok_proxy.errors import InvalidRequest, ValidationFailed
-from grok_proxy.upstream import Upstream, read_body
+from grok_proxy.errors import Flavor, InvalidRequest, ValidationFailed
+from grok_proxy.upstream import JsonHook, Upstream, caller_key, read_body
 
 M = TypeVar("M", bound=BaseModel)
+
+# The proxy serves xAI's API at both bases; upstream paths are relative to them.
+API_PREFIXES = ("/api/v1", "/v1")
 
 # A validated body is JSON whatever the caller labelled it (curl -d sends a form type).
 JSON_BODY = {"content-type": "application/json"}
 
 # Models whose JSON schema the OpenAPI document must carry (see app.openapi_schema).
 DOCUMENTED_MODELS: dict[str, type[BaseModel]] = {}
+
+
+# What complete streams end with, per protocol: a stream ending otherwise was cut short.
+OPENAI_DONE = (b"data: [DONE]",)
+ANTHROPIC_DONE = (b"event: message_stop",)
+RESPONSES_DONE = (b"response.completed", b"response.failed", b"response.incomplete", b"[DONE]")
 
 
 def upstream_of(request: Request) -> Upstream:
@@ -82,6 +92,57 @@ def json_path(data: Any, loc: tuple[int | str, ...]) -> str:
             continue  # a union member or discriminator tag, not a place in the JSON
         parts.append(str(part))
     return ".".join(parts)
+
+
+async def forward_validated(
+    request: Request,
+    path: str,
+    schema: type[BaseModel],
+    *,
+    flavor: Flavor = Flavor.OPENAI,
+    done_markers: tuple[bytes, ...] = OPENAI_DONE,
+) -> Response:
+    """Check the key, validate the JSON body, then forward the caller's bytes unchanged."""
+    key = caller_key(request, allow_x_api_key=flavor is Flavor.ANTHROPIC)
+    body, _ = await validated_body(request, schema)
+    return await upstream_of(request).forward(
+        request,
+        path,
+        key=key,
+        body=body,
+        headers=JSON_BODY,
+        flavor=flavor,
+        done_markers=done_markers,
+    )
+
+
+async def forward_translated(
+    request: Request, path: str, *, key: str, body: bytes, on_json: JsonHook | None = None
+) -> Response:
+    """Forward a body the route built (a translation); `on_json` rewrites the answer."""
+    return await upstream_of(request).forward(
+        request, path, key=key, body=body, headers=JSON_BODY, on_json=on_json
+    )
+
+
+async def forward_as_is(request: Request) -> Response:
+    """Forward a request to the same path upstream: method, query string and body as sent."""
+    key = caller_key(request)
+    upstream = upstream_of(request)
+    body = await read_body(request, upstream.settings.max_body_bytes)
+    return await upstream.forward(
+        request, upstream_path(request), key=key, body=body or None, query=request.url.query
+    )
+
+
+def upstream_path(request: Request) -> str:
+    """The request's path below the API prefix, still percent-encoded as the caller sent it."""
+    raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
+    path = raw.decode("latin-1")
+    for prefix in API_PREFIXES:
+        if path.startswith(prefix + "/"):
+            return path[len(prefix) :]
+    return path
 
 
 def request_body(schema: type[BaseModel]) -> dict[str, Any]:

@@ -1,0 +1,47 @@
+"""POST /images/generate and /images/generations (xAI GenerateImageRequest)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, field_validator
+
+from grok_proxy.schemas import Open
+
+# OpenAI's image fields that xAI does not support: accepted, then left out of the request.
+UNSUPPORTED_IMAGE_FIELDS = ("quality", "size", "style")
+
+
+class ImageGenerationRequest(Open):
+    """Generate images from a prompt; `quality`, `size` and `style` are accepted and dropped."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"prompt": "A cat in a tree", "n": 1, "response_format": "url"},
+                {
+                    "prompt": "A lighthouse at dusk",
+                    "model": "grok-2-image",
+                    "response_format": "b64_json",
+                },
+            ]
+        }
+    )
+
+    prompt: str = Field(min_length=1, description="What to draw.")
+    model: str | None = Field(default=None, description="Defaults to DEFAULT_IMAGE_MODEL.")
+    n: int | None = Field(default=None, ge=1, le=10)
+    response_format: Literal["url", "b64_json"] | None = None
+    user: str | None = None
+    aspect_ratio: str | None = Field(default=None, description="grok-imagine models only.")
+    resolution: str | None = Field(default=None, description="grok-imagine models only.")
+    quality: Any = Field(default=None, description="Not supported by xAI: dropped.")
+    size: Any = Field(default=None, description="Not supported by xAI: dropped.")
+    style: Any = Field(default=None, description="Not supported by xAI: dropped.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, prompt: str) -> str:
+        if not prompt.strip():
+            raise ValueError("must not be blank")
+        return prompt
