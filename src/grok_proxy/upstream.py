@@ -13,7 +13,6 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-import aiohttp
 import httpx
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,6 +30,7 @@ from grok_proxy.errors import (
     upstream_error,
 )
 from grok_proxy.sse import SseRelay, wait_for_disconnect
+from grok_proxy.transport import AiohttpTransport
 
 log = logging.getLogger("grok_proxy.upstream")
 
@@ -139,17 +139,7 @@ def relayed_headers(response: httpx.Response) -> list[tuple[bytes, bytes]]:
 
 
 def transport_failure(exc: httpx.TransportError, read_timeout: float) -> ProxyError:
-    """Map a failure to reach or read the upstream onto 502 (unreachable) or 504 (too slow).
-
-    The aiohttp transport reports every lost connection as `ConnectTimeout`, so the
-    aiohttp exception underneath decides what really happened.
-    """
-    cause = exc.__cause__
-    if isinstance(cause, aiohttp.ClientConnectorError) or (
-        isinstance(cause, aiohttp.ClientConnectionError)
-        and not isinstance(cause, aiohttp.ServerTimeoutError | asyncio.TimeoutError)
-    ):
-        return UpstreamUnreachable(f"Could not reach the upstream API: {_describe(cause)}.")
+    """Map a failure to reach or read the upstream onto 502 (unreachable) or 504 (too slow)."""
     if isinstance(exc, httpx.ReadTimeout):
         return UpstreamTimeout(f"The upstream API sent nothing for {read_timeout:g} seconds.")
     if isinstance(exc, httpx.TimeoutException):
@@ -192,25 +182,10 @@ class Upstream:
             pool=settings.xai_connect_timeout,
         )
         self.client = httpx.AsyncClient(
-            transport=transport or self._fast_transport(settings), timeout=timeout
+            transport=transport or AiohttpTransport(settings.xai_pool_size), timeout=timeout
         )
         # httpx's default headers (its user agent, gzip) are not the caller's: send none.
         self.client.headers = httpx.Headers()
-
-    @staticmethod
-    def _fast_transport(settings: Settings) -> httpx.AsyncBaseTransport:
-        # httpx-aiohttp keeps httpx's interface on aiohttp's connection pool, which is
-        # ~4x faster here under concurrency (docs/benchmarks.md). It ignores
-        # httpx.Limits, so the pool size goes to aiohttp's connector directly.
-        from httpx_aiohttp import AiohttpTransport
-
-        def session() -> aiohttp.ClientSession:
-            connector = aiohttp.TCPConnector(
-                limit=settings.xai_pool_size, limit_per_host=0, ttl_dns_cache=300
-            )
-            return aiohttp.ClientSession(connector=connector, auto_decompress=False)
-
-        return AiohttpTransport(client=session)
 
     async def aclose(self) -> None:
         await self.client.aclose()

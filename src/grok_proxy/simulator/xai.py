@@ -2,6 +2,7 @@
 
 Faults ride in the model name, so they pass through the proxy untouched:
 ``grok-4@status=429,retry_after=2`` or ``grok-4@chunks=50,pace=20,cut=10``.
+Routes without a model take the same directives from a ``sim`` query parameter.
 
 =============  ==============================================================
 directive      effect
@@ -10,30 +11,31 @@ status=N       answer HTTP N with an xAI-shaped error body
 retry_after=S  with status: send `Retry-After: S`
 body=KIND      with status (or alone, as 200): `html` page, `malformed` JSON, `empty`
 delay=MS       wait MS milliseconds before the response headers
-chunks=N       stream N content chunks (default: one per word of the reply)
-pace=MS        wait MS milliseconds between stream events
-cut=K          drop the connection after K content chunks
-stall=K        stop sending after K content chunks, and never finish
+chunks=N       answer with N pieces (default: one per word of the reply)
+pace=MS        wait MS milliseconds before each streamed piece
+cut=K          drop the connection before piece K of a stream
+stall=K        stop sending before piece K of a stream, and never finish
 =============  ==============================================================
 
 Tests look inside through ``GET /_sim/requests`` (what arrived), ``GET /_sim/stats``
-(counters, including streams the client cancelled) and ``POST /_sim/reset``.
+(counters, including requests and streams the client cancelled) and ``POST /_sim/reset``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 
+from grok_proxy.simulator import shapes
 from grok_proxy.simulator.server import Cut, Outcome, Reply, SimRequest, Stream
 
-REPLY_TEXT = "Hello! This is the grok-proxy simulator standing in for xAI."
-FINGERPRINT = "fp_sim0001"
+JSON = dict[str, Any]
+Route = Callable[[SimRequest], "Outcome | Awaitable[Outcome]"]
 
 # xAI's error `code` strings are gRPC status descriptions.
 ERROR_CODES = {
@@ -74,18 +76,29 @@ def xai_error(
     return Reply(status, orjson.dumps(body), headers=headers or [])
 
 
-def parse_directives(model: str) -> tuple[str, dict[str, str]]:
-    """`grok-4@pace=20,cut=3` -> (`grok-4`, {"pace": "20", "cut": "3"})."""
-    name, _, spec = model.partition("@")
+def missing_field(name: str) -> Reply:
+    return xai_error(
+        422, f"Failed to deserialize the JSON body into the target type: missing field `{name}`"
+    )
+
+
+def parse_directives(spec: str) -> dict[str, str]:
+    """`pace=20,cut=3` -> {"pace": "20", "cut": "3"}."""
     directives = {}
     for item in spec.split(","):
         key, _, value = item.partition("=")
         if key:
             directives[key.strip()] = value.strip()
-    return name, directives
+    return directives
 
 
-def _int(directives: dict[str, str], key: str, default: int = 0) -> int:
+def split_model(model: str) -> tuple[str, dict[str, str]]:
+    """`grok-4@pace=20` -> (`grok-4`, {"pace": "20"})."""
+    name, _, spec = model.partition("@")
+    return name, parse_directives(spec)
+
+
+def number(directives: dict[str, str], key: str, default: int = 0) -> int:
     try:
         return int(directives.get(key, default))
     except ValueError:
@@ -99,12 +112,31 @@ class Simulator:
         self.requests: deque[SimRequest] = deque(maxlen=2000)
         self.stats: dict[str, int] = {}
         self.sequence = 0
-        self.routes: dict[tuple[str, str], Callable[[SimRequest], Outcome | Awaitable[Outcome]]] = {
+        self.stored: dict[str, JSON] = {}
+        self.exact: dict[tuple[str, str], Route] = {
             ("POST", "/v1/chat/completions"): self.chat_completions,
+            ("POST", "/v1/completions"): self.completions,
+            ("POST", "/v1/images/generations"): self.images,
+            ("POST", "/v1/images/edits"): self.images,
+            ("POST", "/v1/embeddings"): self.embeddings,
+            ("POST", "/v1/tokenize-text"): self.tokenize,
+            ("POST", "/v1/messages"): self.messages,
+            ("POST", "/v1/responses"): self.responses,
+            ("GET", "/v1/models"): self.list_models,
+            ("GET", "/v1/language-models"): self.language_models,
+            ("GET", "/v1/api-key"): self.api_key,
+            ("POST", "/v1/files"): self.upload_file,
             ("GET", "/_sim/requests"): self.list_requests,
             ("GET", "/_sim/stats"): self.get_stats,
             ("POST", "/_sim/reset"): self.reset,
         }
+        # Routes with an id at the end of the path.
+        self.by_prefix: list[tuple[str, str, Callable[[SimRequest, str], Outcome]]] = [
+            ("GET", "/v1/models/", self.retrieve_model),
+            ("GET", "/v1/responses/", self.retrieve_response),
+            ("DELETE", "/v1/responses/", self.delete_response),
+            ("GET", "/v1/chat/deferred-completion/", self.deferred_completion),
+        ]
         self.reset(None)
 
     # plumbing
@@ -114,37 +146,120 @@ class Simulator:
     def count_cancel(self, streaming: bool) -> None:
         self.count("streams_cancelled" if streaming else "requests_cancelled")
 
+    def next_id(self) -> str:
+        self.sequence += 1
+        return f"00000000-0000-4000-8000-{self.sequence:012d}"
+
     def handle(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
-        route = self.routes.get((request.method, request.path))
-        if not request.path.startswith("/_sim/"):
-            self.requests.append(request)
-            self.count("requests")
-        if route is None:
-            return xai_error(404, f"No route {request.method} {request.path} in the simulator.")
-        if not request.path.startswith("/_sim/"):
-            refused = self.check_key(request)
-            if refused is not None:
-                return refused
-        return route(request)
+        if request.path.startswith("/_sim/"):
+            route = self.exact.get((request.method, request.path))
+            return route(request) if route else xai_error(404, "No such simulator control.")
+        self.requests.append(request)
+        self.count("requests")
+        refused = self.check_key(request)
+        if refused is not None:
+            return refused
+        route = self.exact.get((request.method, request.path))
+        if route is not None:
+            return route(request)
+        for method, prefix, handler in self.by_prefix:
+            if request.method == method and request.path.startswith(prefix):
+                return handler(request, request.path[len(prefix) :])
+        return xai_error(404, f"No route {request.method} {request.path}.")
 
     @staticmethod
     def check_key(request: SimRequest) -> Reply | None:
         auth = request.headers.get("authorization", "")
-        if not auth.startswith("Bearer ") or not auth[7:].strip():
+        key = auth[7:].strip() if auth.startswith("Bearer ") else ""
+        key = key or request.headers.get("x-api-key", "").strip()
+        if not key:
             return xai_error(401)
-        key = auth[7:].strip()
         if "invalid" in key:
-            shown = f"{key[:2]}***{key[-2:]}"
             return xai_error(
                 400,
-                f"Incorrect API key provided: {shown}. You can obtain an API key from "
-                "https://console.x.ai.",
+                f"Incorrect API key provided: {key[:2]}***{key[-2:]}. You can obtain an API key "
+                "from https://console.x.ai.",
             )
         return None
 
-    def next_id(self) -> str:
-        self.sequence += 1
-        return f"00000000-0000-4000-8000-{self.sequence:012d}_us-east-1"
+    @staticmethod
+    def json_body(request: SimRequest) -> JSON | Reply:
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            return xai_error(400, "Failed to parse the request body as JSON.")
+        if not isinstance(body, dict):
+            return xai_error(422, "Failed to deserialize the JSON body: expected an object.")
+        return body
+
+    def model_of(self, body: JSON, required: bool = True) -> tuple[str, dict[str, str]] | Reply:
+        model = body.get("model")
+        if not isinstance(model, str):
+            return missing_field("model") if required else ("grok-4", {})
+        name, directives = split_model(model)
+        if not shapes.known_model(name):
+            return xai_error(
+                404, f"The model {name} does not exist or your team does not have access to it."
+            )
+        return name, directives
+
+    # faults shared by every route
+    def answer(
+        self, directives: dict[str, str], normal: Callable[[], Outcome]
+    ) -> Outcome | Awaitable[Outcome]:
+        """The normal answer, or the fault the directives ask for, after any delay."""
+        status = number(directives, "status")
+        body_kind = directives.get("body")
+        make = normal
+        if status or body_kind:
+            fault = self.faulty_reply(status or 200, body_kind, directives)
+            make = lambda: fault  # noqa: E731
+        delay = number(directives, "delay")
+        if delay <= 0:
+            return make()
+
+        async def later() -> Outcome:
+            await asyncio.sleep(delay / 1000)
+            return make()
+
+        return later()
+
+    @staticmethod
+    def faulty_reply(status: int, body_kind: str | None, directives: dict[str, str]) -> Reply:
+        headers = []
+        if "retry_after" in directives:
+            headers.append(("retry-after", directives["retry_after"]))
+        if body_kind == "html":
+            return Reply(status, HTML_PAGE, content_type="text/html", headers=headers)
+        if body_kind == "malformed":
+            return Reply(status, b'{"id": "broken", "choices": [', headers=headers)
+        if body_kind == "empty":
+            return Reply(status, b"", headers=headers)
+        return xai_error(status, headers=headers)
+
+    def stream(self, events: list[bytes], directives: dict[str, str], head: int = 1) -> Stream:
+        """Send `events`; pace/cut/stall count the pieces after the first `head` events."""
+        return Stream(self.paced(events, directives, head))
+
+    async def paced(
+        self, events: list[bytes], directives: dict[str, str], head: int
+    ) -> AsyncIterator[bytes]:
+        self.count("streams_started")
+        pace = number(directives, "pace") / 1000
+        cut = number(directives, "cut", -1)
+        stall = number(directives, "stall", -1)
+        for index, event in enumerate(events):
+            piece = index - head
+            if piece >= 0:
+                if pace:
+                    await asyncio.sleep(pace)
+                if piece == cut:
+                    self.count("streams_cut")
+                    raise Cut
+                if piece == stall:
+                    await asyncio.Event().wait()
+            yield event
+        self.count("streams_completed")
 
     # introspection
     def list_requests(self, request: SimRequest) -> Reply:
@@ -165,6 +280,7 @@ class Simulator:
 
     def reset(self, request: SimRequest | None) -> Reply:
         self.requests.clear()
+        self.stored.clear()
         self.stats = {
             "requests": 0,
             "streams_started": 0,
@@ -175,149 +291,203 @@ class Simulator:
         }
         return Reply(200, b'{"reset":true}')
 
-    # faults shared by every model-bearing route
-    def faults(
-        self, directives: dict[str, str], answer: Callable[[], Outcome]
-    ) -> Outcome | Awaitable[Outcome]:
-        """Apply status/body/delay directives around a route's normal answer."""
-        status = _int(directives, "status")
-        body_kind = directives.get("body")
-        if status or body_kind:
-            reply = self.faulty_reply(status or 200, body_kind, directives)
-            answer = lambda: reply  # noqa: E731
-        delay = _int(directives, "delay")
-        if delay <= 0:
-            return answer()
-
-        async def later() -> Outcome:
-            await asyncio.sleep(delay / 1000)
-            return answer()
-
-        return later()
-
-    @staticmethod
-    def faulty_reply(status: int, body_kind: str | None, directives: dict[str, str]) -> Reply:
-        headers = []
-        if "retry_after" in directives:
-            headers.append(("retry-after", directives["retry_after"]))
-        if body_kind == "html":
-            return Reply(status, HTML_PAGE, content_type="text/html", headers=headers)
-        if body_kind == "malformed":
-            return Reply(status, b'{"id": "broken", "choices": [', headers=headers)
-        if body_kind == "empty":
-            return Reply(status, b"", headers=headers)
-        return xai_error(status, headers=headers)
-
-    # chat completions
+    # inference routes
     def chat_completions(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
-        try:
-            body = orjson.loads(request.body)
-        except orjson.JSONDecodeError:
-            return xai_error(400, "Failed to parse the request body as JSON.")
-        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-            return xai_error(422, "Failed to deserialize the JSON body: missing field `model`.")
-        model, directives = parse_directives(body["model"])
-        if not model.startswith("grok") and model not in {"latest"}:
-            return xai_error(
-                404,
-                f"The model {model} does not exist or your team does not have access to it.",
+        body = self.json_body(request)
+        if isinstance(body, Reply):
+            return body
+        if "messages" not in body:
+            return missing_field("messages")
+        found = self.model_of(body)
+        if isinstance(found, Reply):
+            return found
+        model, directives = found
+        response_id = self.next_id() + "_us-east-1"
+        if body.get("deferred"):
+            self.stored[response_id] = {"model": model, "pending": "pending" in directives}
+            return self.answer(
+                directives, lambda: Reply(200, orjson.dumps({"request_id": response_id}))
             )
-        chunks = self.reply_chunks(directives)
-        usage = self.usage(body, len(chunks))
+        pieces = shapes.words(number(directives, "chunks"))
+        usage = shapes.chat_usage(body, len(pieces))
         if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            events = self.chat_events(model, chunks, usage if include_usage else None, directives)
-            return self.faults(directives, lambda: Stream(events))
-        return self.faults(directives, lambda: Reply(200, self.chat_body(model, chunks, usage)))
+            wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            events = shapes.chat_events(response_id, model, pieces, usage if wants_usage else None)
+            return self.answer(directives, lambda: self.stream(events, directives))
+        completion = shapes.chat_completion(response_id, model, pieces, usage)
+        return self.answer(directives, lambda: Reply(200, orjson.dumps(completion)))
 
-    @staticmethod
-    def reply_chunks(directives: dict[str, str]) -> list[str]:
-        count = _int(directives, "chunks")
-        if count > 0:
-            return [f"tok{i} " for i in range(count)]
-        words = REPLY_TEXT.split(" ")
-        return [word + " " for word in words[:-1]] + [words[-1]]
-
-    @staticmethod
-    def usage(body: dict[str, Any], completion_tokens: int) -> dict[str, Any]:
-        prompt_tokens = max(1, len(orjson.dumps(body.get("messages", []))) // 4)
-        return {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {
-                "text_tokens": prompt_tokens,
-                "audio_tokens": 0,
-                "image_tokens": 0,
-                "cached_tokens": 0,
-            },
-            "completion_tokens_details": {
-                "reasoning_tokens": 0,
-                "audio_tokens": 0,
-                "accepted_prediction_tokens": 0,
-                "rejected_prediction_tokens": 0,
-            },
-            "num_sources_used": 0,
-        }
-
-    def chat_body(self, model: str, chunks: list[str], usage: dict[str, Any]) -> bytes:
-        return orjson.dumps(
-            {
-                "id": self.next_id(),
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {
-                            "role": "assistant",
-                            "content": "".join(chunks),
-                            "refusal": None,
-                        },
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": usage,
-                "system_fingerprint": FINGERPRINT,
-            }
+    def deferred_completion(self, request: SimRequest, request_id: str) -> Outcome:
+        entry = self.stored.get(request_id)
+        if entry is None:
+            return xai_error(404, f"No deferred request {request_id}, or it was already fetched.")
+        if entry["pending"]:
+            return Reply(202, b"")
+        del self.stored[request_id]
+        pieces = shapes.words(0)
+        usage = shapes.chat_usage({}, len(pieces))
+        return Reply(
+            200, orjson.dumps(shapes.chat_completion(request_id, entry["model"], pieces, usage))
         )
 
-    async def chat_events(
-        self,
-        model: str,
-        chunks: list[str],
-        usage: dict[str, Any] | None,
-        directives: dict[str, str],
-    ) -> AsyncIterator[bytes]:
-        """xAI's framing: role chunk, content chunks, finish chunk, usage chunk, [DONE]."""
-        self.count("streams_started")
-        head = {
-            "id": self.next_id(),
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-        }
-        pace = _int(directives, "pace") / 1000
-        cut = _int(directives, "cut", -1)
-        stall = _int(directives, "stall", -1)
+    def completions(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
+        body = self.json_body(request)
+        if isinstance(body, Reply):
+            return body
+        if "prompt" not in body:
+            return missing_field("prompt")
+        found = self.model_of(body)
+        if isinstance(found, Reply):
+            return found
+        model, directives = found
+        pieces = shapes.words(number(directives, "chunks"))
+        response_id = self.next_id()
+        if body.get("stream"):
+            events = shapes.text_completion_events(response_id, model, pieces)
+            return self.answer(directives, lambda: self.stream(events, directives, head=0))
+        usage = shapes.chat_usage(body, len(pieces))
+        completion = shapes.text_completion(response_id, model, pieces, usage)
+        return self.answer(directives, lambda: Reply(200, orjson.dumps(completion)))
 
-        def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-            chunk = {**head, "choices": choices, **extra, "system_fingerprint": FINGERPRINT}
-            return b"data: " + orjson.dumps(chunk) + b"\n\n"
+    def images(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
+        body = self.json_body(request)
+        if isinstance(body, Reply):
+            return body
+        if not isinstance(body.get("prompt"), str):
+            return missing_field("prompt")
+        for unsupported in ("size", "quality", "style"):
+            if unsupported in body:
+                return xai_error(400, f"Argument not supported: {unsupported}")
+        found = self.model_of(body, required=False)
+        if isinstance(found, Reply):
+            return found
+        _, directives = found
+        count = body.get("n") or 1
+        if not isinstance(count, int) or not 1 <= count <= 10:
+            return xai_error(400, "n must be between 1 and 10.")
+        self.sequence += 1
+        answer = shapes.images(
+            body["prompt"], count, body.get("response_format") or "url", self.sequence
+        )
+        return self.answer(directives, lambda: Reply(200, orjson.dumps(answer)))
 
-        yield event([{"index": 0, "delta": {"role": "assistant"}}])
-        for i, text in enumerate(chunks):
-            if pace:
-                await asyncio.sleep(pace)
-            if i == cut:
-                self.count("streams_cut")
-                raise Cut
-            if i == stall:
-                await asyncio.Event().wait()
-            yield event([{"index": 0, "delta": {"content": text}}])
-        yield event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
-        if usage is not None:
-            yield event([], usage=usage)
-        yield b"data: [DONE]\n\n"
-        self.count("streams_completed")
+    def embeddings(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
+        body = self.json_body(request)
+        if isinstance(body, Reply):
+            return body
+        if "input" not in body:
+            return missing_field("input")
+        found = self.model_of(body)
+        if isinstance(found, Reply):
+            return found
+        model, directives = found
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        if inputs and all(isinstance(i, int) for i in inputs):
+            inputs = [inputs]
+        dimensions = body.get("dimensions") or 8
+        answer = shapes.embeddings(
+            model, inputs, dimensions, body.get("encoding_format") or "float"
+        )
+        return self.answer(directives, lambda: Reply(200, orjson.dumps(answer)))
+
+    def tokenize(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
+        body = self.json_body(request)
+        if isinstance(body, Reply):
+            return body
+        if not isinstance(body.get("text"), str):
+            return missing_field("text")
+        found = self.model_of(body)
+        if isinstance(found, Reply):
+            return found
+        _, directives = found
+        return self.answer(
+            directives, lambda: Reply(200, orjson.dumps(shapes.tokens(body["text"])))
+        )
+
+    def messages(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
+        body = self.json_body(request)
+        if isinstance(body, Reply):
+            return body
+        for field in ("messages", "max_tokens"):
+            if field not in body:
+                return missing_field(field)
+        found = self.model_of(body)
+        if isinstance(found, Reply):
+            return found
+        model, directives = found
+        pieces = shapes.words(number(directives, "chunks"))
+        message_id = self.next_id()
+        input_tokens = max(1, len(orjson.dumps(body["messages"])) // 4)
+        if body.get("stream"):
+            events = shapes.anthropic_events(message_id, model, pieces, input_tokens)
+            return self.answer(directives, lambda: self.stream(events, directives, head=2))
+        message = shapes.anthropic_message(message_id, model, pieces, input_tokens)
+        return self.answer(directives, lambda: Reply(200, orjson.dumps(message)))
+
+    def responses(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
+        body = self.json_body(request)
+        if isinstance(body, Reply):
+            return body
+        if "input" not in body:
+            return missing_field("input")
+        found = self.model_of(body, required=False)
+        if isinstance(found, Reply):
+            return found
+        model, directives = found
+        pieces = shapes.words(number(directives, "chunks"))
+        response_id = "resp_" + self.next_id()
+        response = shapes.model_response(response_id, model, pieces)
+        if body.get("store", True):
+            self.stored[response_id] = response
+        if body.get("stream"):
+            events = shapes.response_events(response_id, model, pieces)
+            return self.answer(directives, lambda: self.stream(events, directives))
+        return self.answer(directives, lambda: Reply(200, orjson.dumps(response)))
+
+    def retrieve_response(self, request: SimRequest, response_id: str) -> Outcome:
+        response = self.stored.get(response_id)
+        if response is None:
+            return xai_error(404, f"Response {response_id} not found.")
+        return Reply(200, orjson.dumps(response))
+
+    def delete_response(self, request: SimRequest, response_id: str) -> Outcome:
+        if self.stored.pop(response_id, None) is None:
+            return xai_error(404, f"Response {response_id} not found.")
+        return Reply(200, orjson.dumps({"id": response_id, "object": "response", "deleted": True}))
+
+    # catalogue and account routes
+    def list_models(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
+        directives = parse_directives(parse_qs(request.query).get("sim", [""])[0])
+        return self.answer(
+            directives, lambda: Reply(200, orjson.dumps({"data": shapes.MODELS, "object": "list"}))
+        )
+
+    def retrieve_model(self, request: SimRequest, model_id: str) -> Outcome:
+        for model in shapes.MODELS:
+            if model["id"] == model_id:
+                return Reply(200, orjson.dumps(model))
+        return xai_error(404, f"Model not found: {model_id}")
+
+    def language_models(self, request: SimRequest) -> Outcome:
+        return Reply(200, orjson.dumps(shapes.language_models()))
+
+    def api_key(self, request: SimRequest) -> Outcome:
+        auth = request.headers.get("authorization", "")
+        return Reply(200, orjson.dumps(shapes.api_key_info(auth.removeprefix("Bearer "))))
+
+    def upload_file(self, request: SimRequest) -> Outcome:
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
+            return xai_error(415, "Expected a multipart/form-data upload.")
+        file_id = "file-" + self.next_id()
+        return Reply(
+            200,
+            orjson.dumps(
+                {
+                    "id": file_id,
+                    "object": "file",
+                    "bytes": len(request.body),
+                    "purpose": "assistants",
+                }
+            ),
+        )
