@@ -49,6 +49,8 @@ def create_app(
         version=__version__,
         summary="A fast, faithful local gateway to the xAI (Grok) API.",
         lifespan=lifespan,
+        # FastAPI's built-in OpenTelemetry hooks cost time on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.include_router(health.router)

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from grok_proxy.errors import Flavor, ProxyError, UpstreamUnreachable
+from grok_proxy.transport import UpstreamResponse
 
 log = logging.getLogger("grok_proxy.sse")
 
@@ -37,10 +38,36 @@ def error_event(flavor: Flavor, error: ProxyError) -> bytes:
     return b"data: " + envelope + b"\n\n"
 
 
-async def wait_for_disconnect(receive: Receive) -> None:
-    """Return once the caller has hung up (any request body must already be read)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
+class HangUpWatch:
+    """Cancels the current task if the caller hangs up while the block runs.
+
+    One watcher task per request listens for `http.disconnect` (uvicorn's send() stays
+    quiet after a hang-up, so nothing else would notice). The request body must already
+    have been read. After the block, `gone` says whether the caller left; the
+    cancellation it caused has then been withdrawn, so cleanup can still await.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.gone = False
+
+    def __enter__(self) -> HangUpWatch:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.watcher = asyncio.ensure_future(self._watch())
+        return self
+
+    async def _watch(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        self.task.cancel()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.watcher.cancel()
+        if self.gone:
+            self.task.uncancel()
 
 
 class SseRelay(Response):
@@ -48,7 +75,7 @@ class SseRelay(Response):
 
     def __init__(
         self,
-        upstream: httpx.Response,
+        upstream: UpstreamResponse,
         *,
         headers: list[tuple[bytes, bytes]],
         flavor: Flavor,
@@ -56,7 +83,7 @@ class SseRelay(Response):
         describe_failure: Callable[[httpx.TransportError], ProxyError],
     ) -> None:
         self.upstream = upstream
-        self.status_code = upstream.status_code
+        self.status_code = upstream.status
         self.raw_headers = headers
         self.flavor = flavor
         self.done_markers = done_markers
@@ -66,20 +93,16 @@ class SseRelay(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Starlette's StreamingResponse only watches for a disconnect on ASGI 2.3 servers,
         # and uvicorn's send() stays quiet after one: watch for it here, on every server.
-        pump = asyncio.ensure_future(self._pump(send))
-        watcher = asyncio.ensure_future(wait_for_disconnect(receive))
+        watch = HangUpWatch(receive)
         try:
-            await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (pump, watcher):
-                task.cancel()
-            await asyncio.gather(pump, watcher, return_exceptions=True)
-            await self.upstream.aclose()
-        if pump.done() and not pump.cancelled():
-            if (exc := pump.exception()) is not None:
-                raise exc
-        else:
+            with watch:
+                await self._pump(send)
+        except asyncio.CancelledError:
+            if not watch.gone:
+                raise
             log.info("caller hung up mid-stream; upstream stream closed")
+        finally:
+            await self.upstream.aclose()
 
     def _ends(self, events: bytes) -> bool:
         return any(marker in events for marker in self.done_markers)
@@ -92,7 +115,7 @@ class SseRelay(Response):
         completed = not self.done_markers
         failure: ProxyError | None = None
         try:
-            async for chunk in self.upstream.aiter_raw():
+            async for chunk in self.upstream.chunks():
                 data = pending + chunk if pending else chunk
                 end = last_event_end(data)
                 if end == 0:

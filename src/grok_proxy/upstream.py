@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
 
 import httpx
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive
 
 from grok_proxy.config import Settings
 from grok_proxy.errors import (
@@ -29,12 +27,16 @@ from grok_proxy.errors import (
     envelope_bytes,
     upstream_error,
 )
-from grok_proxy.sse import SseRelay, wait_for_disconnect
-from grok_proxy.transport import AiohttpTransport
+from grok_proxy.sse import HangUpWatch, SseRelay
+from grok_proxy.transport import (
+    AiohttpConnector,
+    Connector,
+    HttpxConnector,
+    RawHeaders,
+    Timeouts,
+)
 
 log = logging.getLogger("grok_proxy.upstream")
-
-T = TypeVar("T")
 
 # Request headers a caller may send upstream. Everything else (Cookie, Host, hop-by-hop
 # headers, proxy credentials) stays here; Authorization is rebuilt from the caller's key.
@@ -54,16 +56,16 @@ FORWARDED_REQUEST_PREFIXES = ("x-stainless-",)
 # Response headers worth handing back: ids for support tickets, rate-limit state, back-off.
 RELAYED_RESPONSE_HEADERS = frozenset(
     {
-        "content-type",
-        "retry-after",
-        "retry-after-ms",
-        "x-request-id",
-        "request-id",
-        "cf-ray",
-        "location",
+        b"content-type",
+        b"retry-after",
+        b"retry-after-ms",
+        b"x-request-id",
+        b"request-id",
+        b"cf-ray",
+        b"location",
     }
 )
-RELAYED_RESPONSE_PREFIXES = ("x-ratelimit-", "ratelimit", "anthropic-ratelimit-", "x-xai-")
+RELAYED_RESPONSE_PREFIXES = (b"x-ratelimit-", b"ratelimit", b"anthropic-ratelimit-", b"x-xai-")
 
 # Streams must not be compressed by anyone on the way: each event has to reach the
 # caller as soon as it exists, and errors are injected at event boundaries.
@@ -73,10 +75,6 @@ STREAM_HEADERS = (
 )
 
 JsonHook = Callable[[bytes], bytes]
-
-
-class ClientGone(Exception):
-    """The caller hung up before the answer was ready."""
 
 
 def caller_key(request: Request, *, allow_x_api_key: bool = False) -> str:
@@ -128,12 +126,12 @@ def upstream_headers(request: Request, key: str) -> dict[str, str]:
     return headers
 
 
-def relayed_headers(response: httpx.Response) -> list[tuple[bytes, bytes]]:
-    """The upstream response headers the caller gets back."""
+def relayed_headers(raw_headers: RawHeaders) -> RawHeaders:
+    """The upstream response headers the caller gets back, names in lower case for ASGI."""
     return [
-        (name.lower(), value)
-        for name, value in response.headers.raw
-        if (lowered := name.lower().decode("latin-1")) in RELAYED_RESPONSE_HEADERS
+        (lowered, value)
+        for name, value in raw_headers
+        if (lowered := name.lower()) in RELAYED_RESPONSE_HEADERS
         or lowered.startswith(RELAYED_RESPONSE_PREFIXES)
     ]
 
@@ -152,43 +150,25 @@ def _describe(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-async def until_disconnect(receive: Receive, work: Coroutine[Any, Any, T]) -> T:
-    """Run `work` unless the caller hangs up first; then cancel it and raise ClientGone."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(wait_for_disconnect(receive))
-    try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if not task.done():
-        # Cancelling the request closes its upstream connection; nobody is waiting for it.
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        raise ClientGone
-    return task.result()
-
-
 class Upstream:
-    """The shared HTTP client of one worker and the one way to forward a request through it."""
+    """The shared connection pool of one worker and the one way to forward a request through it."""
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
         self.settings = settings
         self.base_url = settings.xai_base_url
-        timeout = httpx.Timeout(
+        timeouts = Timeouts(
             connect=settings.xai_connect_timeout,
             read=settings.xai_read_timeout,
-            write=settings.xai_read_timeout,
-            # aiohttp counts the wait for a free pooled connection into this one.
             pool=settings.xai_connect_timeout,
         )
-        self.client = httpx.AsyncClient(
-            transport=transport or AiohttpTransport(settings.xai_pool_size), timeout=timeout
+        self.connector: Connector = (
+            AiohttpConnector(settings.xai_pool_size, timeouts)
+            if transport is None
+            else HttpxConnector(transport, timeouts)
         )
-        # httpx's default headers (its user agent, gzip) are not the caller's: send none.
-        self.client.headers = httpx.Headers()
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.connector.aclose()
 
     async def forward(
         self,
@@ -216,54 +196,67 @@ class Upstream:
         outgoing = upstream_headers(request, key)
         if headers:
             outgoing.update(headers)
-        upstream_request = self.client.build_request(
-            method or request.method, url, headers=outgoing, content=body
-        )
+        watch = HangUpWatch(request.receive)
+        response: Response | None = None
         try:
-            return await until_disconnect(
-                request.receive,
-                self._exchange(upstream_request, flavor, done_markers, on_json),
-            )
-        except ClientGone:
+            with watch:
+                response = await self._exchange(
+                    method or request.method,
+                    url,
+                    headers=outgoing,
+                    body=body,
+                    flavor=flavor,
+                    done_markers=done_markers,
+                    on_json=on_json,
+                )
+        except asyncio.CancelledError:
+            if not watch.gone:
+                raise
+        except httpx.TransportError as exc:
+            raise transport_failure(exc, self.settings.xai_read_timeout) from None
+        if watch.gone:
+            if isinstance(response, SseRelay):
+                await response.upstream.aclose()
             log.info("caller hung up before the answer; upstream request closed: %s", path)
             # 499 is nginx's "client closed request": it only ever reaches the access log.
             return Response(status_code=499)
-        except httpx.TransportError as exc:
-            raise transport_failure(exc, self.settings.xai_read_timeout) from None
+        assert response is not None
+        return response
 
     async def _exchange(
         self,
-        upstream_request: httpx.Request,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        body: bytes | None,
         flavor: Flavor,
         done_markers: tuple[bytes, ...],
         on_json: JsonHook | None,
     ) -> Response:
-        response = await self.client.send(upstream_request, stream=True)
-        content_type = response.headers.get("content-type", "")
-        if response.status_code < 400 and content_type.startswith("text/event-stream"):
+        upstream = await self.connector.send(method, url, headers, body)
+        content_type = upstream.header("content-type")
+        if upstream.status < 400 and content_type.startswith("text/event-stream"):
             # Ownership of the open response passes to the relay, which closes it.
             return SseRelay(
-                response,
-                headers=relayed_headers(response) + list(STREAM_HEADERS),
+                upstream,
+                headers=relayed_headers(upstream.raw_headers) + list(STREAM_HEADERS),
                 flavor=flavor,
                 done_markers=done_markers,
                 describe_failure=lambda exc: transport_failure(exc, self.settings.xai_read_timeout),
             )
-        try:
-            body = await response.aread()
-        finally:
-            await response.aclose()
-        if response.status_code >= 400:
-            error = upstream_error(response.status_code, body, content_type)
+        content = await upstream.read()
+        if upstream.status >= 400:
+            error = upstream_error(upstream.status, content, content_type)
             answer = Response(
                 envelope_bytes(flavor, error), error.status, media_type="application/json"
             )
             answer.raw_headers.extend(
-                pair for pair in relayed_headers(response) if pair[0] != b"content-type"
+                pair for pair in relayed_headers(upstream.raw_headers) if pair[0] != b"content-type"
             )
             return answer
-        if on_json is not None and body and content_type.startswith("application/json"):
-            body = on_json(body)
-        answer = Response(body, response.status_code)
-        answer.raw_headers.extend(relayed_headers(response))
+        if on_json is not None and content and content_type.startswith("application/json"):
+            content = on_json(content)
+        answer = Response(content, upstream.status)
+        answer.raw_headers.extend(relayed_headers(upstream.raw_headers))
         return answer
