@@ -18,8 +18,9 @@ from starlette.responses import Response
 from grok_proxy import __version__
 from grok_proxy.config import Settings, get_settings
 from grok_proxy.errors import Flavor, ProxyError, envelope_bytes, error_envelope
+from grok_proxy.middleware import V1Alias
 from grok_proxy.routes import api, chat, health, images, vision
-from grok_proxy.routes.shared import API_PREFIXES, DOCUMENTED_MODELS, validation_error
+from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
 from grok_proxy.upstream import Upstream
 
 log = logging.getLogger("grok_proxy")
@@ -53,14 +54,13 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
-    app.include_router(health.router)
-    for prefix in API_PREFIXES:
-        documented = prefix == API_PREFIXES[0]  # /v1 is the same API again
-        app.include_router(health.router, prefix=prefix, include_in_schema=False)
-        for area in (chat.router, images.router, vision.router, api.router):
-            app.include_router(area, prefix=prefix, include_in_schema=documented)
-        # Last, so that every explicit route wins over it.
-        app.include_router(api.passthrough, prefix=prefix, include_in_schema=documented)
+    # Routes go straight onto the app's router: include_router() would add a matching
+    # layer per router to every request. The pass-through comes last so that every
+    # explicit route wins over it.
+    for area in (health, chat, images, vision, api):
+        app.router.routes.extend(area.router.routes)
+    app.router.routes.extend(api.passthrough.routes)
+    app.add_middleware(V1Alias)
     _install_error_handlers(app)
     app.openapi = lambda: _openapi_schema(app)  # type: ignore[method-assign]
     return app

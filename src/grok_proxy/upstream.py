@@ -19,6 +19,7 @@ from starlette.responses import Response
 from grok_proxy.config import Settings
 from grok_proxy.errors import (
     Flavor,
+    InvalidRequest,
     MissingApiKey,
     PayloadTooLarge,
     ProxyError,
@@ -98,14 +99,21 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
+    # Read ASGI messages directly: Starlette's request.stream() is an async generator, and
+    # registering one per request was a tenth of the proxy's CPU time.
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise InvalidRequest("The caller hung up while sending the request body.")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -10,6 +9,7 @@ from grok_proxy.errors import Flavor
 from grok_proxy.routes.shared import (
     ANTHROPIC_DONE,
     RESPONSES_DONE,
+    area_router,
     forward_as_is,
     forward_validated,
     request_body,
@@ -20,7 +20,7 @@ from grok_proxy.schemas.messages import MessagesRequest
 from grok_proxy.schemas.responses import ResponsesRequest
 from grok_proxy.schemas.tokenize import TokenizeRequest
 
-router = APIRouter()
+router = area_router()
 
 
 @router.post(
@@ -107,7 +107,7 @@ async def retrieve_model(request: Request, model_id: str) -> Response:
     return await forward_as_is(request)
 
 
-passthrough = APIRouter(tags=["pass-through"])
+passthrough = area_router("pass-through")
 
 
 @passthrough.api_route(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from grok_proxy.routes.shared import forward_as_is, forward_validated, request_body
+from grok_proxy.routes.shared import area_router, forward_as_is, forward_validated, request_body
 from grok_proxy.schemas.chat import ChatCompletionRequest
 
-router = APIRouter(tags=["chat"])
+router = area_router("chat")
 
 
 @router.post(

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from starlette.requests import Request
 from starlette.responses import Response
 
 from grok_proxy import __version__
+from grok_proxy.routes.shared import API_PREFIX, LeanRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=LeanRoute)
 
 _HEALTHY = b'{"status":"healthy","version":"' + __version__.encode() + b'"}'
 
 
+@router.get(f"{API_PREFIX}/health", include_in_schema=False)
 @router.get(
     "/health",
     summary="Liveness of the proxy",
     responses={200: {"content": {"application/json": {"example": {"status": "healthy"}}}}},
 )
-async def health() -> Response:
+async def health(request: Request) -> Response:
     """`{"status": "healthy", "version": ...}` without touching the upstream."""
     return Response(_HEALTHY, media_type="application/json")

@@ -11,17 +11,22 @@ import time
 from functools import partial
 
 import orjson
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from grok_proxy.routes.shared import forward_translated, request_body, upstream_of, validated_body
+from grok_proxy.routes.shared import (
+    area_router,
+    forward_translated,
+    request_body,
+    upstream_of,
+    validated_body,
+)
 from grok_proxy.schemas.images import UNSUPPORTED_IMAGE_FIELDS, ImageGenerationRequest
 from grok_proxy.upstream import caller_key
 
 log = logging.getLogger("grok_proxy.images")
 
-router = APIRouter(tags=["images"])
+router = area_router("images")
 
 
 @router.post(

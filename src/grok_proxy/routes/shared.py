@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import orjson
+from fastapi import APIRouter
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from starlette.requests import Request
@@ -15,8 +18,8 @@ from grok_proxy.upstream import JsonHook, Upstream, caller_key, read_body
 
 M = TypeVar("M", bound=BaseModel)
 
-# The proxy serves xAI's API at both bases; upstream paths are relative to them.
-API_PREFIXES = ("/api/v1", "/v1")
+# Where the proxy serves xAI's API; `/v1/...` is an alias (see middleware.V1Alias).
+API_PREFIX = "/api/v1"
 
 # A validated body is JSON whatever the caller labelled it (curl -d sends a form type).
 JSON_BODY = {"content-type": "application/json"}
@@ -138,11 +141,30 @@ async def forward_as_is(request: Request) -> Response:
 def upstream_path(request: Request) -> str:
     """The request's path below the API prefix, still percent-encoded as the caller sent it."""
     raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
-    path = raw.decode("latin-1")
-    for prefix in API_PREFIXES:
-        if path.startswith(prefix + "/"):
-            return path[len(prefix) :]
-    return path
+    return raw.decode("latin-1").removeprefix(API_PREFIX)
+
+
+class LeanRoute(APIRoute):
+    """An APIRoute that calls its endpoint with the request and path parameters, nothing else.
+
+    The endpoints read and validate bodies themselves (to forward the exact bytes), so
+    FastAPI's per-request dependency solving would only cost time. OpenAPI still comes
+    from the endpoint's signature and `openapi_extra`.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            response: Response = await endpoint(request, **request.path_params)
+            return response
+
+        return handler
+
+
+def area_router(*tags: str) -> APIRouter:
+    """The router of one area of the API, mounted at API_PREFIX."""
+    return APIRouter(prefix=API_PREFIX, tags=list(tags), route_class=LeanRoute)
 
 
 def request_body(schema: type[BaseModel]) -> dict[str, Any]:

@@ -9,16 +9,21 @@ from functools import partial
 from typing import Any
 
 import orjson
-from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
 from grok_proxy.errors import InvalidRequest
-from grok_proxy.routes.shared import forward_translated, request_body, upstream_of, validated_body
+from grok_proxy.routes.shared import (
+    area_router,
+    forward_translated,
+    request_body,
+    upstream_of,
+    validated_body,
+)
 from grok_proxy.schemas.vision import VisionImage, VisionRequest
 from grok_proxy.upstream import caller_key
 
-router = APIRouter(tags=["vision"])
+router = area_router("vision")
 
 # xAI's documented limit for an image in a chat request.
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
