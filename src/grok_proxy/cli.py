@@ -65,6 +65,10 @@ def serve(host: str, port: int, workers: int) -> None:
         log_level=settings.log_level,
         # Per-request access lines come from grok-proxy itself, without keys.
         access_log=False,
-        # Keep-alive matches common load balancers (60 s idle), so they reuse connections.
+        # Keep-alive outlasts common load balancers' 60 s idle, so they reuse connections.
         timeout_keep_alive=75,
+        # X-Forwarded-For is trusted only from the addresses configured for it.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
+        server_header=False,
     )

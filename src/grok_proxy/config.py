@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     default_vision_model: str = Field(
         default="grok-2-vision-latest", description="Model used by /vision/analyze by default."
     )
+    forwarded_allow_ips: str = Field(
+        default="",
+        description=(
+            "Comma-separated addresses of load balancers whose X-Forwarded-For/-Proto headers "
+            "are trusted (`*` for any); empty trusts none."
+        ),
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Least severe log level written."
     )
