@@ -18,7 +18,8 @@ def sim() -> Iterator[Simulator]:
 @pytest.fixture(scope="session")
 def live(sim: Simulator) -> Iterator[Proxy]:
     """The proxy, as a real process, in front of the simulator."""
-    with proxy(sim.base_url) as running:
+    # Default settings, except that retries wait milliseconds instead of seconds.
+    with proxy(sim.base_url, xai_retry_backoff="0.01") as running:
         yield running
 
 

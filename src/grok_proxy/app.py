@@ -74,7 +74,7 @@ def create_app(
 def _install_error_handlers(app: FastAPI) -> None:
     async def proxy_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ProxyError)
-        return _error_response(exc.status, envelope_bytes(flavor_of(request), exc))
+        return _error_response(exc.status, envelope_bytes(flavor_of(request), exc), exc.headers)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,6 +28,54 @@ class Settings(BaseSettings):
     )
     xai_pool_size: int = Field(
         default=1000, ge=1, description="Most upstream connections open at once, per worker."
+    )
+    xai_max_retries: int = Field(
+        default=2,
+        ge=0,
+        description=(
+            "Retries after a connect error or a 429/502/503/504, only before any byte reached "
+            "the caller; 0 turns retrying off."
+        ),
+    )
+    xai_retry_backoff: float = Field(
+        default=0.5,
+        ge=0,
+        description="First retry waits about this many seconds; each next one doubles.",
+    )
+    xai_retry_max_wait: float = Field(
+        default=10.0,
+        ge=0,
+        description="Longest single wait between attempts, Retry-After included.",
+    )
+    xai_retry_deadline: float = Field(
+        default=30.0,
+        ge=0,
+        description="No retry starts later than this many seconds after the first attempt.",
+    )
+    sse_keepalive_seconds: float = Field(
+        default=15.0,
+        ge=0,
+        description="Send `: keep-alive` after this much upstream silence in a stream; 0: never.",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM, seconds for requests and streams in flight to finish.",
+    )
+    xai_api_key: SecretStr | None = Field(
+        default=None,
+        description="The server's own xAI key, sent upstream when GROK_PROXY_API_KEYS is set.",
+    )
+    grok_proxy_api_keys: str = Field(
+        default="",
+        description=(
+            "Comma-separated keys callers must present (then XAI_API_KEY goes upstream instead "
+            "of theirs), or `@/path/to/file` with one key per line. Empty: pure pass-through."
+        ),
+    )
+    cors_allow_origins: str = Field(
+        default="",
+        description="Comma-separated origins allowed to call from a browser (`*`: any).",
     )
     max_body_bytes: int = Field(
         default=25 * 1024 * 1024, ge=1, description="Largest request body accepted, in bytes."
@@ -54,6 +102,26 @@ class Settings(BaseSettings):
     def _strip_trailing_slash(cls, value: str) -> str:
         # Route paths start with "/", so a trailing slash would double it.
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _access_keys_need_a_server_key(self) -> Settings:
+        if self.grok_proxy_api_keys and self.xai_api_key is None:
+            raise ValueError("GROK_PROXY_API_KEYS is set, so XAI_API_KEY must be set too")
+        return self
+
+    def access_keys(self) -> tuple[str, ...]:
+        """The keys callers must present; empty for pure pass-through of their own keys."""
+        source = self.grok_proxy_api_keys.strip()
+        if source.startswith("@"):
+            with open(source[1:], encoding="utf-8") as keys_file:
+                source = keys_file.read()
+        keys = (key.strip() for key in source.replace(",", "\n").splitlines())
+        return tuple(key for key in keys if key and not key.startswith("#"))
+
+    @staticmethod
+    def split(value: str) -> list[str]:
+        """A comma-separated setting as a list."""
+        return [item.strip() for item in value.split(",") if item.strip()]
 
     @field_validator("log_level", mode="before")
     @classmethod

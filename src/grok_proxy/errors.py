@@ -59,6 +59,8 @@ class ProxyError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
+        # Response headers that go with the error (e.g. how many attempts were made).
+        self.headers: dict[str, str] = {}
         if code is not None:
             self.code = code
 

@@ -9,6 +9,7 @@ request is closed upstream at once and nobody pays for tokens that no one reads.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Callable
 
@@ -28,6 +29,7 @@ from grok_proxy.errors import (
     envelope_bytes,
     upstream_error,
 )
+from grok_proxy.retry import ATTEMPTS_HEADER, RetryPolicy, Tally
 from grok_proxy.sse import HangUpWatch, SseRelay
 from grok_proxy.transport import (
     AiohttpConnector,
@@ -79,7 +81,7 @@ JsonHook = Callable[[bytes], bytes]
 
 
 def caller_key(request: Request, *, allow_x_api_key: bool = False) -> str:
-    """The caller's API key, from `Authorization: Bearer` (or `x-api-key` for Anthropic SDKs)."""
+    """The key the caller presented: `Authorization: Bearer` (or `x-api-key` for Anthropic SDKs)."""
     auth = request.headers.get("authorization", "")
     scheme, _, key = auth.partition(" ")
     if scheme.lower() == "bearer" and key.strip():
@@ -175,8 +177,27 @@ class Upstream:
             else HttpxConnector(transport, timeouts)
         )
 
+        self.retries = RetryPolicy(settings)
+        self.access_keys = tuple(key.encode() for key in settings.access_keys())
+        self.server_key = settings.xai_api_key.get_secret_value() if settings.xai_api_key else ""
+
     async def aclose(self) -> None:
         await self.connector.aclose()
+
+    def upstream_key(self, presented: str) -> str:
+        """The key to send upstream: the caller's own, or with access keys the server's."""
+        if not self.access_keys:
+            return presented
+        candidate = presented.encode()
+        # Compare against every key, each in constant time: no timing hint which one is near.
+        matched = False
+        for key in self.access_keys:
+            matched |= hmac.compare_digest(candidate, key)
+        if not matched:
+            raise MissingApiKey(
+                "The API key is not one of this proxy's access keys.", code="invalid_api_key"
+            )
+        return self.server_key
 
     async def forward(
         self,
@@ -205,6 +226,7 @@ class Upstream:
         if headers:
             outgoing.update(headers)
         watch = HangUpWatch(request.receive)
+        tally = Tally()
         response: Response | None = None
         try:
             with watch:
@@ -216,12 +238,15 @@ class Upstream:
                     flavor=flavor,
                     done_markers=done_markers,
                     on_json=on_json,
+                    tally=tally,
                 )
         except asyncio.CancelledError:
             if not watch.gone:
                 raise
         except httpx.TransportError as exc:
-            raise transport_failure(exc, self.settings.xai_read_timeout) from None
+            error = transport_failure(exc, self.settings.xai_read_timeout)
+            error.headers[ATTEMPTS_HEADER] = str(tally.attempts)
+            raise error from None
         if watch.gone:
             if isinstance(response, SseRelay):
                 await response.upstream.aclose()
@@ -241,14 +266,18 @@ class Upstream:
         flavor: Flavor,
         done_markers: tuple[bytes, ...],
         on_json: JsonHook | None,
+        tally: Tally,
     ) -> Response:
-        upstream = await self.connector.send(method, url, headers, body)
+        upstream = await self.retries.send(
+            self.connector, method, url, headers=headers, body=body, tally=tally
+        )
+        attempts = (ATTEMPTS_HEADER.encode(), str(tally.attempts).encode())
         content_type = upstream.header("content-type")
         if upstream.status < 400 and content_type.startswith("text/event-stream"):
             # Ownership of the open response passes to the relay, which closes it.
             return SseRelay(
                 upstream,
-                headers=relayed_headers(upstream.raw_headers) + list(STREAM_HEADERS),
+                headers=[*relayed_headers(upstream.raw_headers), *STREAM_HEADERS, attempts],
                 flavor=flavor,
                 done_markers=done_markers,
                 describe_failure=lambda exc: transport_failure(exc, self.settings.xai_read_timeout),
@@ -262,9 +291,11 @@ class Upstream:
             answer.raw_headers.extend(
                 pair for pair in relayed_headers(upstream.raw_headers) if pair[0] != b"content-type"
             )
+            answer.raw_headers.append(attempts)
             return answer
         if on_json is not None and content and content_type.startswith("application/json"):
             content = on_json(content)
         answer = Response(content, upstream.status)
         answer.raw_headers.extend(relayed_headers(upstream.raw_headers))
+        answer.raw_headers.append(attempts)
         return answer

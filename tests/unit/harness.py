@@ -20,6 +20,8 @@ AUTH = {"authorization": f"Bearer {KEY}"}
 @asynccontextmanager
 async def proxied(router: respx.Router, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to the app, whose upstream is `router`."""
+    # Retries are off unless a test asks for them: most tests look at a single exchange.
+    settings = {"xai_max_retries": 0, **settings}
     app = create_app(
         Settings(xai_base_url=UPSTREAM, **settings), transport=httpx.MockTransport(router.handler)
     )

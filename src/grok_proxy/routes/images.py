@@ -16,13 +16,13 @@ from starlette.responses import Response
 
 from grok_proxy.routes.shared import (
     area_router,
+    authorized_key,
     forward_translated,
     request_body,
     upstream_of,
     validated_body,
 )
 from grok_proxy.schemas.images import UNSUPPORTED_IMAGE_FIELDS, ImageGenerationRequest
-from grok_proxy.upstream import caller_key
 
 log = logging.getLogger("grok_proxy.images")
 
@@ -41,7 +41,7 @@ router = area_router("images")
 )
 async def generate_images(request: Request) -> Response:
     """Generate 1-10 images as URLs or base64 JPEG."""
-    key = caller_key(request)
+    key = authorized_key(request)
     raw, _ = await validated_body(request, ImageGenerationRequest)
     payload = orjson.loads(raw)
     dropped = [name for name in UNSUPPORTED_IMAGE_FIELDS if payload.pop(name, None) is not None]

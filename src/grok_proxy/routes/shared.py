@@ -40,6 +40,12 @@ def upstream_of(request: Request) -> Upstream:
     return upstream
 
 
+def authorized_key(request: Request, *, allow_x_api_key: bool = False) -> str:
+    """Check the caller's key (401 when missing or not allowed); return the key for upstream."""
+    presented = caller_key(request, allow_x_api_key=allow_x_api_key)
+    return upstream_of(request).upstream_key(presented)
+
+
 async def validated_body(request: Request, schema: type[M]) -> tuple[bytes, M]:
     """The raw body (to forward as sent) and its validated model (to decide with)."""
     body = await read_body(request, upstream_of(request).settings.max_body_bytes)
@@ -106,7 +112,7 @@ async def forward_validated(
     done_markers: tuple[bytes, ...] = OPENAI_DONE,
 ) -> Response:
     """Check the key, validate the JSON body, then forward the caller's bytes unchanged."""
-    key = caller_key(request, allow_x_api_key=flavor is Flavor.ANTHROPIC)
+    key = authorized_key(request, allow_x_api_key=flavor is Flavor.ANTHROPIC)
     body, _ = await validated_body(request, schema)
     return await upstream_of(request).forward(
         request,
@@ -130,7 +136,7 @@ async def forward_translated(
 
 async def forward_as_is(request: Request) -> Response:
     """Forward a request to the same path upstream: method, query string and body as sent."""
-    key = caller_key(request)
+    key = authorized_key(request)
     upstream = upstream_of(request)
     body = await read_body(request, upstream.settings.max_body_bytes)
     return await upstream.forward(

@@ -15,13 +15,13 @@ from starlette.responses import Response
 from grok_proxy.errors import InvalidRequest
 from grok_proxy.routes.shared import (
     area_router,
+    authorized_key,
     forward_translated,
     request_body,
     upstream_of,
     validated_body,
 )
 from grok_proxy.schemas.vision import VisionImage, VisionRequest
-from grok_proxy.upstream import caller_key
 
 router = area_router("vision")
 
@@ -43,7 +43,7 @@ MAGIC = (
 )
 async def analyze(request: Request) -> Response:
     """`{model, created, content, usage}` from a vision model's chat completion."""
-    key = caller_key(request)
+    key = authorized_key(request)
     _, ask = await validated_body(request, VisionRequest)
     model = ask.model or upstream_of(request).settings.default_vision_model
     chat: dict[str, Any] = {
