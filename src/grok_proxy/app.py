@@ -19,7 +19,8 @@ from starlette.responses import Response
 from grok_proxy import __version__
 from grok_proxy.config import Settings, get_settings
 from grok_proxy.errors import Flavor, ProxyError, envelope_bytes, error_envelope
-from grok_proxy.middleware import V1Alias
+from grok_proxy.logs import configure_logging
+from grok_proxy.middleware import RequestLog, V1Alias
 from grok_proxy.routes import api, chat, health, images, vision
 from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
 from grok_proxy.upstream import Upstream
@@ -66,9 +67,18 @@ def create_app(
         app.router.routes.extend(area.router.routes)
     app.router.routes.extend(api.passthrough.routes)
     app.add_middleware(V1Alias)
+    # Outermost of ours: the request id and timing cover everything below, errors included.
+    app.add_middleware(RequestLog)
     _install_error_handlers(app)
     app.openapi = lambda: _openapi_schema(app)  # type: ignore[method-assign]
     return app
+
+
+def serve_app() -> FastAPI:
+    """The factory uvicorn runs in each worker: logging first, then the app."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

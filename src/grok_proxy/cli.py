@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from grok_proxy import __version__
@@ -46,16 +45,12 @@ def serve(host: str, port: int, workers: int) -> None:
     import uvicorn
 
     from grok_proxy.config import get_settings
+    from grok_proxy.logs import configure_logging
 
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    # httpx logs every request at INFO: noise on the hot path, and access lines are ours.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
-        "grok_proxy.app:create_app",
+        "grok_proxy.app:serve_app",
         factory=True,
         host=host,
         port=port,
@@ -63,6 +58,8 @@ def serve(host: str, port: int, workers: int) -> None:
         loop="uvloop",
         http="httptools",
         log_level=settings.log_level,
+        # grok-proxy's own logging set-up (logs.configure_logging) formats every line.
+        log_config=None,
         # Per-request access lines come from grok-proxy itself, without keys.
         access_log=False,
         # Keep-alive outlasts common load balancers' 60 s idle, so they reuse connections.

@@ -94,7 +94,10 @@ class Settings(BaseSettings):
         ),
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
-        default="info", description="Least severe log level written."
+        default="info", description="Least severe log level written; access lines are `info`."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`json` for one JSON object per line, `text` for people."
     )
 
     @field_validator("xai_base_url")

@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+import logging
+import re
+import uuid
+from time import perf_counter
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from grok_proxy.logs import request_id
+from grok_proxy.record import RequestRecord
+
+API_PREFIX = "/api/v1"
+
+access_log = logging.getLogger("grok_proxy.access")
+
+# A caller's X-Request-ID is kept when it is a plausible id, replaced otherwise (it ends
+# up in log lines and upstream headers, so nothing that could forge either gets through).
+VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class V1Alias:
@@ -19,3 +35,92 @@ class V1Alias:
             if raw_path is not None:
                 scope["raw_path"] = b"/api" + raw_path
         await self.app(scope, receive, send)
+
+
+class RequestLog:
+    """Gives each request an id, returns it with Server-Timing, and logs one access line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = perf_counter()
+        rid = _incoming_request_id(scope) or uuid.uuid4().hex
+        record = RequestRecord(request_id=rid)
+        scope.setdefault("state", {})["record"] = record
+        token = request_id.set(rid)
+        status = 0
+        first_byte: float | None = None
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, first_byte
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                first_byte = perf_counter()
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid.encode()))
+                headers.append((b"server-timing", _server_timing(started, first_byte, record)))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                _log_access(scope, record, status, started, first_byte)
+            request_id.reset(token)
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if VALID_REQUEST_ID.fullmatch(text) else None
+    return None
+
+
+def _server_timing(started: float, first_byte: float, record: RequestRecord) -> bytes:
+    """The proxy's own time, and the upstream's, in the W3C Server-Timing format."""
+    total_ms = (first_byte - started) * 1000
+    if record.upstream_seconds is None:
+        return f"proxy;dur={total_ms:.2f}".encode()
+    upstream_ms = record.upstream_seconds * 1000
+    return (
+        f"proxy;dur={max(0.0, total_ms - upstream_ms):.2f}, upstream;dur={upstream_ms:.2f}".encode()
+    )
+
+
+def _log_access(
+    scope: Scope, record: RequestRecord, status: int, started: float, first_byte: float | None
+) -> None:
+    duration_ms = (perf_counter() - started) * 1000
+    path = scope["path"]
+    client = scope.get("client")
+    fields = {
+        "method": scope["method"],
+        "path": path,
+        "status": status or 499,
+        "duration_ms": round(duration_ms, 2),
+        "first_byte_ms": round((first_byte - started) * 1000, 2) if first_byte else None,
+        "upstream_ms": round(record.upstream_seconds * 1000, 2)
+        if record.upstream_seconds
+        else None,
+        "attempts": record.attempts or None,
+        "model": record.model,
+        "key": record.key_fingerprint,
+        "client": client[0] if client else None,
+        "usage": record.usage,
+    }
+    access_log.info(
+        "%s %s %s %.1fms model=%s key=%s",
+        scope["method"],
+        path,
+        status or 499,
+        duration_ms,
+        record.model or "-",
+        record.key_fingerprint or "-",
+        extra={"fields": fields},
+    )

@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Callable
+from time import perf_counter
 
 import httpx
 from starlette.requests import Request
@@ -29,6 +30,7 @@ from grok_proxy.errors import (
     envelope_bytes,
     upstream_error,
 )
+from grok_proxy.record import RequestRecord, record_of
 from grok_proxy.retry import ATTEMPTS_HEADER, RetryPolicy, Tally
 from grok_proxy.sse import HangUpWatch, SseRelay
 from grok_proxy.transport import (
@@ -62,7 +64,6 @@ RELAYED_RESPONSE_HEADERS = frozenset(
         b"content-type",
         b"retry-after",
         b"retry-after-ms",
-        b"x-request-id",
         b"request-id",
         b"cf-ray",
         b"location",
@@ -137,13 +138,19 @@ def upstream_headers(request: Request, key: str) -> dict[str, str]:
 
 
 def relayed_headers(raw_headers: RawHeaders) -> RawHeaders:
-    """The upstream response headers the caller gets back, names in lower case for ASGI."""
-    return [
-        (lowered, value)
-        for name, value in raw_headers
-        if (lowered := name.lower()) in RELAYED_RESPONSE_HEADERS
-        or lowered.startswith(RELAYED_RESPONSE_PREFIXES)
-    ]
+    """The upstream response headers the caller gets back, names in lower case for ASGI.
+
+    X-Request-ID is the proxy's own (it names the request in the proxy's logs), so the
+    upstream's comes back as X-Upstream-Request-ID.
+    """
+    relayed = []
+    for name, value in raw_headers:
+        lowered = name.lower()
+        if lowered == b"x-request-id":
+            relayed.append((b"x-upstream-request-id", value))
+        elif lowered in RELAYED_RESPONSE_HEADERS or lowered.startswith(RELAYED_RESPONSE_PREFIXES):
+            relayed.append((lowered, value))
+    return relayed
 
 
 def transport_failure(exc: httpx.TransportError, read_timeout: float) -> ProxyError:
@@ -226,6 +233,8 @@ class Upstream:
         if headers:
             outgoing.update(headers)
         watch = HangUpWatch(request.receive)
+        record = record_of(request.scope)
+        outgoing["x-request-id"] = record.request_id
         tally = Tally()
         response: Response | None = None
         try:
@@ -239,6 +248,7 @@ class Upstream:
                     done_markers=done_markers,
                     on_json=on_json,
                     tally=tally,
+                    record=record,
                 )
         except asyncio.CancelledError:
             if not watch.gone:
@@ -247,6 +257,8 @@ class Upstream:
             error = transport_failure(exc, self.settings.xai_read_timeout)
             error.headers[ATTEMPTS_HEADER] = str(tally.attempts)
             raise error from None
+        finally:
+            record.attempts = tally.attempts
         if watch.gone:
             if isinstance(response, SseRelay):
                 await response.upstream.aclose()
@@ -267,10 +279,13 @@ class Upstream:
         done_markers: tuple[bytes, ...],
         on_json: JsonHook | None,
         tally: Tally,
+        record: RequestRecord,
     ) -> Response:
+        started = perf_counter()
         upstream = await self.retries.send(
             self.connector, method, url, headers=headers, body=body, tally=tally
         )
+        record.upstream_seconds = perf_counter() - started
         attempts = (ATTEMPTS_HEADER.encode(), str(tally.attempts).encode())
         content_type = upstream.header("content-type")
         if upstream.status < 400 and content_type.startswith("text/event-stream"):

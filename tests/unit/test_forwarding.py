@@ -78,7 +78,9 @@ async def test_useful_upstream_headers_come_back() -> None:
     )
     async with proxied(router) as client:
         response = await client.post("/api/v1/chat/completions", json=chat(), headers=AUTH)
-    assert response.headers["x-request-id"] == "req-1"
+    # X-Request-ID is the proxy's own; upstream's comes back under its own name.
+    assert response.headers["x-upstream-request-id"] == "req-1"
+    assert response.headers["x-request-id"] != "req-1"
     assert response.headers["x-ratelimit-remaining-requests"] == "99"
     assert "set-cookie" not in response.headers
     assert response.headers["content-type"] == "application/json"

@@ -14,12 +14,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from grok_proxy.errors import Flavor, InvalidRequest, ValidationFailed
+from grok_proxy.logs import key_fingerprint
+from grok_proxy.middleware import API_PREFIX
+from grok_proxy.record import record_of
 from grok_proxy.upstream import JsonHook, Upstream, caller_key, read_body
 
 M = TypeVar("M", bound=BaseModel)
 
-# Where the proxy serves xAI's API; `/v1/...` is an alias (see middleware.V1Alias).
-API_PREFIX = "/api/v1"
 
 # A validated body is JSON whatever the caller labelled it (curl -d sends a form type).
 JSON_BODY = {"content-type": "application/json"}
@@ -43,13 +44,18 @@ def upstream_of(request: Request) -> Upstream:
 def authorized_key(request: Request, *, allow_x_api_key: bool = False) -> str:
     """Check the caller's key (401 when missing or not allowed); return the key for upstream."""
     presented = caller_key(request, allow_x_api_key=allow_x_api_key)
+    record_of(request.scope).key_fingerprint = key_fingerprint(presented)
     return upstream_of(request).upstream_key(presented)
 
 
 async def validated_body(request: Request, schema: type[M]) -> tuple[bytes, M]:
     """The raw body (to forward as sent) and its validated model (to decide with)."""
     body = await read_body(request, upstream_of(request).settings.max_body_bytes)
-    return body, parse_body(body, schema)
+    parsed = parse_body(body, schema)
+    model = getattr(parsed, "model", None)
+    if isinstance(model, str):
+        record_of(request.scope).model = model
+    return body, parsed
 
 
 def parse_body(body: bytes, schema: type[M]) -> M:
