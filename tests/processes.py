@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -123,3 +123,18 @@ def proxy(upstream: str, **settings: str) -> Iterator[Proxy]:
     env = {"XAI_BASE_URL": upstream, **{k.upper(): v for k, v in settings.items()}}
     with running(["serve", "--host", HOST, "--port", str(port)], f"{url}/health", env) as process:
         yield Proxy(url, process)
+
+
+def open_fds(pid: int) -> int:
+    """File descriptors a process holds (sockets included): the leak gauge."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def settle(measure: Callable[[], int], at_most: int, timeout: float = 5.0) -> int:
+    """Poll `measure` until it is at most `at_most` (or the timeout); return the last value."""
+    deadline = time.monotonic() + timeout
+    value = measure()
+    while value > at_most and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = measure()
+    return value

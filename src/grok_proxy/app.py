@@ -13,6 +13,7 @@ import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -28,20 +29,42 @@ from grok_proxy.upstream import Upstream
 log = logging.getLogger("grok_proxy")
 
 
+# Response headers a browser page may read (CORS hides all others from scripts).
+EXPOSED_HEADERS = [
+    "x-request-id",
+    "x-upstream-request-id",
+    "x-grok-proxy-attempts",
+    "retry-after",
+    "server-timing",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+]
+
+
 def flavor_of(request: Request) -> Flavor:
     """Anthropic's envelope on the Anthropic-style route, OpenAI's everywhere else."""
     return Flavor.ANTHROPIC if request.url.path.endswith("/messages") else Flavor.OPENAI
 
 
 def create_app(
-    settings: Settings | None = None, transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    *,
+    handle_signals: bool = False,
 ) -> FastAPI:
-    """Build the proxy; `transport` replaces the network in tests."""
+    """Build the proxy; `transport` replaces the network in tests.
+
+    `handle_signals` lets the app hear SIGTERM to drain gracefully (only under a server).
+    """
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.upstream = Upstream(settings, transport)
+        if handle_signals:
+            app.state.upstream.drain.install()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight, so full collections stay short and do not stall requests.
         gc.collect()
@@ -67,8 +90,17 @@ def create_app(
         app.router.routes.extend(area.router.routes)
     app.router.routes.extend(api.passthrough.routes)
     app.add_middleware(V1Alias)
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.split(settings.cors_allow_origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=EXPOSED_HEADERS,
+            max_age=600,
+        )
     # Outermost of ours: the request id and timing cover everything below, errors included.
-    app.add_middleware(RequestLog)
+    app.add_middleware(RequestLog, max_header_bytes=settings.max_header_bytes)
     _install_error_handlers(app)
     app.openapi = lambda: _openapi_schema(app)  # type: ignore[method-assign]
     return app
@@ -78,7 +110,7 @@ def serve_app() -> FastAPI:
     """The factory uvicorn runs in each worker: logging first, then the app."""
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    return create_app(settings, handle_signals=True)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from grok_proxy import __version__
@@ -68,4 +69,7 @@ def serve(host: str, port: int, workers: int) -> None:
         proxy_headers=bool(settings.forwarded_allow_ips),
         forwarded_allow_ips=settings.forwarded_allow_ips or None,
         server_header=False,
+        # In-flight requests and streams get this long after SIGTERM (see lifecycle.Drain).
+        # uvicorn takes whole seconds; streams are ended at the exact grace (lifecycle.Drain).
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
     )

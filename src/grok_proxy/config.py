@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=25 * 1024 * 1024, ge=1, description="Largest request body accepted, in bytes."
     )
+    max_header_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest total size of request headers (431 above)."
+    )
     default_image_model: str = Field(
         default="grok-2-image", description="Model used by image routes when none is given."
     )

@@ -40,6 +40,7 @@ _ERROR_TYPES = {
     415: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
+    431: "invalid_request_error",
     529: "overloaded_error",
 }
 

@@ -7,8 +7,10 @@ import re
 import uuid
 from time import perf_counter
 
+import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from grok_proxy.errors import Flavor, error_envelope
 from grok_proxy.logs import request_id
 from grok_proxy.record import RequestRecord
 
@@ -40,14 +42,18 @@ class V1Alias:
 class RequestLog:
     """Gives each request an id, returns it with Server-Timing, and logs one access line."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, max_header_bytes: int = 65536) -> None:
         self.app = app
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = perf_counter()
+        if sum(len(name) + len(value) for name, value in scope["headers"]) > self.max_header_bytes:
+            await _refuse_headers(send, self.max_header_bytes)
+            return
         rid = _incoming_request_id(scope) or uuid.uuid4().hex
         record = RequestRecord(request_id=rid)
         scope.setdefault("state", {})["record"] = record
@@ -72,6 +78,21 @@ class RequestLog:
             if access_log.isEnabledFor(logging.INFO):
                 _log_access(scope, record, status, started, first_byte)
             request_id.reset(token)
+
+
+async def _refuse_headers(send: Send, limit: int) -> None:
+    """431 in the error envelope: headers this large are not going upstream or into logs."""
+    body = orjson.dumps(
+        error_envelope(
+            Flavor.OPENAI,
+            431,
+            f"Request headers exceed the limit of {limit} bytes (setting MAX_HEADER_BYTES).",
+            code="request_headers_too_large",
+        )
+    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 431, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -18,9 +18,13 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from grok_proxy.errors import Flavor, ProxyError, UpstreamUnreachable
+from grok_proxy.lifecycle import Drain
 from grok_proxy.transport import UpstreamResponse
 
 log = logging.getLogger("grok_proxy.sse")
+
+
+KEEPALIVE = b": keep-alive\n\n"
 
 
 def last_event_end(data: bytes) -> int:
@@ -91,6 +95,8 @@ class SseRelay(Response):
         flavor: Flavor,
         done_markers: tuple[bytes, ...],
         describe_failure: Callable[[httpx.TransportError], ProxyError],
+        keepalive: float = 0,
+        drain: Drain | None = None,
     ) -> None:
         self.upstream = upstream
         self.status_code = upstream.status
@@ -98,21 +104,58 @@ class SseRelay(Response):
         self.flavor = flavor
         self.done_markers = done_markers
         self.describe_failure = describe_failure
+        self.keepalive = keepalive
+        self.drain = drain
+        self.ended: str | None = None
         self.background = None
+
+    def end(self, reason: str) -> None:
+        """End the stream now with an error event saying `reason` (used at shutdown)."""
+        self.ended = reason
+        self.task.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Starlette's StreamingResponse only watches for a disconnect on ASGI 2.3 servers,
         # and uvicorn's send() stays quiet after one: watch for it here, on every server.
         watch = HangUpWatch(receive, after=0)
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        if self.drain is not None:
+            self.drain.streams.add(self)
         try:
             with watch:
                 await self._pump(send)
         except asyncio.CancelledError:
-            if not watch.gone:
+            if watch.gone:
+                log.info("caller hung up mid-stream; upstream stream closed")
+            elif self.ended is not None:
+                task.uncancel()
+                await self._finish(
+                    send, UpstreamUnreachable(self.ended, code="proxy_shutting_down")
+                )
+            else:
                 raise
-            log.info("caller hung up mid-stream; upstream stream closed")
         finally:
+            if self.drain is not None:
+                self.drain.streams.discard(self)
             await self.upstream.aclose()
+
+    async def _next_chunk(self, send: Send) -> bytes:
+        """The next upstream bytes; during long silences, keep-alive comments to the caller.
+
+        Load balancers cut connections idle for 60-180 s while reasoning models think for
+        minutes. The comment goes out only between whole events (partial ones are held
+        back), and SSE clients ignore comment lines.
+        """
+        if not self.keepalive:
+            return await self.upstream.read_chunk()
+        while True:
+            try:
+                async with asyncio.timeout(self.keepalive):
+                    return await self.upstream.read_chunk()
+            except TimeoutError:
+                await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
 
     def _ends(self, events: bytes) -> bool:
         return any(marker in events for marker in self.done_markers)
@@ -125,7 +168,7 @@ class SseRelay(Response):
         completed = not self.done_markers
         failure: ProxyError | None = None
         try:
-            async for chunk in self.upstream.chunks():
+            while chunk := await self._next_chunk(send):
                 data = pending + chunk if pending else chunk
                 end = last_event_end(data)
                 if end == 0:
@@ -152,11 +195,11 @@ class SseRelay(Response):
             )
         if failure is not None:
             log.warning("upstream stream failed: %s", failure.message)
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": error_event(self.flavor, failure),
-                    "more_body": True,
-                }
-            )
+        await self._finish(send, failure)
+
+    async def _finish(self, send: Send, failure: ProxyError | None) -> None:
+        """End the response, with an error event first when the stream is incomplete."""
+        if failure is not None:
+            event = error_event(self.flavor, failure)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -15,7 +15,6 @@ RemoteProtocolError). URLs are sent exactly as given: `%2F` stays `%2F`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,8 +45,11 @@ class UpstreamResponse(Protocol):
     async def read(self) -> bytes:
         """The whole body; the connection is released afterwards."""
 
-    def chunks(self) -> AsyncIterator[bytes]:
-        """Body bytes as they arrive."""
+    async def read_chunk(self) -> bytes:
+        """The next body bytes as soon as some arrive; b"" at the end.
+
+        Safe to cancel while waiting (nothing is lost), so callers can time it out.
+        """
 
     async def aclose(self) -> None:
         """Release the connection, or drop it if the body was not read to the end."""
@@ -139,11 +141,10 @@ class _AiohttpResponse:
         finally:
             await self.aclose()
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def read_chunk(self) -> bytes:
         try:
-            async for chunk in self.response.content.iter_any():
-                yield chunk
-        except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
+            return await self.response.content.readany()
+        except aiohttp.ServerTimeoutError as exc:
             raise httpx.ReadTimeout("upstream went silent mid-response") from exc
         except aiohttp.ClientError as exc:
             raise httpx.ReadError(_reason(exc)) from exc
@@ -180,12 +181,13 @@ class HttpxConnector:
 
 
 class _HttpxResponse:
-    __slots__ = ("raw_headers", "response", "status")
+    __slots__ = ("body", "raw_headers", "response", "status")
 
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
         self.status = response.status_code
         self.raw_headers: RawHeaders = list(response.headers.raw)
+        self.body = response.aiter_raw()
 
     def header(self, name: str) -> str:
         return str(self.response.headers.get(name, ""))
@@ -196,8 +198,8 @@ class _HttpxResponse:
         finally:
             await self.response.aclose()
 
-    def chunks(self) -> AsyncIterator[bytes]:
-        return self.response.aiter_raw()
+    async def read_chunk(self) -> bytes:
+        return await anext(self.body, b"")
 
     async def aclose(self) -> None:
         await self.response.aclose()

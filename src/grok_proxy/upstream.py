@@ -15,6 +15,7 @@ from collections.abc import Callable
 from time import perf_counter
 
 import httpx
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -25,11 +26,13 @@ from grok_proxy.errors import (
     MissingApiKey,
     PayloadTooLarge,
     ProxyError,
+    UpstreamError,
     UpstreamTimeout,
     UpstreamUnreachable,
     envelope_bytes,
     upstream_error,
 )
+from grok_proxy.lifecycle import Drain
 from grok_proxy.record import RequestRecord, record_of
 from grok_proxy.retry import ATTEMPTS_HEADER, RetryPolicy, Tally
 from grok_proxy.sse import HangUpWatch, SseRelay
@@ -185,6 +188,7 @@ class Upstream:
         )
 
         self.retries = RetryPolicy(settings)
+        self.drain = Drain(settings.shutdown_grace_seconds)
         self.access_keys = tuple(key.encode() for key in settings.access_keys())
         self.server_key = settings.xai_api_key.get_secret_value() if settings.xai_api_key else ""
 
@@ -296,6 +300,8 @@ class Upstream:
                 flavor=flavor,
                 done_markers=done_markers,
                 describe_failure=lambda exc: transport_failure(exc, self.settings.xai_read_timeout),
+                keepalive=self.settings.sse_keepalive_seconds,
+                drain=self.drain,
             )
         content = await upstream.read()
         if upstream.status >= 400:
@@ -308,8 +314,19 @@ class Upstream:
             )
             answer.raw_headers.append(attempts)
             return answer
-        if on_json is not None and content and content_type.startswith("application/json"):
-            content = on_json(content)
+        if content_type.startswith("application/json") and content:
+            try:
+                orjson.loads(content)
+            except orjson.JSONDecodeError:
+                # A success that cannot be read is not a success: say so instead of relaying it.
+                raise UpstreamError(
+                    502,
+                    f"Upstream answered {upstream.status} with {len(content)} bytes of "
+                    "malformed JSON.",
+                    code="upstream_malformed_response",
+                ) from None
+            if on_json is not None:
+                content = on_json(content)
         answer = Response(content, upstream.status)
         answer.raw_headers.extend(relayed_headers(upstream.raw_headers))
         answer.raw_headers.append(attempts)

@@ -13,6 +13,7 @@ from grok_proxy.routes.shared import LeanRoute
 router = APIRouter(tags=["health"], route_class=LeanRoute)
 
 _HEALTHY = b'{"status":"healthy","version":"' + __version__.encode() + b'"}'
+_DRAINING = b'{"status":"draining","version":"' + __version__.encode() + b'"}'
 
 
 @router.get(f"{API_PREFIX}/health", include_in_schema=False)
@@ -22,5 +23,7 @@ _HEALTHY = b'{"status":"healthy","version":"' + __version__.encode() + b'"}'
     responses={200: {"content": {"application/json": {"example": {"status": "healthy"}}}}},
 )
 async def health(request: Request) -> Response:
-    """`{"status": "healthy", "version": ...}` without touching the upstream."""
+    """`{"status": "healthy", "version": ...}` without touching the upstream; 503 while draining."""
+    if request.app.state.upstream.drain.draining:
+        return Response(_DRAINING, status_code=503, media_type="application/json")
     return Response(_HEALTHY, media_type="application/json")

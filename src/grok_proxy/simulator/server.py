@@ -53,7 +53,12 @@ class Stream:
     content_type: str = "text/event-stream"
 
 
-Outcome = Reply | Stream
+@dataclass(slots=True)
+class Reset:
+    """Drop the connection without answering, as a crashing upstream would."""
+
+
+Outcome = Reply | Stream | Reset
 Handler = Callable[[SimRequest], "Outcome | Awaitable[Outcome]"]
 
 
@@ -135,6 +140,9 @@ class SimProtocol(asyncio.Protocol):
         while self.queue and self.transport is not None:
             request, keep_alive = self.queue.pop(0)
             outcome = self.handler(request)
+            if isinstance(outcome, Reset):
+                self.transport.abort()
+                return
             if isinstance(outcome, Reply):
                 self._write(encode_reply(outcome, keep_alive))
                 if not keep_alive:
@@ -146,8 +154,12 @@ class SimProtocol(asyncio.Protocol):
 
     async def _answer_later(self, outcome: Outcome | Awaitable[Outcome], keep_alive: bool) -> None:
         try:
-            if not isinstance(outcome, Reply | Stream):
+            if not isinstance(outcome, Reply | Stream | Reset):
                 outcome = await outcome
+            if isinstance(outcome, Reset):
+                if self.transport is not None:
+                    self.transport.abort()
+                return
             if isinstance(outcome, Reply):
                 self._write(encode_reply(outcome, keep_alive))
             else:

@@ -9,6 +9,9 @@ directive      effect
 =============  ==============================================================
 status=N       answer HTTP N with an xAI-shaped error body
 retry_after=S  with status: send `Retry-After: S`
+fail_first=N   with status: fail only the first N requests naming this model, then answer
+reset          drop the connection as soon as the request arrives, before any header
+size=N         pad a plain answer's text to about N bytes (a very large response)
 body=KIND      with status (or alone, as 200): `html` page, `malformed` JSON, `empty`
 delay=MS       wait MS milliseconds before the response headers
 chunks=N       answer with N pieces (default: one per word of the reply)
@@ -32,7 +35,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from grok_proxy.simulator import shapes
-from grok_proxy.simulator.server import Cut, Outcome, Reply, SimRequest, Stream
+from grok_proxy.simulator.server import Cut, Outcome, Reply, Reset, SimRequest, Stream
 
 JSON = dict[str, Any]
 Route = Callable[[SimRequest], "Outcome | Awaitable[Outcome]"]
@@ -62,6 +65,7 @@ ERROR_TEXTS = {
     504: "The simulator was asked to time out.",
 }
 
+REPLY_PAD = "All work and no play makes a very large answer. "
 HTML_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body>cloudflare</body></html>"
 
 
@@ -113,6 +117,7 @@ class Simulator:
         self.stats: dict[str, int] = {}
         self.sequence = 0
         self.stored: dict[str, JSON] = {}
+        self.failures: dict[str, int] = {}
         self.exact: dict[tuple[str, str], Route] = {
             ("POST", "/v1/chat/completions"): self.chat_completions,
             ("POST", "/v1/completions"): self.completions,
@@ -208,8 +213,15 @@ class Simulator:
         self, directives: dict[str, str], normal: Callable[[], Outcome]
     ) -> Outcome | Awaitable[Outcome]:
         """The normal answer, or the fault the directives ask for, after any delay."""
+        if "reset" in directives:
+            return Reset()
         status = number(directives, "status")
         body_kind = directives.get("body")
+        if "fail_first" in directives:
+            spec = ",".join(f"{k}={v}" for k, v in sorted(directives.items()))
+            self.failures[spec] = self.failures.get(spec, 0) + 1
+            if self.failures[spec] > number(directives, "fail_first"):
+                status, body_kind = 0, None
         make = normal
         if status or body_kind:
             fault = self.faulty_reply(status or 200, body_kind, directives)
@@ -281,6 +293,7 @@ class Simulator:
     def reset(self, request: SimRequest | None) -> Reply:
         self.requests.clear()
         self.stored.clear()
+        self.failures.clear()
         self.stats = {
             "requests": 0,
             "streams_started": 0,
@@ -314,6 +327,9 @@ class Simulator:
             wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             events = shapes.chat_events(response_id, model, pieces, usage if wants_usage else None)
             return self.answer(directives, lambda: self.stream(events, directives))
+        size = number(directives, "size")
+        if size:
+            pieces = [(REPLY_PAD * (size // len(REPLY_PAD) + 1))[:size]]
         completion = shapes.chat_completion(response_id, model, pieces, usage)
         return self.answer(directives, lambda: Reply(200, orjson.dumps(completion)))
 

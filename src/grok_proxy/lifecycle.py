@@ -1,0 +1,71 @@
+"""Graceful shutdown: on SIGTERM, finish what is in flight, then end streams honestly.
+
+uvicorn stops accepting connections and waits `SHUTDOWN_GRACE_SECONDS` for requests to
+finish, then cancels what is left, which would cut streams with no word of why. Shortly
+before that, grok-proxy ends each remaining stream itself with an SSE error event, so
+the caller knows the answer is incomplete. While draining, /health answers 503 so load
+balancers stop sending traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Protocol
+
+log = logging.getLogger("grok_proxy.lifecycle")
+
+# Streams are ended this long before uvicorn would cancel them, so the error event is sent.
+MARGIN_SECONDS = 0.5
+
+
+class Endable(Protocol):
+    def end(self, reason: str) -> None:
+        """Stop relaying and tell the caller why."""
+
+
+class Drain:
+    """Knows the open streams of this worker and ends them when shutdown runs out of time."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.draining = False
+        self.streams: set[Endable] = set()
+
+    def install(self) -> None:
+        """Chain onto the server's SIGTERM/SIGINT handlers (main thread only, like signals)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+            signal.signal(sig, self._handler(loop, previous))
+
+    def _handler(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        previous: Callable[[int, FrameType | None], object] | int | None,
+    ) -> Callable[[int, FrameType | None], None]:
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            loop.call_soon_threadsafe(self.begin)
+            if callable(previous):
+                previous(signum, frame)
+
+        return on_signal
+
+    def begin(self) -> None:
+        if self.draining:
+            return
+        self.draining = True
+        log.info("draining: %d open streams get %.1fs to finish", len(self.streams), self.grace)
+        asyncio.get_running_loop().call_later(
+            max(0.0, self.grace - MARGIN_SECONDS), self.end_streams
+        )
+
+    def end_streams(self) -> None:
+        for stream in list(self.streams):
+            stream.end("grok-proxy is shutting down; the stream was ended before it was complete.")
