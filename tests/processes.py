@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,8 +30,7 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 2
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
-            raise RuntimeError(f"process exited with {process.returncode}:\n{output}")
+            raise RuntimeError(f"process exited with {process.returncode}:\n{output_of(process)}")
         try:
             httpx.get(url, timeout=1.0)
             return
@@ -43,24 +43,35 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 2
 def running(
     args: list[str], ready_url: str, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "grok_proxy", *args],
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until_up(ready_url, process)
-        yield process
-    finally:
-        process.terminate()
+    # Output goes to a file, not a pipe: nobody reads a pipe while tests run, and once its
+    # 64 KiB buffer is full every log write would block the process.
+    with tempfile.NamedTemporaryFile(prefix="grok-proxy-", suffix=".log") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "grok_proxy", *args],
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        LOGS[process.pid] = log.name
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout:
-            process.stdout.close()
+            wait_until_up(ready_url, process)
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+LOGS: dict[int, str] = {}
+
+
+def output_of(process: subprocess.Popen[bytes]) -> str:
+    """Everything the process has written so far."""
+    with open(LOGS[process.pid], encoding="utf-8", errors="replace") as log:
+        return log.read()
 
 
 @dataclass

@@ -6,10 +6,13 @@ callers apart without being able to use or recover the key.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
+import queue
 import sys
 from contextvars import ContextVar
+from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 import orjson
@@ -49,11 +52,43 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+class DroppingQueueHandler(QueueHandler):
+    """Hands records to the writer thread; drops them (counted) rather than ever block.
+
+    Writing to stderr can block when whoever reads it (a terminal, `docker logs`, a pipe)
+    falls behind, and a blocked write would stall the event loop and every request on it.
+    """
+
+    dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # The request id lives in a context variable: read it here, on the request's task.
+        record.request_id = request_id.get()
+        prepared: logging.LogRecord = super().prepare(record)
+        return prepared
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            DroppingQueueHandler.dropped += 1
+
+
+_listener: QueueListener | None = None
+
+
 def configure_logging(level: str, fmt: str) -> None:
-    """Send every logger's records to stderr in the chosen format."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    """Send every logger's records to stderr in the chosen format, via a writer thread."""
+    global _listener  # noqa: PLW0603 - one writer thread per process
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    if _listener is not None:
+        _listener.stop()
+    records: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=10_000)
+    _listener = QueueListener(records, writer)
+    _listener.start()
+    atexit.register(_listener.stop)
+    handler = DroppingQueueHandler(records)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

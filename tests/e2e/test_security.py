@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.processes import Simulator, proxy
+from tests.processes import Simulator, output_of, proxy
 
 CALLER_KEY = "xai-caller-secret-7f3a9c2e51"
 SERVER_KEY = "xai-server-secret-0b8d4e6f13"
@@ -79,8 +79,7 @@ def test_no_key_appears_in_logs_or_bodies_of_a_full_run(fresh_sim: Simulator) ->
         ]
         running.process.send_signal(signal.SIGTERM)
         running.process.wait(timeout=15)
-        assert running.process.stdout is not None
-        logs = running.process.stdout.read().decode()
+        logs = output_of(running.process)
     for response in bodies:
         assert CALLER_KEY not in response.text
         assert CALLER_KEY not in str(response.headers)
