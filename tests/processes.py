@@ -127,12 +127,13 @@ class Proxy:
 
 
 @contextmanager
-def proxy(upstream: str, **settings: str) -> Iterator[Proxy]:
+def proxy(upstream: str, workers: int = 1, **settings: str) -> Iterator[Proxy]:
     """The real proxy in front of `upstream`; `settings` are extra environment variables."""
     port = free_port()
     url = f"http://{HOST}:{port}"
     env = {"XAI_BASE_URL": upstream, **{k.upper(): v for k, v in settings.items()}}
-    with running(["serve", "--host", HOST, "--port", str(port)], f"{url}/health", env) as process:
+    args = ["serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
+    with running(args, f"{url}/health", env) as process:
         yield Proxy(url, process)
 
 

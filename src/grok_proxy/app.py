@@ -22,7 +22,7 @@ from grok_proxy.config import Settings, get_settings
 from grok_proxy.errors import Flavor, ProxyError, envelope_bytes, error_envelope
 from grok_proxy.logs import configure_logging
 from grok_proxy.middleware import RequestLog, V1Alias
-from grok_proxy.routes import api, chat, health, images, vision
+from grok_proxy.routes import api, chat, health, images, metrics, vision
 from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
 from grok_proxy.upstream import Upstream
 
@@ -86,7 +86,7 @@ def create_app(
     # Routes go straight onto the app's router: include_router() would add a matching
     # layer per router to every request. The pass-through comes last so that every
     # explicit route wins over it.
-    for area in (health, chat, images, vision, api):
+    for area in (health, metrics, chat, images, vision, api):
         app.router.routes.extend(area.router.routes)
     app.router.routes.extend(api.passthrough.routes)
     app.add_middleware(V1Alias)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 from grok_proxy import __version__
 
@@ -50,6 +53,14 @@ def serve(host: str, port: int, workers: int) -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    if workers > 1:
+        # Each worker is its own process: metrics add up only through a shared directory.
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+            prefix="grok-proxy-metrics-"
+        )
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     uvicorn.run(
         "grok_proxy.app:serve_app",
         factory=True,

@@ -77,6 +77,14 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated origins allowed to call from a browser (`*`: any).",
     )
+    capture_stream_usage: bool = Field(
+        default=False,
+        description=(
+            "Ask xAI for the usage chunk of chat streams whose caller did not, for complete "
+            "token metrics, and remove it from what the caller receives. Off by default: it "
+            "changes the request xAI receives."
+        ),
+    )
     max_body_bytes: int = Field(
         default=25 * 1024 * 1024, ge=1, description="Largest request body accepted, in bytes."
     )

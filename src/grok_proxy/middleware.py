@@ -10,6 +10,7 @@ from time import perf_counter
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from grok_proxy import metrics
 from grok_proxy.errors import Flavor, error_envelope
 from grok_proxy.logs import request_id
 from grok_proxy.record import RequestRecord
@@ -72,9 +73,18 @@ class RequestLog:
                 message = {**message, "headers": headers}
             await send(message)
 
+        metrics.IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
+            metrics.IN_FLIGHT.dec()
+            finished = perf_counter()
+            metrics.observe(
+                record,
+                status or 499,
+                finished - started,
+                first_byte - started if first_byte is not None else None,
+            )
             if access_log.isEnabledFor(logging.INFO):
                 _log_access(scope, record, status, started, first_byte)
             request_id.reset(token)
@@ -133,7 +143,8 @@ def _log_access(
         "model": record.model,
         "key": record.key_fingerprint,
         "client": client[0] if client else None,
-        "usage": record.usage,
+        "tokens": record.usage,
+        "error": record.error_kind,
     }
     access_log.info(
         "%s %s %s %.1fms model=%s key=%s",

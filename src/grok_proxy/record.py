@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.types import Scope
 
@@ -16,7 +15,12 @@ class RequestRecord:
     # Seconds from sending upstream to its response headers (retries included).
     upstream_seconds: float | None = None
     attempts: int = 0
-    usage: dict[str, Any] | None = None
+    usage: dict[str, int] | None = None
+    # The route template that answered (bounded, unlike raw paths), for metrics.
+    route: str | None = None
+    streamed: bool = False
+    # Why the upstream failed, when it did: unreachable, timeout, malformed, stream_cut, ...
+    error_kind: str | None = None
 
 
 def record_of(scope: Scope) -> RequestRecord:

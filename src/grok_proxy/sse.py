@@ -17,9 +17,12 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from grok_proxy import metrics
 from grok_proxy.errors import Flavor, ProxyError, UpstreamUnreachable
 from grok_proxy.lifecycle import Drain
+from grok_proxy.record import RequestRecord
 from grok_proxy.transport import UpstreamResponse
+from grok_proxy.usage import USAGE_MARK, event_payload, from_event, is_usage_only_chunk, merge
 
 log = logging.getLogger("grok_proxy.sse")
 
@@ -97,6 +100,8 @@ class SseRelay(Response):
         describe_failure: Callable[[httpx.TransportError], ProxyError],
         keepalive: float = 0,
         drain: Drain | None = None,
+        record: RequestRecord | None = None,
+        strip_usage: bool = False,
     ) -> None:
         self.upstream = upstream
         self.status_code = upstream.status
@@ -106,6 +111,9 @@ class SseRelay(Response):
         self.describe_failure = describe_failure
         self.keepalive = keepalive
         self.drain = drain
+        self.record = record or RequestRecord(request_id="-")
+        self.record.streamed = True
+        self.strip_usage = strip_usage
         self.ended: str | None = None
         self.background = None
 
@@ -123,6 +131,7 @@ class SseRelay(Response):
         self.task = task
         if self.drain is not None:
             self.drain.streams.add(self)
+        metrics.OPEN_STREAMS.inc()
         try:
             with watch:
                 await self._pump(send)
@@ -131,12 +140,14 @@ class SseRelay(Response):
                 log.info("caller hung up mid-stream; upstream stream closed")
             elif self.ended is not None:
                 task.uncancel()
+                self.record.error_kind = "shutdown"
                 await self._finish(
                     send, UpstreamUnreachable(self.ended, code="proxy_shutting_down")
                 )
             else:
                 raise
         finally:
+            metrics.OPEN_STREAMS.dec()
             if self.drain is not None:
                 self.drain.streams.discard(self)
             await self.upstream.aclose()
@@ -176,12 +187,16 @@ class SseRelay(Response):
                     continue
                 events, pending = data[:end], data[end:]
                 completed = completed or self._ends(events)
+                if USAGE_MARK in events:
+                    events = self._take_usage(events)
                 await send({"type": "http.response.body", "body": events, "more_body": True})
         except httpx.TransportError as exc:
             failure = self.describe_failure(exc)
             if isinstance(exc, httpx.TimeoutException):
+                self.record.error_kind = "stream_stalled"
                 failure.message = f"Stream interrupted: {failure.message}"
             else:
+                self.record.error_kind = "stream_cut"
                 failure = UpstreamUnreachable(
                     "Stream interrupted: the upstream connection was lost mid-answer."
                 )
@@ -190,12 +205,26 @@ class SseRelay(Response):
             completed = completed or self._ends(pending)
             await send({"type": "http.response.body", "body": pending, "more_body": True})
         if failure is None and not completed:
+            self.record.error_kind = "stream_incomplete"
             failure = UpstreamUnreachable(
                 "Stream interrupted: the upstream ended the stream before it was complete."
             )
         if failure is not None:
             log.warning("upstream stream failed: %s", failure.message)
         await self._finish(send, failure)
+
+    def _take_usage(self, events: bytes) -> bytes:
+        """Note the usage these events report; drop the usage chunk the proxy asked for."""
+        kept = []
+        for event in events.split(b"\n\n")[:-1]:
+            payload = event_payload(event) if USAGE_MARK in event else None
+            found = from_event(payload)
+            if found is not None:
+                self.record.usage = merge(self.record.usage, found)
+                if self.strip_usage and is_usage_only_chunk(payload):
+                    continue
+            kept.append(event + b"\n\n")
+        return b"".join(kept)
 
     async def _finish(self, send: Send, failure: ProxyError | None) -> None:
         """End the response, with an error event first when the stream is incomplete."""

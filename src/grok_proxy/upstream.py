@@ -43,6 +43,7 @@ from grok_proxy.transport import (
     RawHeaders,
     Timeouts,
 )
+from grok_proxy.usage import from_body
 
 log = logging.getLogger("grok_proxy.upstream")
 
@@ -223,6 +224,7 @@ class Upstream:
         flavor: Flavor = Flavor.OPENAI,
         done_markers: tuple[bytes, ...] = (),
         on_json: JsonHook | None = None,
+        strip_usage: bool = False,
     ) -> Response:
         """Send one request upstream and turn the answer into the caller's response.
 
@@ -253,6 +255,7 @@ class Upstream:
                     on_json=on_json,
                     tally=tally,
                     record=record,
+                    strip_usage=strip_usage,
                 )
         except asyncio.CancelledError:
             if not watch.gone:
@@ -260,6 +263,7 @@ class Upstream:
         except httpx.TransportError as exc:
             error = transport_failure(exc, self.settings.xai_read_timeout)
             error.headers[ATTEMPTS_HEADER] = str(tally.attempts)
+            record.error_kind = "timeout" if isinstance(error, UpstreamTimeout) else "unreachable"
             raise error from None
         finally:
             record.attempts = tally.attempts
@@ -284,6 +288,7 @@ class Upstream:
         on_json: JsonHook | None,
         tally: Tally,
         record: RequestRecord,
+        strip_usage: bool,
     ) -> Response:
         started = perf_counter()
         upstream = await self.retries.send(
@@ -302,6 +307,8 @@ class Upstream:
                 describe_failure=lambda exc: transport_failure(exc, self.settings.xai_read_timeout),
                 keepalive=self.settings.sse_keepalive_seconds,
                 drain=self.drain,
+                record=record,
+                strip_usage=strip_usage,
             )
         content = await upstream.read()
         if upstream.status >= 400:
@@ -316,9 +323,10 @@ class Upstream:
             return answer
         if content_type.startswith("application/json") and content:
             try:
-                orjson.loads(content)
+                record.usage = from_body(orjson.loads(content))
             except orjson.JSONDecodeError:
                 # A success that cannot be read is not a success: say so instead of relaying it.
+                record.error_kind = "malformed"
                 raise UpstreamError(
                     502,
                     f"Upstream answered {upstream.status} with {len(content)} bytes of "

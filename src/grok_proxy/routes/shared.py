@@ -119,8 +119,16 @@ async def forward_validated(
 ) -> Response:
     """Check the key, validate the JSON body, then forward the caller's bytes unchanged."""
     key = authorized_key(request, allow_x_api_key=flavor is Flavor.ANTHROPIC)
-    body, _ = await validated_body(request, schema)
-    return await upstream_of(request).forward(
+    body, parsed = await validated_body(request, schema)
+    upstream = upstream_of(request)
+    strip_usage = False
+    if upstream.settings.capture_stream_usage and _streams_without_usage(parsed):
+        # Ask xAI for the usage chunk so metrics are complete; the relay removes it again,
+        # so the caller receives exactly the stream it asked for.
+        payload = orjson.loads(body)
+        payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
+        body, strip_usage = orjson.dumps(payload), True
+    return await upstream.forward(
         request,
         path,
         key=key,
@@ -128,7 +136,16 @@ async def forward_validated(
         headers=JSON_BODY,
         flavor=flavor,
         done_markers=done_markers,
+        strip_usage=strip_usage,
     )
+
+
+def _streams_without_usage(parsed: BaseModel) -> bool:
+    """A chat/text completion stream that did not ask for the usage chunk."""
+    if not getattr(parsed, "stream", False) or not hasattr(parsed, "stream_options"):
+        return False
+    options = parsed.stream_options
+    return options is None or not options.include_usage
 
 
 async def forward_translated(
@@ -166,8 +183,10 @@ class LeanRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         endpoint = self.endpoint
+        template = self.path
 
         async def handler(request: Request) -> Response:
+            record_of(request.scope).route = template
             response: Response = await endpoint(request, **request.path_params)
             return response
 

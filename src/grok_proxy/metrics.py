@@ -1,0 +1,132 @@
+"""Prometheus metrics, correct with several workers (multiprocess mode).
+
+With `--workers N` the CLI points PROMETHEUS_MULTIPROC_DIR at a fresh directory before the
+workers start, so every worker writes its samples there and /metrics adds them up.
+Label values that callers control (model names) are capped, so a flood of made-up model
+names cannot grow the metrics without bound.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from grok_proxy.record import RequestRecord
+
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+    300,
+)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+MAX_MODELS = 100
+
+REQUESTS = Counter(
+    "grok_proxy_requests_total",
+    "Requests answered, by route, model and status.",
+    ["route", "model", "status"],
+)
+DURATION = Histogram(
+    "grok_proxy_request_duration_seconds",
+    "Whole request, streams to their last byte.",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
+)
+UPSTREAM_FIRST_BYTE = Histogram(
+    "grok_proxy_upstream_first_byte_seconds",
+    "From sending upstream to its response headers, retries included.",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
+)
+OVERHEAD = Histogram(
+    "grok_proxy_overhead_seconds",
+    "The proxy's own time to the caller's first byte (total minus upstream).",
+    ["route"],
+    buckets=OVERHEAD_BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "grok_proxy_in_flight_requests", "Requests being handled.", multiprocess_mode="livesum"
+)
+OPEN_STREAMS = Gauge(
+    "grok_proxy_open_streams", "Streams being relayed.", multiprocess_mode="livesum"
+)
+UPSTREAM_ERRORS = Counter(
+    "grok_proxy_upstream_errors_total", "Upstream failures, by kind.", ["kind"]
+)
+RETRIES = Counter("grok_proxy_retries_total", "Attempts beyond the first.", ["route"])
+TOKENS = Counter(
+    "grok_proxy_tokens_total", "Tokens from upstream usage reports.", ["model", "kind"]
+)
+UNKNOWN_USAGE = Counter(
+    "grok_proxy_streams_without_usage_total",
+    "Streams whose token usage is unknown (no usage event; see CAPTURE_STREAM_USAGE).",
+    ["model"],
+)
+
+_models: set[str] = set()
+
+
+def model_label(model: str | None) -> str:
+    if not model:
+        return "-"
+    if model in _models:
+        return model
+    if len(_models) < MAX_MODELS:
+        _models.add(model)
+        return model
+    return "other"
+
+
+def observe(record: RequestRecord, status: int, duration: float, first_byte: float | None) -> None:
+    """Everything one finished request tells the metrics."""
+    route = record.route or "unmatched"
+    model = model_label(record.model)
+    REQUESTS.labels(route, model, str(status)).inc()
+    DURATION.labels(route).observe(duration)
+    if record.upstream_seconds is not None:
+        UPSTREAM_FIRST_BYTE.labels(route).observe(record.upstream_seconds)
+        if first_byte is not None:
+            OVERHEAD.labels(route).observe(max(0.0, first_byte - record.upstream_seconds))
+    if record.attempts > 1:
+        RETRIES.labels(route).inc(record.attempts - 1)
+    if record.error_kind:
+        UPSTREAM_ERRORS.labels(record.error_kind).inc()
+    if record.usage:
+        for kind, count in record.usage.items():
+            if count:
+                TOKENS.labels(model, kind).inc(count)
+    elif record.streamed and status < 400:
+        UNKNOWN_USAGE.labels(model).inc()
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text, summed over every worker in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
