@@ -110,16 +110,25 @@ async def retrieve_model(request: Request, model_id: str) -> Response:
 passthrough = area_router("pass-through")
 
 
-@passthrough.api_route(
-    "/{path:path}",
-    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-    summary="Any other xAI route, forwarded verbatim",
-    description=(
-        "Method, path, query string and body go to the same path at xAI; status, body and "
-        "streams come back as xAI sent them. Covers /language-models, /image-generation-models, "
-        "/api-key, /images/edits, /files, /batches and routes xAI adds later."
-    ),
+PASSTHROUGH_DESCRIPTION = (
+    "Method, path, query string and body go to the same path at xAI; status, body and "
+    "streams come back as xAI sent them. Covers /language-models, /image-generation-models, "
+    "/api-key, /images/edits, /files, /batches and routes xAI adds later."
 )
+
+
 async def forward_anything(request: Request, path: str) -> Response:
     """Forwarded verbatim, streaming-aware."""
     return await forward_as_is(request)
+
+
+# One route per method, so each has its own OpenAPI operation.
+for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+    passthrough.add_api_route(
+        "/{path:path}",
+        forward_anything,
+        methods=[_method],
+        name=f"forward_{_method.lower()}",
+        summary=f"Any other xAI route ({_method}), forwarded verbatim",
+        description=PASSTHROUGH_DESCRIPTION,
+    )
