@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         # Route paths start with "/", so a trailing slash would double it.
         return value.rstrip("/")
 
+    @field_validator("xai_api_key", mode="before")
+    @classmethod
+    def _empty_key_is_no_key(cls, value: object) -> object:
+        # `XAI_API_KEY=` in a .env file means "not set", not "the empty key".
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _access_keys_need_a_server_key(self) -> Settings:
         if self.grok_proxy_api_keys and self.xai_api_key is None:
