@@ -8,15 +8,36 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from grok_proxy.presets import PRESETS
+
 
 class Settings(BaseSettings):
     """Typed settings; the environment variable of each field is its name in upper case."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
+    xai_upstream: Literal["xai", "openrouter", "cometapi", "cloudflare"] = Field(
+        default="xai", description="Which access point serves Grok (docs/configuration.md)."
+    )
     xai_base_url: str = Field(
-        default="https://api.x.ai/v1",
-        description="Base URL of the upstream API; each route's path is appended to it.",
+        default="",
+        description=(
+            "Base URL of the upstream; each route's path is appended to it. Empty: the "
+            "preset's (`https://api.x.ai/v1` for xai)."
+        ),
+    )
+    xai_region: str = Field(
+        default="", description="xAI region for the xai preset, e.g. `us-east-1`; empty: auto."
+    )
+    xai_model_aliases: str = Field(
+        default="",
+        description="Extra model names, `caller=upstream` pairs: `grok-4=x-ai/grok-4-0709`.",
+    )
+    cloudflare_account_id: str = Field(default="", description="For the cloudflare preset.")
+    cloudflare_gateway_id: str = Field(default="", description="For the cloudflare preset.")
+    cloudflare_aig_token: SecretStr | None = Field(
+        default=None,
+        description="Token of an authenticated Cloudflare AI Gateway (`cf-aig-authorization`).",
     )
     xai_connect_timeout: float = Field(
         default=5.0, gt=0, description="Seconds to open a connection to the upstream."
@@ -117,16 +138,32 @@ class Settings(BaseSettings):
         # Route paths start with "/", so a trailing slash would double it.
         return value.rstrip("/")
 
-    @field_validator("xai_api_key", mode="before")
+    def upstream_base_url(self) -> str:
+        """Where requests go: XAI_BASE_URL if set, else the preset's URL (region applied)."""
+        if self.xai_base_url:
+            return self.xai_base_url
+        preset = PRESETS[self.xai_upstream]
+        if self.xai_upstream == "xai" and self.xai_region:
+            return f"https://{self.xai_region}.api.x.ai/v1"
+        return preset.base_url.format(
+            account_id=self.cloudflare_account_id, gateway_id=self.cloudflare_gateway_id
+        )
+
+    @field_validator("xai_api_key", "cloudflare_aig_token", mode="before")
     @classmethod
     def _empty_key_is_no_key(cls, value: object) -> object:
         # `XAI_API_KEY=` in a .env file means "not set", not "the empty key".
         return None if value == "" else value
 
     @model_validator(mode="after")
-    def _access_keys_need_a_server_key(self) -> Settings:
+    def _consistent(self) -> Settings:
         if self.grok_proxy_api_keys and self.xai_api_key is None:
             raise ValueError("GROK_PROXY_API_KEYS is set, so XAI_API_KEY must be set too")
+        cloudflare_ids = self.cloudflare_account_id and self.cloudflare_gateway_id
+        if self.xai_upstream == "cloudflare" and not self.xai_base_url and not cloudflare_ids:
+            raise ValueError(
+                "XAI_UPSTREAM=cloudflare needs CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_GATEWAY_ID"
+            )
         return self
 
     def access_keys(self) -> tuple[str, ...]:

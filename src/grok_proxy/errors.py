@@ -8,6 +8,7 @@ Exception tree::
     ├── ValidationFailed        422, body JSON does not match the route's schema
     ├── PayloadTooLarge         413, body over `max_body_bytes`
     ├── UpstreamError           upstream answered 4xx/5xx; keeps its status and message
+    ├── NotOnThisUpstream       501, the configured access point has no such route
     ├── UpstreamUnreachable     502, no connection, or it was dropped before an answer
     └── UpstreamTimeout         504, upstream did not answer in time
 """
@@ -98,6 +99,13 @@ class UpstreamUnreachable(ProxyError):
 class UpstreamTimeout(ProxyError):
     status = 504
     code = "upstream_timeout"
+
+
+class NotOnThisUpstream(ProxyError):
+    """501: the configured access point has no such route."""
+
+    status = 501
+    code = "route_not_on_upstream"
 
 
 class UpstreamError(ProxyError):

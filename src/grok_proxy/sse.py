@@ -102,6 +102,7 @@ class SseRelay(Response):
         drain: Drain | None = None,
         record: RequestRecord | None = None,
         strip_usage: bool = False,
+        rewrite: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.upstream = upstream
         self.status_code = upstream.status
@@ -114,6 +115,8 @@ class SseRelay(Response):
         self.record = record or RequestRecord(request_id="-")
         self.record.streamed = True
         self.strip_usage = strip_usage
+        # Rewrites whole events (model names back to the caller's form, for some presets).
+        self.rewrite = rewrite
         self.ended: str | None = None
         self.background = None
 
@@ -189,6 +192,8 @@ class SseRelay(Response):
                 completed = completed or self._ends(events)
                 if USAGE_MARK in events:
                     events = self._take_usage(events)
+                if self.rewrite is not None:
+                    events = self.rewrite(events)
                 await send({"type": "http.response.body", "body": events, "more_body": True})
         except httpx.TransportError as exc:
             failure = self.describe_failure(exc)
@@ -203,6 +208,8 @@ class SseRelay(Response):
         if failure is None and pending:
             # Upstream ended inside an event; pass it on as sent, it is upstream's word.
             completed = completed or self._ends(pending)
+            if self.rewrite is not None:
+                pending = self.rewrite(pending)
             await send({"type": "http.response.body", "body": pending, "more_body": True})
         if failure is None and not completed:
             self.record.error_kind = "stream_incomplete"

@@ -24,6 +24,7 @@ from grok_proxy.errors import (
     Flavor,
     InvalidRequest,
     MissingApiKey,
+    NotOnThisUpstream,
     PayloadTooLarge,
     ProxyError,
     UpstreamError,
@@ -33,6 +34,7 @@ from grok_proxy.errors import (
     upstream_error,
 )
 from grok_proxy.lifecycle import Drain
+from grok_proxy.presets import PRESETS, ModelNames, parse_aliases
 from grok_proxy.record import RequestRecord, record_of
 from grok_proxy.retry import ATTEMPTS_HEADER, RetryPolicy, Tally
 from grok_proxy.sse import HangUpWatch, SseRelay
@@ -176,7 +178,16 @@ class Upstream:
 
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None):
         self.settings = settings
-        self.base_url = settings.xai_base_url
+        self.base_url = settings.upstream_base_url()
+        self.preset = PRESETS[settings.xai_upstream]
+        self.models = ModelNames(
+            self.preset.model_prefix, parse_aliases(settings.xai_model_aliases)
+        )
+        self.preset_headers = dict(self.preset.extra_headers)
+        # The gateway's token is for Cloudflare only: never hand it to another upstream.
+        if settings.cloudflare_aig_token is not None and self.preset.name == "cloudflare":
+            token = settings.cloudflare_aig_token.get_secret_value()
+            self.preset_headers["cf-aig-authorization"] = f"Bearer {token}"
         timeouts = Timeouts(
             connect=settings.xai_connect_timeout,
             read=settings.xai_read_timeout,
@@ -195,6 +206,21 @@ class Upstream:
 
     async def aclose(self) -> None:
         await self.connector.aclose()
+
+    async def probe(self) -> dict[str, object]:
+        """Whether the upstream answers at all (any HTTP status counts), without any key."""
+        report: dict[str, object] = {"name": self.preset.name, "base_url": self.base_url}
+        started = perf_counter()
+        try:
+            async with asyncio.timeout(self.settings.xai_connect_timeout):
+                response = await self.connector.send("GET", f"{self.base_url}/models", {}, None)
+                await response.read()
+        except (httpx.TransportError, TimeoutError) as exc:
+            report.update(reachable=False, error=type(exc).__name__)
+        else:
+            report.update(reachable=True, status=response.status)
+        report["latency_ms"] = round((perf_counter() - started) * 1000, 1)
+        return report
 
     def upstream_key(self, presented: str) -> str:
         """The key to send upstream: the caller's own, or with access keys the server's."""
@@ -232,12 +258,21 @@ class Upstream:
         this route ends with; a stream that ends without one gets an error event.
         `on_json` rewrites a successful JSON body (for the routes that translate).
         """
+        if not self.preset.serves(path):
+            raise NotOnThisUpstream(
+                f"The configured upstream ({self.preset.name}) has no {path} route; "
+                "use XAI_UPSTREAM=xai (or cloudflare) for it."
+            )
         url = f"{self.base_url}{path}"
         if query:
             url = f"{url}?{query}"
         outgoing = upstream_headers(request, key)
         if headers:
             outgoing.update(headers)
+        if self.preset_headers:
+            outgoing.update(self.preset_headers)
+        if body and not self.models.identity:
+            body = self.models.request_body(body)
         watch = HangUpWatch(request.receive)
         record = record_of(request.scope)
         outgoing["x-request-id"] = record.request_id
@@ -309,6 +344,7 @@ class Upstream:
                 drain=self.drain,
                 record=record,
                 strip_usage=strip_usage,
+                rewrite=None if self.models.identity else self.models.answer,
             )
         content = await upstream.read()
         if upstream.status >= 400:
@@ -333,6 +369,8 @@ class Upstream:
                     "malformed JSON.",
                     code="upstream_malformed_response",
                 ) from None
+            if not self.models.identity:
+                content = self.models.answer(content)
             if on_json is not None:
                 content = on_json(content)
         answer = Response(content, upstream.status)

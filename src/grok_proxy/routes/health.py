@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,7 +24,24 @@ _DRAINING = b'{"status":"draining","version":"' + __version__.encode() + b'"}'
     responses={200: {"content": {"application/json": {"example": {"status": "healthy"}}}}},
 )
 async def health(request: Request) -> Response:
-    """`{"status": "healthy", "version": ...}` without touching the upstream; 503 while draining."""
-    if request.app.state.upstream.drain.draining:
+    """`{"status": "healthy", "version": ...}` without touching the upstream; 503 while draining.
+
+    With `?upstream=1` it also says which upstream is configured and whether it answers
+    (503 when it does not); no key is sent or shown.
+    """
+    upstream = request.app.state.upstream
+    if upstream.drain.draining:
         return Response(_DRAINING, status_code=503, media_type="application/json")
-    return Response(_HEALTHY, media_type="application/json")
+    if request.query_params.get("upstream") not in {"1", "true", "yes"}:
+        return Response(_HEALTHY, media_type="application/json")
+    report = await upstream.probe()
+    body = {
+        "status": "healthy" if report["reachable"] else "upstream unreachable",
+        "version": __version__,
+    }
+    body["upstream"] = report
+    return Response(
+        orjson.dumps(body),
+        status_code=200 if report["reachable"] else 503,
+        media_type="application/json",
+    )

@@ -35,7 +35,9 @@ MODELS: list[JSON] = [
 
 
 def known_model(name: str) -> bool:
-    """Models the simulator serves: any grok-* name or alias, `latest`, and the embedding `v1`."""
+    """Models the simulator serves: any grok-* name or alias, `latest`, the embedding `v1`,
+    and the same under OpenRouter's `x-ai/` prefix."""
+    name = name.removeprefix("x-ai/")
     return name.startswith("grok") or name in {"latest", "v1"}
 
 

@@ -164,12 +164,17 @@ class Simulator:
         refused = self.check_key(request)
         if refused is not None:
             return refused
-        route = self.exact.get((request.method, request.path))
+        # Access points put xAI's API under other bases (OpenRouter /api/v1, Cloudflare
+        # /v1/<account>/<gateway>/grok/v1): answer at whatever base the route arrives.
+        path = (
+            request.path[request.path.rfind("/v1/") :] if "/v1/" in request.path else request.path
+        )
+        route = self.exact.get((request.method, path))
         if route is not None:
             return route(request)
         for method, prefix, handler in self.by_prefix:
-            if request.method == method and request.path.startswith(prefix):
-                return handler(request, request.path[len(prefix) :])
+            if request.method == method and path.startswith(prefix):
+                return handler(request, path[len(prefix) :])
         return xai_error(404, f"No route {request.method} {request.path}.")
 
     @staticmethod
