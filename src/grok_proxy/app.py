@@ -86,8 +86,13 @@ def create_app(
     # Routes go straight onto the app's router: include_router() would add a matching
     # layer per router to every request. The pass-through comes last so that every
     # explicit route wins over it.
-    for area in (health, metrics, chat, images, vision, api):
+    # Matching is linear: the busiest routes go first, FastAPI's own (/docs, /openapi.json)
+    # and the pass-through (which must lose to every explicit route) last.
+    builtin = list(app.router.routes)
+    app.router.routes.clear()
+    for area in (chat, api, images, vision, health, metrics):
         app.router.routes.extend(area.router.routes)
+    app.router.routes.extend(builtin)
     app.router.routes.extend(api.passthrough.routes)
     app.add_middleware(V1Alias)
     if settings.cors_allow_origins:

@@ -12,6 +12,7 @@ import logging
 import queue
 import sys
 from contextvars import ContextVar
+from functools import lru_cache
 from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 

@@ -101,18 +101,45 @@ def model_label(model: str | None) -> str:
     return "other"
 
 
+class _RouteSeries:
+    """The labelled children of one route, looked up once: `labels()` costs a lock each time."""
+
+    __slots__ = ("duration", "overhead", "requests", "retries", "upstream")
+
+    def __init__(self, route: str) -> None:
+        self.duration = DURATION.labels(route)
+        self.upstream = UPSTREAM_FIRST_BYTE.labels(route)
+        self.overhead = OVERHEAD.labels(route)
+        self.retries = RETRIES.labels(route)
+        self.requests: dict[tuple[str, int], Counter] = {}
+
+
+_routes: dict[str, _RouteSeries] = {}
+
+
+def _series(route: str) -> _RouteSeries:
+    series = _routes.get(route)
+    if series is None:
+        series = _routes[route] = _RouteSeries(route)
+    return series
+
+
 def observe(record: RequestRecord, status: int, duration: float, first_byte: float | None) -> None:
     """Everything one finished request tells the metrics."""
     route = record.route or "unmatched"
+    series = _series(route)
     model = model_label(record.model)
-    REQUESTS.labels(route, model, str(status)).inc()
-    DURATION.labels(route).observe(duration)
+    counter = series.requests.get((model, status))
+    if counter is None:
+        counter = series.requests[model, status] = REQUESTS.labels(route, model, str(status))
+    counter.inc()
+    series.duration.observe(duration)
     if record.upstream_seconds is not None:
-        UPSTREAM_FIRST_BYTE.labels(route).observe(record.upstream_seconds)
+        series.upstream.observe(record.upstream_seconds)
         if first_byte is not None:
-            OVERHEAD.labels(route).observe(max(0.0, first_byte - record.upstream_seconds))
+            series.overhead.observe(max(0.0, first_byte - record.upstream_seconds))
     if record.attempts > 1:
-        RETRIES.labels(route).inc(record.attempts - 1)
+        series.retries.inc(record.attempts - 1)
     if record.error_kind:
         UPSTREAM_ERRORS.labels(record.error_kind).inc()
     if record.usage:

@@ -41,16 +41,21 @@ def upstream_of(request: Request) -> Upstream:
     return upstream
 
 
-def authorized_key(request: Request, *, allow_x_api_key: bool = False) -> str:
+def authorized_key(
+    request: Request, *, allow_x_api_key: bool = False, upstream: Upstream | None = None
+) -> str:
     """Check the caller's key (401 when missing or not allowed); return the key for upstream."""
     presented = caller_key(request, allow_x_api_key=allow_x_api_key)
     record_of(request.scope).key_fingerprint = key_fingerprint(presented)
-    return upstream_of(request).upstream_key(presented)
+    return (upstream or upstream_of(request)).upstream_key(presented)
 
 
-async def validated_body(request: Request, schema: type[M]) -> tuple[bytes, M]:
+async def validated_body(
+    request: Request, schema: type[M], upstream: Upstream | None = None
+) -> tuple[bytes, M]:
     """The raw body (to forward as sent) and its validated model (to decide with)."""
-    body = await read_body(request, upstream_of(request).settings.max_body_bytes)
+    limit = (upstream or upstream_of(request)).settings.max_body_bytes
+    body = await read_body(request, limit)
     parsed = parse_body(body, schema)
     model = getattr(parsed, "model", None)
     if isinstance(model, str):
@@ -118,9 +123,9 @@ async def forward_validated(
     done_markers: tuple[bytes, ...] = OPENAI_DONE,
 ) -> Response:
     """Check the key, validate the JSON body, then forward the caller's bytes unchanged."""
-    key = authorized_key(request, allow_x_api_key=flavor is Flavor.ANTHROPIC)
-    body, parsed = await validated_body(request, schema)
     upstream = upstream_of(request)
+    key = authorized_key(request, allow_x_api_key=flavor is Flavor.ANTHROPIC, upstream=upstream)
+    body, parsed = await validated_body(request, schema, upstream)
     strip_usage = False
     if upstream.settings.capture_stream_usage and _streams_without_usage(parsed):
         # Ask xAI for the usage chunk so metrics are complete; the relay removes it again,
