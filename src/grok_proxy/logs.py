@@ -12,7 +12,6 @@ import logging
 import queue
 import sys
 from contextvars import ContextVar
-from functools import lru_cache
 from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
 from grok_proxy.errors import Flavor
 from grok_proxy.routes.shared import (
     ANTHROPIC_DONE,
+    OPENAI_DONE,
     RESPONSES_DONE,
+    add_validated_route,
     area_router,
     forward_as_is,
-    forward_validated,
-    request_body,
 )
 from grok_proxy.schemas.completions import CompletionRequest
 from grok_proxy.schemas.embeddings import EmbeddingRequest
@@ -23,69 +26,55 @@ from grok_proxy.schemas.tokenize import TokenizeRequest
 router = area_router()
 
 
-@router.post(
-    "/completions",
-    tags=["completions"],
-    summary="Legacy text completion (xAI /v1/completions)",
-    openapi_extra=request_body(CompletionRequest),
-)
-async def completions(request: Request) -> Response:
-    """Text completion, plain or streamed."""
-    return await forward_validated(request, "/completions", CompletionRequest)
+class Validated(NamedTuple):
+    """A route whose body is validated, then forwarded byte for byte."""
+
+    path: str
+    upstream_path: str
+    schema: type[BaseModel]
+    tag: str
+    summary: str
+    description: str
+    done_markers: tuple[bytes, ...] = OPENAI_DONE
 
 
-@router.post(
-    "/embeddings",
-    tags=["embeddings"],
-    summary="Create embeddings (xAI /v1/embeddings)",
-    openapi_extra=request_body(EmbeddingRequest),
-)
-async def embeddings(request: Request) -> Response:
-    """Embedding vectors for the input."""
-    return await forward_validated(request, "/embeddings", EmbeddingRequest)
+TOKENIZE = "xAI's `token_ids` (token_id, string_token, token_bytes) as returned."
+VALIDATED_ROUTES = [
+    Validated("/completions", "/completions", CompletionRequest, "completions",
+              "Legacy text completion (xAI /v1/completions)", "Plain or streamed."),
+    Validated("/embeddings", "/embeddings", EmbeddingRequest, "embeddings",
+              "Create embeddings (xAI /v1/embeddings)", "Embedding vectors for the input."),
+    Validated("/tokenize-text", "/tokenize-text", TokenizeRequest, "tokenize",
+              "Tokenize text (xAI /v1/tokenize-text)", TOKENIZE),
+    Validated("/tokenize", "/tokenize-text", TokenizeRequest, "tokenize",
+              "Tokenize text (alias of /tokenize-text)", TOKENIZE),
+    Validated("/responses", "/responses", ResponsesRequest, "responses",
+              "Create a response (xAI /v1/responses)",
+              "xAI's recommended API; streams its events with `\"stream\": true`.", RESPONSES_DONE),
+]  # fmt: skip
 
+for route in VALIDATED_ROUTES:
+    add_validated_route(
+        router,
+        route.path,
+        route.schema,
+        upstream_path=route.upstream_path,
+        tag=route.tag,
+        summary=route.summary,
+        description=route.description,
+        done_markers=route.done_markers,
+    )
 
-@router.post(
-    "/tokenize-text",
-    tags=["tokenize"],
-    summary="Tokenize text (xAI /v1/tokenize-text)",
-    openapi_extra=request_body(TokenizeRequest),
-)
-@router.post(
-    "/tokenize",
-    tags=["tokenize"],
-    summary="Tokenize text (alias of /tokenize-text)",
-    openapi_extra=request_body(TokenizeRequest),
-)
-async def tokenize(request: Request) -> Response:
-    """xAI's `token_ids` (token_id, string_token, token_bytes) as returned."""
-    return await forward_validated(request, "/tokenize-text", TokenizeRequest)
-
-
-@router.post(
+add_validated_route(
+    router,
     "/messages",
-    tags=["messages"],
+    MessagesRequest,
+    tag="messages",
     summary="Anthropic-compatible Messages (xAI /v1/messages)",
-    openapi_extra=request_body(MessagesRequest),
+    description="Takes `x-api-key` or Bearer; errors and stream errors use Anthropic's envelope.",
+    flavor=Flavor.ANTHROPIC,
+    done_markers=ANTHROPIC_DONE,
 )
-async def messages(request: Request) -> Response:
-    """Takes `x-api-key` or Bearer; errors and stream errors use Anthropic's envelope."""
-    return await forward_validated(
-        request, "/messages", MessagesRequest, flavor=Flavor.ANTHROPIC, done_markers=ANTHROPIC_DONE
-    )
-
-
-@router.post(
-    "/responses",
-    tags=["responses"],
-    summary="Create a response (xAI /v1/responses)",
-    openapi_extra=request_body(ResponsesRequest),
-)
-async def create_response(request: Request) -> Response:
-    """xAI's recommended API; streams its events with `"stream": true`."""
-    return await forward_validated(
-        request, "/responses", ResponsesRequest, done_markers=RESPONSES_DONE
-    )
 
 
 @router.get("/responses/{response_id}", tags=["responses"], summary="Retrieve a stored response")

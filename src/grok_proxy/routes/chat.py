@@ -5,20 +5,18 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from grok_proxy.routes.shared import area_router, forward_as_is, forward_validated, request_body
+from grok_proxy.routes.shared import add_validated_route, area_router, forward_as_is
 from grok_proxy.schemas.chat import ChatCompletionRequest
 
 router = area_router("chat")
 
-
-@router.post(
+add_validated_route(
+    router,
     "/chat/completions",
+    ChatCompletionRequest,
     summary="Create a chat completion (xAI /v1/chat/completions)",
-    openapi_extra=request_body(ChatCompletionRequest),
+    description='Chat completion; with `"stream": true` the SSE stream is relayed as it arrives.',
 )
-async def chat_completions(request: Request) -> Response:
-    """Chat completion; with `"stream": true` the SSE stream is relayed as it arrives."""
-    return await forward_validated(request, "/chat/completions", ChatCompletionRequest)
 
 
 @router.get(

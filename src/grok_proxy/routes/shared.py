@@ -145,6 +145,38 @@ async def forward_validated(
     )
 
 
+def add_validated_route(
+    router: APIRouter,
+    path: str,
+    schema: type[BaseModel],
+    *,
+    summary: str,
+    description: str,
+    tag: str | None = None,
+    upstream_path: str | None = None,
+    flavor: Flavor = Flavor.OPENAI,
+    done_markers: tuple[bytes, ...] = OPENAI_DONE,
+) -> None:
+    """A POST route that validates its body with `schema` and forwards it unchanged."""
+    target = upstream_path or path
+
+    async def endpoint(request: Request) -> Response:
+        return await forward_validated(
+            request, target, schema, flavor=flavor, done_markers=done_markers
+        )
+
+    router.add_api_route(
+        path,
+        endpoint,
+        methods=["POST"],
+        name=path.strip("/").replace("/", "_").replace("-", "_"),
+        summary=summary,
+        description=description,
+        tags=[tag] if tag else None,
+        openapi_extra=request_body(schema),
+    )
+
+
 def _streams_without_usage(parsed: BaseModel) -> bool:
     """A chat/text completion stream that did not ask for the usage chunk."""
     if not getattr(parsed, "stream", False) or not hasattr(parsed, "stream_options"):
