@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
 import httpx
 import openai
@@ -21,6 +22,16 @@ MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say h
 def client(live: Proxy, fresh_sim: Simulator) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=live.api, api_key=KEY, max_retries=0) as sdk:
         yield sdk
+
+
+def open_stream(live: Proxy, body: dict[str, object]) -> AbstractContextManager[httpx.Response]:
+    """A chat completion stream, read as the test goes."""
+    return httpx.stream(
+        "POST",
+        f"{live.api}/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {KEY}"},
+    )
 
 
 def sse_events(body: bytes) -> list[bytes]:
@@ -81,12 +92,7 @@ def test_wrong_key_reaches_the_caller_as_xais_400(live: Proxy) -> None:
 
 def test_raw_sse_framing_and_headers(live: Proxy, fresh_sim: Simulator) -> None:
     body = {"model": "grok-4@chunks=2", "messages": MESSAGES, "stream": True}
-    with httpx.stream(
-        "POST",
-        f"{live.api}/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {KEY}"},
-    ) as response:
+    with open_stream(live, body) as response:
         raw = response.read()
     assert response.headers["content-type"] == "text/event-stream"
     assert response.headers["cache-control"] == "no-cache"
@@ -109,12 +115,7 @@ def test_stream_is_not_buffered(live: Proxy) -> None:
     body = {"model": "grok-4@chunks=5,pace=100", "messages": MESSAGES, "stream": True}
     arrivals: list[float] = []
     start = time.monotonic()
-    with httpx.stream(
-        "POST",
-        f"{live.api}/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {KEY}"},
-    ) as response:
+    with open_stream(live, body) as response:
         for line in response.iter_lines():
             if '"content"' in line:
                 arrivals.append(time.monotonic() - start)
@@ -148,12 +149,7 @@ def test_cut_stream_raw_has_no_done(live: Proxy) -> None:
 
 def test_client_disconnect_mid_stream_closes_upstream(live: Proxy, fresh_sim: Simulator) -> None:
     body = {"model": "grok-4@chunks=500,pace=50", "messages": MESSAGES, "stream": True}
-    with httpx.stream(
-        "POST",
-        f"{live.api}/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {KEY}"},
-    ) as response:
+    with open_stream(live, body) as response:
         for line in response.iter_lines():
             if '"content"' in line:
                 break  # leave after the first words
