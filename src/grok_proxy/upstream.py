@@ -1,9 +1,10 @@
 """The forwarding core: one path that every route uses to reach the upstream API.
 
-A request travels: caller key -> body (size-checked) -> httpx request with allow-listed
-headers -> upstream status checked -> plain body back, or SSE relayed event by event.
-Every wait on the upstream is raced against the caller hanging up, so an abandoned
-request is closed upstream at once and nobody pays for tokens that no one reads.
+A request travels: caller key -> body (size-checked, validated by the route) -> the
+connector with allow-listed headers, retried where that is safe -> upstream status
+checked -> plain body back, or SSE relayed event by event. Every wait on the upstream
+is watched for the caller hanging up, so an abandoned request is closed upstream at once
+and nobody pays for tokens that no one reads.
 """
 
 from __future__ import annotations
@@ -198,7 +199,6 @@ class Upstream:
             if transport is None
             else HttpxConnector(transport, timeouts)
         )
-
         self.retries = RetryPolicy(settings)
         self.drain = Drain(settings.shutdown_grace_seconds)
         self.access_keys = tuple(key.encode() for key in settings.access_keys())
@@ -244,7 +244,6 @@ class Upstream:
         *,
         key: str,
         body: bytes | None = None,
-        method: str | None = None,
         query: str | None = None,
         headers: dict[str, str] | None = None,
         flavor: Flavor = Flavor.OPENAI,
@@ -281,7 +280,7 @@ class Upstream:
         try:
             with watch:
                 response = await self._exchange(
-                    method or request.method,
+                    request.method,
                     url,
                     headers=outgoing,
                     body=body,
