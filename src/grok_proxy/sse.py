@@ -128,7 +128,7 @@ class SseRelay(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Starlette's StreamingResponse only watches for a disconnect on ASGI 2.3 servers,
         # and uvicorn's send() stays quiet after one: watch for it here, on every server.
-        watch = HangUpWatch(receive, after=0)
+        watch = HangUpWatch(receive)
         task = asyncio.current_task()
         assert task is not None
         self.task = task
