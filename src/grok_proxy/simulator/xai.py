@@ -213,6 +213,21 @@ class Simulator:
             )
         return name, directives
 
+    def parse(
+        self, request: SimRequest, *fields: str, model_required: bool = True
+    ) -> tuple[JSON, str, dict[str, str]] | Reply:
+        """The JSON body, its model and fault directives, or xAI's error for a bad body."""
+        body = self.json_body(request)
+        if isinstance(body, Reply):
+            return body
+        for field in fields:
+            if field not in body:
+                return missing_field(field)
+        found = self.model_of(body, required=model_required)
+        if isinstance(found, Reply):
+            return found
+        return body, *found
+
     # faults shared by every route
     def answer(
         self, directives: dict[str, str], normal: Callable[[], Outcome]
@@ -311,15 +326,10 @@ class Simulator:
 
     # inference routes
     def chat_completions(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
-        body = self.json_body(request)
-        if isinstance(body, Reply):
-            return body
-        if "messages" not in body:
-            return missing_field("messages")
-        found = self.model_of(body)
-        if isinstance(found, Reply):
-            return found
-        model, directives = found
+        parsed = self.parse(request, "messages")
+        if isinstance(parsed, Reply):
+            return parsed
+        body, model, directives = parsed
         response_id = self.next_id() + "_us-east-1"
         if body.get("deferred"):
             self.stored[response_id] = {"model": model, "pending": "pending" in directives}
@@ -352,15 +362,10 @@ class Simulator:
         )
 
     def completions(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
-        body = self.json_body(request)
-        if isinstance(body, Reply):
-            return body
-        if "prompt" not in body:
-            return missing_field("prompt")
-        found = self.model_of(body)
-        if isinstance(found, Reply):
-            return found
-        model, directives = found
+        parsed = self.parse(request, "prompt")
+        if isinstance(parsed, Reply):
+            return parsed
+        body, model, directives = parsed
         pieces = shapes.words(number(directives, "chunks"))
         response_id = self.next_id()
         if body.get("stream"):
@@ -371,18 +376,15 @@ class Simulator:
         return self.answer(directives, lambda: Reply(200, orjson.dumps(completion)))
 
     def images(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
-        body = self.json_body(request)
-        if isinstance(body, Reply):
-            return body
+        parsed = self.parse(request, model_required=False)
+        if isinstance(parsed, Reply):
+            return parsed
+        body, _, directives = parsed
         if not isinstance(body.get("prompt"), str):
             return missing_field("prompt")
         for unsupported in ("size", "quality", "style"):
             if unsupported in body:
                 return xai_error(400, f"Argument not supported: {unsupported}")
-        found = self.model_of(body, required=False)
-        if isinstance(found, Reply):
-            return found
-        _, directives = found
         count = body.get("n") or 1
         if not isinstance(count, int) or not 1 <= count <= 10:
             return xai_error(400, "n must be between 1 and 10.")
@@ -393,15 +395,10 @@ class Simulator:
         return self.answer(directives, lambda: Reply(200, orjson.dumps(answer)))
 
     def embeddings(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
-        body = self.json_body(request)
-        if isinstance(body, Reply):
-            return body
-        if "input" not in body:
-            return missing_field("input")
-        found = self.model_of(body)
-        if isinstance(found, Reply):
-            return found
-        model, directives = found
+        parsed = self.parse(request, "input")
+        if isinstance(parsed, Reply):
+            return parsed
+        body, model, directives = parsed
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         if inputs and all(isinstance(i, int) for i in inputs):
             inputs = [inputs]
@@ -412,30 +409,21 @@ class Simulator:
         return self.answer(directives, lambda: Reply(200, orjson.dumps(answer)))
 
     def tokenize(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
-        body = self.json_body(request)
-        if isinstance(body, Reply):
-            return body
+        parsed = self.parse(request)
+        if isinstance(parsed, Reply):
+            return parsed
+        body, _, directives = parsed
         if not isinstance(body.get("text"), str):
             return missing_field("text")
-        found = self.model_of(body)
-        if isinstance(found, Reply):
-            return found
-        _, directives = found
         return self.answer(
             directives, lambda: Reply(200, orjson.dumps(shapes.tokens(body["text"])))
         )
 
     def messages(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
-        body = self.json_body(request)
-        if isinstance(body, Reply):
-            return body
-        for field in ("messages", "max_tokens"):
-            if field not in body:
-                return missing_field(field)
-        found = self.model_of(body)
-        if isinstance(found, Reply):
-            return found
-        model, directives = found
+        parsed = self.parse(request, "messages", "max_tokens")
+        if isinstance(parsed, Reply):
+            return parsed
+        body, model, directives = parsed
         pieces = shapes.words(number(directives, "chunks"))
         message_id = self.next_id()
         input_tokens = max(1, len(orjson.dumps(body["messages"])) // 4)
@@ -446,15 +434,10 @@ class Simulator:
         return self.answer(directives, lambda: Reply(200, orjson.dumps(message)))
 
     def responses(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
-        body = self.json_body(request)
-        if isinstance(body, Reply):
-            return body
-        if "input" not in body:
-            return missing_field("input")
-        found = self.model_of(body, required=False)
-        if isinstance(found, Reply):
-            return found
-        model, directives = found
+        parsed = self.parse(request, "input", model_required=False)
+        if isinstance(parsed, Reply):
+            return parsed
+        body, model, directives = parsed
         pieces = shapes.words(number(directives, "chunks"))
         response_id = "resp_" + self.next_id()
         response = shapes.model_response(response_id, model, pieces)
