@@ -34,18 +34,13 @@ from grok_proxy.errors import (
     envelope_bytes,
     upstream_error,
 )
+from grok_proxy.http1 import Http1Connector
 from grok_proxy.lifecycle import Drain
 from grok_proxy.presets import PRESETS, ModelNames, parse_aliases
 from grok_proxy.record import RequestRecord, record_of
 from grok_proxy.retry import ATTEMPTS_HEADER, RetryPolicy, Tally
 from grok_proxy.sse import HangUpWatch, SseRelay
-from grok_proxy.transport import (
-    AiohttpConnector,
-    Connector,
-    HttpxConnector,
-    RawHeaders,
-    Timeouts,
-)
+from grok_proxy.transport import Connector, HttpxConnector, RawHeaders, Timeouts
 from grok_proxy.usage import from_body
 
 log = logging.getLogger("grok_proxy.upstream")
@@ -195,7 +190,7 @@ class Upstream:
             pool=settings.xai_connect_timeout,
         )
         self.connector: Connector = (
-            AiohttpConnector(settings.xai_pool_size, timeouts)
+            Http1Connector(settings.xai_pool_size, timeouts)
             if transport is None
             else HttpxConnector(transport, timeouts)
         )
