@@ -186,6 +186,8 @@ class Http1Response:
         "_length_known",
         "_paused",
         "_released",
+        "_silence_timer",
+        "_since",
         "_waiter",
         "connection",
         "head_only",
@@ -218,12 +220,16 @@ class Http1Response:
         self._keep_alive = False
         self._error: Exception | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._since = 0.0  # when upstream last sent bytes or a wait began
+        self._silence_timer: asyncio.TimerHandle | None = None
         self._released = False
 
     # --- fed by the connection ---------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
         self.received = True
+        if self._waiter is not None:
+            self._since = self._waiter.get_loop().time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -311,21 +317,36 @@ class Http1Response:
             self._error = error
         self._wake()
 
-    def _time_out(self, waiter: asyncio.Future[None]) -> None:
-        if not waiter.done():
-            waiter.set_exception(
-                httpx.ReadTimeout(f"upstream sent nothing for {self.read_timeout:g} seconds")
-            )
-
     async def _wait(self) -> None:
         loop = asyncio.get_running_loop()
+        self._since = loop.time()
         waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(self.read_timeout, self._time_out, waiter)
+        # One timer per response that re-arms itself, not one per wait: a stream waits
+        # once per chunk, and creating and cancelling a timer cost more than the chunk.
+        if self._silence_timer is None:
+            self._silence_timer = loop.call_later(self.read_timeout, self._check_silence)
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
+
+    def stop_timer(self) -> None:
+        if self._silence_timer is not None:
+            self._silence_timer.cancel()
+            self._silence_timer = None
+
+    def _check_silence(self) -> None:
+        waiter = self._waiter
+        loop = asyncio.get_running_loop()
+        silent = loop.time() - self._since
+        if waiter is not None and not waiter.done() and silent >= self.read_timeout:
+            self._silence_timer = None
+            waiter.set_exception(
+                httpx.ReadTimeout(f"upstream sent nothing for {self.read_timeout:g} seconds")
+            )
+        else:  # not waiting now, or bytes came meanwhile: look again when the time may be up
+            delay = self.read_timeout - silent if waiter is not None else self.read_timeout
+            self._silence_timer = loop.call_later(max(delay, 0.001), self._check_silence)
 
     async def wait_for_head(self) -> None:
         while not self._headers_done:
@@ -374,6 +395,7 @@ class Http1Response:
         if self._released:
             return
         self._released = True
+        self.stop_timer()
         reusable = (
             self._complete
             and self._keep_alive
@@ -432,6 +454,7 @@ class Http1Connector:
             await response.wait_for_head()
         except BaseException:
             # Cancelled (the caller hung up), timed out or failed: this connection is done.
+            response.stop_timer()
             connection.abort()
             raise
         return response

@@ -88,6 +88,8 @@ UNKNOWN_USAGE = Counter(
 )
 
 _models: set[str] = set()
+# Labelled children looked up once: `labels()` takes a lock and builds a tuple every call.
+_tokens: dict[tuple[str, str], Counter] = {}
 
 
 def model_label(model: str | None) -> str:
@@ -145,7 +147,10 @@ def observe(record: RequestRecord, status: int, duration: float, first_byte: flo
     if record.usage:
         for kind, count in record.usage.items():
             if count:
-                TOKENS.labels(model, kind).inc(count)
+                tokens = _tokens.get((model, kind))
+                if tokens is None:
+                    tokens = _tokens[model, kind] = TOKENS.labels(model, kind)
+                tokens.inc(count)
     elif record.streamed and status < 400:
         UNKNOWN_USAGE.labels(model).inc()
 

@@ -87,6 +87,46 @@ class HangUpWatch:
             self.task.uncancel()
 
 
+class KeepAliveClock:
+    """Interrupts the relay's wait for upstream once it has lasted `every` seconds.
+
+    One timer per stream that re-arms itself, instead of a timeout per chunk: a stream
+    waits once per chunk, and creating and cancelling a timer each time cost more than
+    relaying the chunk (docs/benchmarks.md). The interruption is a cancellation of the
+    relay's task, taken back by the relay exactly as `asyncio.timeout` does it, so a
+    hang-up or shutdown arriving at the same moment still gets through.
+    """
+
+    def __init__(self, task: asyncio.Task[None], every: float) -> None:
+        self.task = task
+        self.every = every
+        self.loop = asyncio.get_running_loop()
+        self.waiting_since: float | None = None
+        self.rang = False
+        self.cancelling = 0
+        self.timer = self.loop.call_later(every, self._tick)
+
+    def _tick(self) -> None:
+        since = self.waiting_since
+        waited = 0.0 if since is None else self.loop.time() - since
+        if since is not None and waited >= self.every and not self.rang:
+            self.rang = True
+            self.cancelling = self.task.cancelling()
+            self.task.cancel()
+            waited = 0.0
+        self.timer = self.loop.call_later(max(self.every - waited, 0.001), self._tick)
+
+    def answered(self) -> bool:
+        """After a CancelledError: whether it was only this clock (and is now withdrawn)."""
+        if not self.rang:
+            return False
+        self.rang = False
+        return self.task.uncancel() <= self.cancelling
+
+    def stop(self) -> None:
+        self.timer.cancel()
+
+
 class SseRelay(Response):
     """ASGI response that relays an open upstream SSE response and closes it on every path."""
 
@@ -135,6 +175,7 @@ class SseRelay(Response):
         if self.drain is not None:
             self.drain.streams.add(self)
         metrics.OPEN_STREAMS.inc()
+        self.clock = KeepAliveClock(task, self.keepalive) if self.keepalive else None
         try:
             with watch:
                 await self._pump(send)
@@ -150,6 +191,8 @@ class SseRelay(Response):
             else:
                 raise
         finally:
+            if self.clock is not None:
+                self.clock.stop()
             metrics.OPEN_STREAMS.dec()
             if self.drain is not None:
                 self.drain.streams.discard(self)
@@ -162,14 +205,19 @@ class SseRelay(Response):
         minutes. The comment goes out only between whole events (partial ones are held
         back), and SSE clients ignore comment lines.
         """
-        if not self.keepalive:
+        clock = self.clock
+        if clock is None:
             return await self.upstream.read_chunk()
         while True:
+            clock.waiting_since = clock.loop.time()
             try:
-                async with asyncio.timeout(self.keepalive):
-                    return await self.upstream.read_chunk()
-            except TimeoutError:
-                await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+                return await self.upstream.read_chunk()
+            except asyncio.CancelledError:
+                if not clock.answered():
+                    raise
+            finally:
+                clock.waiting_since = None
+            await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
 
     def _ends(self, events: bytes) -> bool:
         return any(marker in events for marker in self.done_markers)

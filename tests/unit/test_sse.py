@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
 import orjson
 import pytest
+from starlette.types import Message
 
-from grok_proxy.sse import last_event_end
+from grok_proxy.errors import Flavor, UpstreamUnreachable
+from grok_proxy.sse import KEEPALIVE, SseRelay, last_event_end
 from tests.unit.harness import AUTH, chat, proxied, upstream
 
 pytestmark = pytest.mark.anyio
@@ -106,3 +109,103 @@ async def test_upstream_error_before_the_stream_keeps_its_status() -> None:
     assert response.status_code == 429
     assert response.headers["content-type"] == "application/json"
     assert response.json()["error"]["message"] == "Too many tokens"
+
+
+class Upstream:
+    """An open upstream stream whose chunks the test hands over one at a time."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.chunks: asyncio.Queue[bytes] = asyncio.Queue()
+        self.closed = False
+
+    def header(self, name: str) -> str:
+        return ""
+
+    async def read(self) -> bytes:
+        raise AssertionError("a stream is read chunk by chunk")
+
+    async def read_chunk(self) -> bytes:
+        return await self.chunks.get()  # cancel-safe: a queued chunk is never lost
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class Caller:
+    """The ASGI send side: what the caller receives, and a way to wait for keep-alives."""
+
+    def __init__(self) -> None:
+        self.body = b""
+        self.ended = False
+        self.keepalives = 0
+        self.heard = asyncio.Event()
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.body":
+            self.body += message["body"]
+            self.ended = not message["more_body"]
+            if message["body"] == KEEPALIVE:
+                self.keepalives += 1
+                self.heard.set()
+
+    async def keepalive(self) -> None:
+        self.heard.clear()
+        await asyncio.wait_for(self.heard.wait(), 5)
+
+
+async def receive() -> Message:
+    await asyncio.Event().wait()  # the caller never hangs up
+    raise AssertionError
+
+
+def relay_of(source: Upstream, keepalive: float) -> SseRelay:
+    return SseRelay(
+        source,
+        headers=[],
+        flavor=Flavor.OPENAI,
+        done_markers=(b"[DONE]",),
+        describe_failure=lambda exc: UpstreamUnreachable(str(exc)),
+        keepalive=keepalive,
+    )
+
+
+async def test_keepalive_comments_fill_silences_without_splitting_an_event() -> None:
+    source, caller = Upstream(), Caller()
+    relay = relay_of(source, keepalive=0.02)
+    task = asyncio.ensure_future(relay({"type": "http"}, receive, caller.send))
+    source.chunks.put_nowait(ROLE)
+    await caller.keepalive()
+    source.chunks.put_nowait(HELLO[:10])  # half an event: held back while the silence lasts
+    await caller.keepalive()
+    await caller.keepalive()
+    source.chunks.put_nowait(HELLO[10:] + DONE)
+    source.chunks.put_nowait(b"")
+    await asyncio.wait_for(task, 5)
+    assert caller.body.replace(KEEPALIVE, b"") == ROLE + HELLO + DONE
+    assert caller.body.startswith(ROLE + KEEPALIVE)
+    assert caller.body.endswith(KEEPALIVE + HELLO + DONE)
+    assert caller.keepalives >= 3
+    assert caller.ended
+    assert source.closed
+
+
+async def test_a_shutdown_at_the_moment_of_a_keepalive_still_ends_the_stream() -> None:
+    source, caller = Upstream(), Caller()
+    relay = relay_of(source, keepalive=3600)
+    task = asyncio.ensure_future(relay({"type": "http"}, receive, caller.send))
+    source.chunks.put_nowait(ROLE)
+    while caller.body != ROLE:
+        await asyncio.sleep(0)
+    # The clock rings and the shutdown comes before the relay runs again: both cancel it.
+    assert relay.clock is not None
+    relay.clock.waiting_since = -3600.0
+    relay.clock._tick()
+    relay.end("The proxy is shutting down.")
+    await asyncio.wait_for(task, 5)
+    assert caller.body.startswith(ROLE)
+    assert b"proxy_shutting_down" in caller.body
+    assert KEEPALIVE not in caller.body
+    assert caller.ended
+    assert source.closed
