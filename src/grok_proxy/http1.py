@@ -90,12 +90,15 @@ def split_url(url: str) -> tuple[str, str]:
     return f"{scheme}{sep}{host}", f"/{target}" if slash else "/"
 
 
-def encode_head(method: str, target: str, host: str, headers: dict[str, str], length: int) -> bytes:
+def encode_head(
+    method: str, target: str, host: str, headers: dict[str, str], length: int | None
+) -> bytes:
+    """The request line and headers; `length` is the body's (None: no body at all)."""
     lines = [f"{method} {target} HTTP/1.1\r\nhost: {host}\r\n"]
     lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
     if "user-agent" not in headers:
         lines.append(f"user-agent: {USER_AGENT}\r\n")
-    if length or method not in IDEMPOTENT:
+    if length is not None:
         lines.append(f"content-length: {length}\r\n")
     # One check over everything that came from outside: no line breaks smuggled into a header.
     if _has_line_break(target, headers):
@@ -121,7 +124,6 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.response: Http1Response | None = None
         self.closed = False
-        self.reused = False
         self.idle_since = 0.0
         self.expiry = KEEPALIVE_EXPIRY
         self._writable: asyncio.Future[None] | None = None
@@ -425,7 +427,8 @@ class Http1Connector:
         origin = self._origins.get(origin_text)
         if origin is None:
             origin = self._origins[origin_text] = Origin.parse(origin_text)
-        head = encode_head(method, target, origin.host_header, headers, len(body or b""))
+        length = None if body is None else len(body)
+        head = encode_head(method, target, origin.host_header, headers, length)
         await self._take_slot()
         try:
             connection = self._idle_connection(origin)
@@ -494,7 +497,6 @@ class Http1Connector:
             if now - connection.idle_since >= connection.expiry:
                 self._drop(connection)
                 continue
-            connection.reused = True
             return connection
         return None
 
