@@ -396,3 +396,19 @@ async def test_an_untrusted_certificate_is_refused(tls_server_context: ssl.SSLCo
         with pytest.raises(httpx.ConnectError, match="not trusted"):
             await get(connector(), server.url)
     assert server.requests == []
+
+
+async def test_a_connection_the_server_closed_while_idle_is_never_used() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Server) -> None:
+        await read_request(reader, s)
+        writer.write(OK)
+        await writer.drain()  # then hang up, as servers do with idle connections
+
+    async with serving(script) as server:
+        client = connector()
+        assert await get(client, server.url, "POST") == b'{"ok":true}'
+        while client._open:  # wait until the client has seen the close
+            await asyncio.sleep(0.01)
+        # A POST is never resent, so it must not be sent on the dead connection at all.
+        assert await get(client, server.url, "POST") == b'{"ok":true}'
+    assert server.connections == 2
