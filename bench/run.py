@@ -487,7 +487,7 @@ DOC_TAIL = """
 Variance: this is a 2-vCPU virtual machine; across runs on the same day the one-worker
 figures move by about 15 %, so compare columns within one run, never across runs. With
 today's code, the 1,000-stream test gave a first-byte p99 of 0.62-0.92 s and a wall time
-of 1.0-1.4x direct in ten runs, and 1.13 s / 1.43x in one more.
+of 1.0-1.4x direct in eleven runs, and 1.13 s / 1.43x in one more.
 
 How to read it: *added* latency is the proxy's p50/p99 at one connection minus the direct
 call's in the same run. nginx is the practical ceiling for any proxy on this machine (here
