@@ -17,6 +17,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Protocol
 
+from grok_proxy import logs
+
 log = logging.getLogger("grok_proxy.lifecycle")
 
 # Streams are ended this long before uvicorn would cancel them, so the error event is sent.
@@ -61,6 +63,7 @@ class Drain:
         if self.draining:
             return
         self.draining = True
+        logs.write_through()
         log.info("draining: %d open streams get %.1fs to finish", len(self.streams), self.grace)
         asyncio.get_running_loop().call_later(
             max(0.0, self.grace - MARGIN_SECONDS), self.end_streams

@@ -79,14 +79,27 @@ class LogWriter(threading.Thread):
         self.wake = threading.Event()
         self.stopping = False
         self.dropped = 0
+        self.direct = False
+        self.lock = threading.Lock()
 
     def put(self, record: logging.LogRecord) -> None:
         if len(self.pending) >= self.limit:
             self.dropped += 1
             return
         self.pending.append(record)
-        if not self.wake.is_set():
+        if self.direct:
+            self.write_pending()
+        elif not self.wake.is_set():
             self.wake.set()
+
+    def write_through(self) -> None:
+        """From now on, write each line before returning (and what is waiting, now).
+
+        For shutdown: uvicorn ends the process by re-raising SIGTERM, which kills it without
+        running atexit, so lines still waiting for the thread would be lost.
+        """
+        self.direct = True
+        self.write_pending()
 
     def run(self) -> None:
         while not self.stopping:
@@ -97,6 +110,10 @@ class LogWriter(threading.Thread):
         self.write_pending()
 
     def write_pending(self) -> None:
+        with self.lock:  # the thread, or a caller in write-through mode
+            self._write_pending()
+
+    def _write_pending(self) -> None:
         lines = []
         while self.pending:
             record = self.pending.popleft()
@@ -146,6 +163,12 @@ class WriterHandler(logging.Handler):
 
 
 _writer: LogWriter | None = None
+
+
+def write_through() -> None:
+    """Shutdown has begun: write log lines synchronously from here on (see LogWriter)."""
+    if _writer is not None:
+        _writer.write_through()
 
 
 def configure_logging(level: str, fmt: str) -> None:

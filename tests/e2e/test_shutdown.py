@@ -9,7 +9,7 @@ import time
 import httpx
 
 from tests.conftest import KEY
-from tests.processes import Simulator, proxy
+from tests.processes import Simulator, output_of, proxy
 
 
 def stream(url: str, model: str, into: dict[str, bytes]) -> None:
@@ -41,6 +41,11 @@ def test_sigterm_drains_then_ends_streams_with_an_error_event(fresh_sim: Simulat
             thread.join(timeout=10)
         running.process.wait(timeout=10)
         stopped = time.monotonic() - signalled
+        # uvicorn ends the process by re-raising the signal, at once: its last log lines
+        # must already be written.
+        output = output_of(running.process)
+    assert "Application shutdown complete" in output
+    assert "Finished server process" in output
     # The short stream finished normally within the grace period.
     assert results[short].endswith(b"data: [DONE]\n\n")
     # The long one was ended at the deadline with an error event, not cut silently or faked.

@@ -88,3 +88,14 @@ def test_json_lines_include_fields_and_the_traceback() -> None:
     assert access["status"] == 200
     assert failure["level"] == "error"
     assert "RuntimeError: bad" in failure["exception"]
+
+
+def test_after_write_through_each_line_is_written_before_the_call_returns() -> None:
+    stream = io.StringIO()
+    writer = LogWriter(stream, logging.Formatter("%(message)s"), pause=3600)
+    writer.start()
+    log = logger_for(writer)
+    writer.write_through()  # shutdown began: the process may be ended at any moment
+    log.warning("shutting down")
+    assert stream.getvalue() == "shutting down\n"
+    writer.stop()
