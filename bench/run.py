@@ -35,14 +35,6 @@ HOST = "127.0.0.1"
 KEY = "xai-bench-key"
 BODY = '{"model":"grok-4","messages":[{"role":"user","content":"Say hello"}]}'
 CORES = os.cpu_count() or 1
-
-
-@dataclass
-class BenchSettings:
-    log_level: str = "warning"
-
-
-settings = BenchSettings()
 PROXY_CORE, LOAD_CORE = ("0", "1") if CORES >= 2 else ("0", "0")
 
 
@@ -96,13 +88,13 @@ def simulator(port: int) -> AbstractContextManager[subprocess.Popen[bytes]]:
 
 
 def proxy(
-    port: int, upstream: str, workers: int = 1
+    port: int, upstream: str, workers: int = 1, log_level: str = "warning"
 ) -> AbstractContextManager[subprocess.Popen[bytes]]:
     command = [sys.executable, "-m", "grok_proxy", "serve", "--host", HOST, "--port", str(port)]
     command += ["--workers", str(workers)]
     # Access lines off unless asked for (--log-level info): the table measures forwarding;
     # docs/benchmarks.md gives the cost of the access log separately.
-    env = {"XAI_BASE_URL": upstream, "LOG_LEVEL": settings.log_level}
+    env = {"XAI_BASE_URL": upstream, "LOG_LEVEL": log_level}
     # One worker gets a core to itself; several workers share the machine with the load.
     return process(
         pinned(PROXY_CORE, command) if workers == 1 else command,
@@ -353,7 +345,6 @@ def main() -> None:
         help="the proxy's LOG_LEVEL (info adds an access line per request; implies --no-write)",
     )
     args = parser.parse_args()
-    settings.log_level = args.log_level
     smoke = args.smoke
     seconds = 1 if smoke else 8
     stream_count, chunks, pace = (20, 5, 5) if smoke else (1000, 50, 20)
@@ -378,7 +369,7 @@ def main() -> None:
                 {"proxy": nginx_pid, "simulator": sim.pid},
             )
         results["streams_direct"] = streams(direct, stream_count, chunks, pace)
-        with proxy(proxy_port, upstream) as proc:
+        with proxy(proxy_port, upstream, log_level=args.log_level) as proc:
             wrk(through_proxy, 32, 1)  # warm-up
             results["proxy_c1"] = wrk(through_proxy, 1, seconds)
             results["proxy_c32"] = wrk(
@@ -387,7 +378,7 @@ def main() -> None:
             results["streams_proxy"] = streams(through_proxy, stream_count, chunks, pace)
             results["proxy_peak_rss_mb"] = peak_rss_mb(proc.pid)
         port2 = free_port()
-        with proxy(port2, upstream, workers=2) as proc2:
+        with proxy(port2, upstream, workers=2, log_level=args.log_level) as proc2:
             url2 = f"http://{HOST}:{port2}/api/v1/chat/completions"
             wrk(url2, 32, 1)
             results["proxy2_c32"] = wrk(

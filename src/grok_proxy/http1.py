@@ -59,7 +59,6 @@ def tls_context() -> ssl.SSLContext:
 class Origin:
     """Where a URL's requests go, parsed once per base URL."""
 
-    scheme: str
     host: str
     port: int
     host_header: str
@@ -75,7 +74,6 @@ class Origin:
         host = url.host
         shown = f"[{host}]" if ":" in host else host
         return Origin(
-            url.scheme,
             host,
             port,
             shown if port == default else f"{shown}:{port}",

@@ -110,25 +110,23 @@ class LogWriter(threading.Thread):
         self.write_pending()
 
     def write_pending(self) -> None:
-        with self.lock:  # the thread, or a caller in write-through mode
-            self._write_pending()
-
-    def _write_pending(self) -> None:
+        """Write every waiting line at once (from the thread, or a caller in write-through)."""
         lines = []
-        while self.pending:
-            record = self.pending.popleft()
-            try:
-                lines.append(self.formatter.format(record))
-            except Exception:  # one bad record must not stop the writer
-                lines.append(f"unformattable log record from {record.name}: {record.msg!r}")
-        if self.dropped:
-            # Counted from request threads without a lock: the figure may be a line short.
-            dropped, self.dropped = self.dropped, 0
-            lines.append(f"{dropped} log lines dropped: the log output was not keeping up")
-        if lines:
-            with contextlib.suppress(OSError, ValueError):
-                self.stream.write("\n".join(lines) + "\n")
-                self.stream.flush()
+        with self.lock:
+            while self.pending:
+                record = self.pending.popleft()
+                try:
+                    lines.append(self.formatter.format(record))
+                except Exception:  # one bad record must not stop the writer
+                    lines.append(f"unformattable log record from {record.name}: {record.msg!r}")
+            if self.dropped:
+                # Counted from request threads without a lock: the figure may be a line short.
+                dropped, self.dropped = self.dropped, 0
+                lines.append(f"{dropped} log lines dropped: the log output was not keeping up")
+            if lines:
+                with contextlib.suppress(OSError, ValueError):
+                    self.stream.write("\n".join(lines) + "\n")
+                    self.stream.flush()
 
     def stop(self) -> None:
         self.stopping = True

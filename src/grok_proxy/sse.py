@@ -159,6 +159,7 @@ class SseRelay(Response):
         self.rewrite = rewrite
         self.ended: str | None = None
         self.background = None
+        self.clock: KeepAliveClock | None = None  # started with the stream, in __call__
 
     def end(self, reason: str) -> None:
         """End the stream now with an error event saying `reason` (used at shutdown)."""
