@@ -10,7 +10,6 @@ and nobody pays for tokens that no one reads.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Callable
 from time import perf_counter
@@ -20,11 +19,11 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from grok_proxy.auth import CallerAuth
 from grok_proxy.config import Settings
 from grok_proxy.errors import (
     Flavor,
     InvalidRequest,
-    MissingApiKey,
     NotOnThisUpstream,
     PayloadTooLarge,
     ProxyError,
@@ -81,22 +80,6 @@ STREAM_HEADERS = (
 )
 
 JsonHook = Callable[[bytes], bytes]
-
-
-def caller_key(request: Request, *, allow_x_api_key: bool = False) -> str:
-    """The key the caller presented: `Authorization: Bearer` (or `x-api-key` for Anthropic SDKs)."""
-    auth = request.headers.get("authorization", "")
-    scheme, _, key = auth.partition(" ")
-    if scheme.lower() == "bearer" and key.strip():
-        return key.strip()
-    if allow_x_api_key:
-        key = request.headers.get("x-api-key", "").strip()
-        if key:
-            return key
-    where = "an `Authorization: Bearer <key>` header"
-    if allow_x_api_key:
-        where += " or an `x-api-key` header"
-    raise MissingApiKey(f"No API key provided. Send your xAI API key in {where}.")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -196,8 +179,7 @@ class Upstream:
         )
         self.retries = RetryPolicy(settings)
         self.drain = Drain(settings.shutdown_grace_seconds)
-        self.access_keys = tuple(key.encode() for key in settings.access_keys())
-        self.server_key = settings.xai_api_key.get_secret_value() if settings.xai_api_key else ""
+        self.auth = CallerAuth(settings)
 
     async def aclose(self) -> None:
         await self.connector.aclose()
@@ -216,21 +198,6 @@ class Upstream:
             report.update(reachable=True, status=response.status)
         report["latency_ms"] = round((perf_counter() - started) * 1000, 1)
         return report
-
-    def upstream_key(self, presented: str) -> str:
-        """The key to send upstream: the caller's own, or with access keys the server's."""
-        if not self.access_keys:
-            return presented
-        candidate = presented.encode()
-        # Compare against every key, each in constant time: no timing hint which one is near.
-        matched = False
-        for key in self.access_keys:
-            matched |= hmac.compare_digest(candidate, key)
-        if not matched:
-            raise MissingApiKey(
-                "The API key is not one of this proxy's access keys.", code="invalid_api_key"
-            )
-        return self.server_key
 
     async def forward(
         self,

@@ -13,11 +13,11 @@ from pydantic_core import ErrorDetails
 from starlette.requests import Request
 from starlette.responses import Response
 
+from grok_proxy.auth import bearer_token
 from grok_proxy.errors import Flavor, InvalidRequest, ValidationFailed
-from grok_proxy.logs import key_fingerprint
 from grok_proxy.middleware import API_PREFIX
 from grok_proxy.record import record_of
-from grok_proxy.upstream import JsonHook, Upstream, caller_key, read_body
+from grok_proxy.upstream import JsonHook, Upstream, read_body
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -45,9 +45,14 @@ def authorized_key(
     request: Request, *, allow_x_api_key: bool = False, upstream: Upstream | None = None
 ) -> str:
     """Check the caller's key (401 when missing or not allowed); return the key for upstream."""
-    presented = caller_key(request, allow_x_api_key=allow_x_api_key)
-    record_of(request.scope).key_fingerprint = key_fingerprint(presented)
-    return (upstream or upstream_of(request)).upstream_key(presented)
+    presented = bearer_token(request.headers.get("authorization", ""))
+    where = "an `Authorization: Bearer <key>` header"
+    if allow_x_api_key:
+        presented = presented or request.headers.get("x-api-key", "").strip()
+        where += " or an `x-api-key` header"
+    caller = (upstream or upstream_of(request)).auth.admit(presented, where=where)
+    record_of(request.scope).key_fingerprint = caller.fingerprint
+    return caller.upstream_key
 
 
 async def validated_body(
