@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -20,11 +19,11 @@ from starlette.responses import Response
 from grok_proxy import __version__
 from grok_proxy.config import Settings, get_settings
 from grok_proxy.errors import Flavor, ProxyError, envelope_bytes, error_envelope
+from grok_proxy.forwarder import Forwarder
 from grok_proxy.logs import configure_logging
 from grok_proxy.middleware import RequestLog, V1Alias
 from grok_proxy.routes import api, chat, health, images, metrics, vision
 from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
-from grok_proxy.upstream import Upstream
 
 log = logging.getLogger("grok_proxy")
 
@@ -48,13 +47,8 @@ def flavor_of(request: Request) -> Flavor:
     return Flavor.ANTHROPIC if request.url.path.endswith("/messages") else Flavor.OPENAI
 
 
-def create_app(
-    settings: Settings | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    *,
-    handle_signals: bool = False,
-) -> FastAPI:
-    """Build the proxy; `transport` replaces the network in tests.
+def create_app(settings: Settings | None = None, *, handle_signals: bool = False) -> FastAPI:
+    """Build the proxy.
 
     `handle_signals` lets the app hear SIGTERM to drain gracefully (only under a server).
     """
@@ -62,9 +56,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.upstream = Upstream(settings, transport)
+        app.state.forwarder = Forwarder(settings)
         if handle_signals:
-            app.state.upstream.drain.install()
+            app.state.forwarder.drain.install()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight, so full collections stay short and do not stall requests.
         gc.collect()
@@ -72,7 +66,7 @@ def create_app(
         try:
             yield
         finally:
-            await app.state.upstream.aclose()
+            await app.state.forwarder.aclose()
 
     app = FastAPI(
         title="grok-proxy",

@@ -47,6 +47,41 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest wait in seconds for the next byte from upstream, first or later.",
     )
+    xai_write_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest wait in seconds for the upstream to take more of a request body.",
+    )
+    xai_total_timeout: float = Field(
+        default=3600.0,
+        ge=0,
+        description=(
+            "Longest time in seconds for a complete non-streamed answer; 0: none. Streams "
+            "have no total deadline."
+        ),
+    )
+    xai_http2: bool = Field(
+        default=True,
+        description="Offer HTTP/2 to https upstreams (ALPN); false keeps HTTP/1.1.",
+    )
+    xai_proxy_url: str = Field(
+        default="",
+        description=(
+            "Forward proxy for upstream traffic, e.g. `http://proxy.corp:3128`. Empty: "
+            "HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY from the environment; "
+            "`direct`: no proxy at all."
+        ),
+    )
+    xai_ca_bundle: str = Field(
+        default="",
+        description="PEM file of extra CA certificates to trust upstream (TLS-inspecting proxies).",
+    )
+    ssl_cert_file: str = Field(
+        default="", description="PEM file of extra CA certificates (as OpenSSL reads it)."
+    )
+    ssl_cert_dir: str = Field(
+        default="", description="Directories of extra CA certificate files, `:`-separated."
+    )
     xai_pool_size: int = Field(
         default=1000, ge=1, description="Most upstream connections open at once, per worker."
     )
@@ -107,7 +142,25 @@ class Settings(BaseSettings):
         ),
     )
     max_body_bytes: int = Field(
-        default=25 * 1024 * 1024, ge=1, description="Largest request body accepted, in bytes."
+        default=64 * 1024 * 1024,
+        ge=1,
+        description=(
+            "Largest request body accepted, in bytes (two 20 MiB images as base64 fit; "
+            "uploads stream, so it costs no memory there)."
+        ),
+    )
+    max_response_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=1,
+        description=(
+            "Largest JSON answer the proxy reads whole (usage, rewrites); 502 above. Other "
+            "answers stream through and have no limit."
+        ),
+    )
+    max_sse_event_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest single event of an upstream stream; larger ends it with an error.",
     )
     max_header_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Largest total size of request headers (431 above)."

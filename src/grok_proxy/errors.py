@@ -5,6 +5,7 @@ Exception tree::
     ProxyError                  any failure answered with an error envelope
     ├── MissingApiKey           401, no key on the request; nothing was sent upstream
     ├── InvalidRequest          400, body is not JSON or is not usable
+    │   └── CallerGone          the caller hung up while sending; nobody reads the answer
     ├── ValidationFailed        422, body JSON does not match the route's schema
     ├── PayloadTooLarge         413, body over `max_body_bytes`
     ├── UpstreamError           upstream answered 4xx/5xx; keeps its status and message
@@ -79,6 +80,10 @@ class MissingApiKey(ProxyError):
 class InvalidRequest(ProxyError):
     status = 400
     code = "invalid_request"
+
+
+class CallerGone(InvalidRequest):
+    code = "caller_gone"
 
 
 class ValidationFailed(ProxyError):

@@ -29,12 +29,12 @@ async def health(request: Request) -> Response:
     With `?upstream=1` it also says which upstream is configured and whether it answers
     (503 when it does not); no key is sent or shown.
     """
-    upstream = request.app.state.upstream
-    if upstream.drain.draining:
+    forwarder = request.app.state.forwarder
+    if forwarder.drain.draining:
         return Response(_DRAINING, status_code=503, media_type="application/json")
     if request.query_params.get("upstream") not in {"1", "true", "yes"}:
         return Response(_HEALTHY, media_type="application/json")
-    report = await upstream.probe()
+    report = await forwarder.probe()
     body = {
         "status": "healthy" if report["reachable"] else "upstream unreachable",
         "version": __version__,
