@@ -1,15 +1,17 @@
-"""The upstream HTTP client: pyreqwest (Rust reqwest/hyper), the only one, in production and tests.
+"""The upstream HTTP client: pyqwest (Rust reqwest/hyper), the only one, in production and tests.
 
-Why pyreqwest: it brings HTTP/1.1 and HTTP/2 (ALPN), HTTP(S) proxies with CONNECT
-tunnelling, rustls, pooling and streamed bodies both ways from a maintained library, at a
-CPU cost per request closest to the hand-written HTTP/1.1 client it replaced
-(docs/benchmarks.md has the A/B). What the forwarding path needs from it:
+Why pyqwest: it brings HTTP/1.1 and HTTP/2 (ALPN), HTTP(S) proxies with CONNECT
+tunnelling, rustls, pooling and streamed bodies both ways from a maintained library, and
+a cancelled call aborts the request in Rust, so a caller hanging up closes the upstream
+connection at once. pyreqwest costs less CPU but keeps a cancelled request running until
+the upstream answers (docs/benchmarks.md has the A/B and the reasons). What the forwarding
+path needs from it:
 
 - proxies as curl has them: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY from the
   environment (reqwest reads them itself), or `XAI_PROXY_URL` (`direct` ignores them);
-- certificates checked against the built-in roots plus any CA bundle named by
+- certificates checked against certifi's roots plus any CA bundle named by
   `XAI_CA_BUNDLE`, `SSL_CERT_FILE` or `SSL_CERT_DIR` (from the environment or `.env`);
-- connect, read (longest silence), write (upstream not taking the body) and pool timeouts;
+- connect, read (longest silence) and write (upstream not taking the body) timeouts;
 - no redirects followed and nothing decompressed: the caller gets what upstream sent,
   `Content-Encoding` included.
 
@@ -22,15 +24,11 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from importlib.metadata import version
 from pathlib import Path
 
-from pyreqwest import exceptions as lib
-from pyreqwest.client import Client, ClientBuilder
-from pyreqwest.proxy import ProxyBuilder
-from pyreqwest.request import StreamRequest
-from pyreqwest.response import Response
+import certifi
+import pyqwest
 
 from grok_proxy.config import Settings
 from grok_proxy.transport import (
@@ -39,7 +37,6 @@ from grok_proxy.transport import (
     ConnectFailed,
     ConnectionLost,
     ConnectTimedOut,
-    PoolTimedOut,
     ProtocolViolation,
     RawHeaders,
     ReadTimedOut,
@@ -78,32 +75,32 @@ def trusted_pems(settings: Settings) -> list[bytes]:
     return pems
 
 
-def build_client(settings: Settings) -> Client:
-    """One pooled client per worker, configured from the settings."""
+def build_transport(settings: Settings) -> pyqwest.HTTPTransport:
+    """One pooled transport per worker, configured from the settings."""
     timeouts = timeouts_of(settings)
-    builder = (
-        ClientBuilder()
-        .user_agent(USER_AGENT)
-        .follow_redirects(False)
-        .referer(False)
-        .gzip(False)
-        .brotli(False)
-        .zstd(False)
-        .deflate(False)
-        .connect_timeout(timedelta(seconds=timeouts.connect))
-        .read_timeout(timedelta(seconds=timeouts.read))
-        .pool_timeout(timedelta(seconds=timeouts.pool))
-        .pool_idle_timeout(timedelta(seconds=30))
-        .max_connections(settings.xai_pool_size)
-        .http2(settings.xai_http2)
-    )
-    for pem in trusted_pems(settings):
-        builder = builder.add_root_certificate_pem(pem)
+    roots = Path(certifi.where()).read_bytes() + b"".join(trusted_pems(settings))
+    proxy = None
     if settings.xai_proxy_url == "direct":
-        builder = builder.no_proxy()
+        # Any explicit proxy turns the environment's off (as in reqwest); this one matches
+        # no host, so every connection is direct.
+        proxy = pyqwest.Proxy("http://127.0.0.1:9", no_proxy="*")
     elif settings.xai_proxy_url:
-        builder = builder.proxy(ProxyBuilder.all(settings.xai_proxy_url).no_proxy(no_proxy_list()))
-    return builder.build()
+        proxy = pyqwest.Proxy(settings.xai_proxy_url, no_proxy=no_proxy_list())
+    return pyqwest.HTTPTransport(
+        tls_ca_cert=roots,
+        http_version=None if settings.xai_http2 else pyqwest.HTTPVersion.HTTP1,
+        proxy=proxy,
+        connect_timeout=timeouts.connect,
+        read_timeout=timeouts.read,
+        pool_idle_timeout=30.0,
+        max_connections_per_address=settings.xai_pool_size,
+        enable_gzip=False,
+        enable_brotli=False,
+        enable_zstd=False,
+        follow_redirects=False,
+        # The proxy has its own metrics and logs; per-request spans would cost CPU.
+        enable_otel=False,
+    )
 
 
 def no_proxy_list() -> str | None:
@@ -115,65 +112,61 @@ class HttpClient:
 
     def __init__(self, settings: Settings) -> None:
         self.timeouts = timeouts_of(settings)
-        self.client = build_client(settings)
+        self.transport = build_transport(settings)
 
     async def send(
         self, method: str, url: str, headers: list[tuple[str, str]], body: Body
     ) -> UpstreamAnswer:
-        # pyreqwest fills a read-ahead buffer before it returns the response (64 KiB by
-        # default): a paced stream would reach the caller only once that much arrived.
-        builder = self.client.request(method, url).headers(headers).streamed_read_buffer_limit(1)
-        pace: _WriteClock | None = None
-        if isinstance(body, bytes):
-            if len(body) > SLICE:
-                pace = _WriteClock(self.timeouts.write)
-                builder = builder.body_stream(pace.watch(_slices(body)))
-            else:
-                builder = builder.body_bytes(body)
-        elif body is not None:
-            pace = _WriteClock(self.timeouts.write)
-            builder = builder.body_stream(pace.watch(body))
-        request = builder.build_streamed()
+        clock: _WriteClock | None = None
+        content: bytes | AsyncIterator[bytes]
+        if body is None:
+            content = b""
+        elif isinstance(body, bytes) and len(body) <= SLICE:
+            content = body
+        else:
+            clock = _WriteClock(self.timeouts.write)
+            content = clock.watch(_slices(body) if isinstance(body, bytes) else body)
+        request = pyqwest.Request(method, url, pyqwest.Headers(headers), content)
         try:
-            if pace is None:
-                response = await request.__aenter__()
+            if clock is None:
+                response = await self.transport.execute(request)
             else:
-                async with pace:
-                    response = await request.__aenter__()
+                async with clock:
+                    response = await self.transport.execute(request)
         except TimeoutError as exc:
-            if isinstance(exc, lib.PyreqwestError):
-                raise failure_of(exc) from None
-            raise WriteTimedOut(
-                f"the upstream took none of the request body for {self.timeouts.write:g} s"
-            ) from None
-        except lib.PyreqwestError as exc:
+            if clock is not None and clock.expired:
+                raise WriteTimedOut(
+                    f"the upstream took none of the request body for {self.timeouts.write:g} s"
+                ) from None
+            raise failure_of(exc) from None
+        except (OSError, pyqwest.RemoteProtocolError, pyqwest.ReadError, pyqwest.WriteError) as exc:
             raise failure_of(exc) from None
         if response.status == 101:
-            await request.__aexit__(None, None, None)
+            await response.aclose()
             raise ProtocolViolation("the upstream switched protocols on a plain HTTP request")
-        return UpstreamAnswer(request, response)
+        return UpstreamAnswer(response)
 
     async def aclose(self) -> None:
-        await self.client.close()
+        await self.transport.aclose()
 
 
 class UpstreamAnswer:
     """An upstream response whose body is read on demand (see transport.UpstreamResponse)."""
 
-    __slots__ = ("raw_headers", "request", "response", "status", "version")
+    __slots__ = ("body", "raw_headers", "response", "status", "version")
 
-    def __init__(self, request: StreamRequest, response: Response) -> None:
-        self.request = request
+    def __init__(self, response: pyqwest.Response) -> None:
         self.response = response
         self.status = response.status
-        self.version = response.version
+        self.version = str(response.http_version)
         self.raw_headers: RawHeaders = [
             (name.encode("latin-1"), value.encode("latin-1"))
             for name, value in response.headers.items()
         ]
+        self.body = aiter(response.content)
 
     def header(self, name: str) -> str:
-        return self.response.get_header(name) or ""
+        return self.response.headers.get(name, "")
 
     async def read(self, limit: int) -> bytes:
         declared = self.header("content-length")
@@ -193,13 +186,18 @@ class UpstreamAnswer:
 
     async def read_chunk(self) -> bytes:
         try:
-            chunk = await self.response.body_reader.read_chunk()
-        except lib.PyreqwestError as exc:
+            chunk = await anext(self.body, None)
+        except (
+            OSError,
+            pyqwest.RemoteProtocolError,
+            pyqwest.ReadError,
+            pyqwest.WriteError,
+        ) as exc:
             raise failure_of(exc) from None
-        return b"" if chunk is None else chunk.to_bytes()
+        return b"" if chunk is None else bytes(chunk)
 
     async def aclose(self) -> None:
-        await self.request.__aexit__(None, None, None)
+        await self.response.aclose()
 
 
 class _WriteClock:
@@ -213,6 +211,7 @@ class _WriteClock:
     def __init__(self, limit: float) -> None:
         self.limit = limit
         self.timeout: asyncio.Timeout | None = None
+        self.expired = False
 
     async def __aenter__(self) -> _WriteClock:
         self.timeout = asyncio.timeout(None)
@@ -222,6 +221,7 @@ class _WriteClock:
     async def __aexit__(self, *exc_info: object) -> None:
         timeout, self.timeout = self.timeout, None
         assert timeout is not None
+        self.expired = timeout.expired()
         await timeout.__aexit__(*exc_info)  # type: ignore[arg-type]
 
     def _arm(self, armed: bool) -> None:
@@ -242,25 +242,19 @@ async def _slices(body: bytes) -> AsyncIterator[bytes]:
         yield bytes(view[start : start + SLICE])
 
 
-def failure_of(exc: lib.PyreqwestError) -> UpstreamFailure:
-    """pyreqwest's exception as one of the forwarder's failures, with its most specific cause."""
-    causes = getattr(exc, "details", {}).get("causes") or []
-    reason = causes[-1]["message"] if causes else exc.message
+def failure_of(exc: BaseException) -> UpstreamFailure:
+    """pyqwest's exception as one of the forwarder's failures, named by its innermost cause."""
+    text = str(exc)
+    reason = text.rsplit(": ", 1)[-1] or type(exc).__name__
     # hyper marks errors of the connect phase (DNS, TCP, TLS, proxy tunnel) "(Connect)":
-    # only those prove the request never left, whatever class pyreqwest gives them.
-    connecting = any("(Connect)" in cause["message"] for cause in causes)
-    if isinstance(exc, lib.ConnectTimeoutError) and connecting:
-        return ConnectTimedOut(f"no connection within the connect timeout ({reason})")
-    if isinstance(exc, lib.PoolTimeoutError):
-        return PoolTimedOut(
-            "no free upstream connection within the pool timeout (setting XAI_POOL_SIZE)"
-        )
-    if isinstance(exc, lib.WriteTimeoutError):
-        return WriteTimedOut(f"the upstream stopped taking the request body ({reason})")
-    if isinstance(exc, lib.RequestTimeoutError):
-        # pyreqwest also calls a silent upstream a connect timeout while the request is
-        # being sent; only a cause that names connecting makes it one.
+    # only those prove that the request never left.
+    connecting = "(Connect)" in text or isinstance(exc, pyqwest.ConnectTimeout)
+    if isinstance(exc, TimeoutError):
+        if connecting:
+            return ConnectTimedOut(f"no connection within the connect timeout ({reason})")
         return ReadTimedOut(reason)
-    if isinstance(exc, lib.BuilderError) or (isinstance(exc, lib.ConnectError) and connecting):
+    if connecting:
         return ConnectFailed(reason)
+    if isinstance(exc, pyqwest.RemoteProtocolError) and "switching protocols" in text.lower():
+        return ProtocolViolation(reason)
     return ConnectionLost(reason)
