@@ -151,9 +151,15 @@ class HttpClient:
 
 
 class UpstreamAnswer:
-    """An upstream response whose body is read on demand (see transport.UpstreamResponse)."""
+    """An upstream response whose body is read on demand (see transport.UpstreamResponse).
 
-    __slots__ = ("body", "raw_headers", "response", "status", "version")
+    Cancelling a pyqwest read aborts the response, so `read_chunk` must not be cancelled
+    directly: a relay cancels its wait to send keep-alives. Reads therefore go through one
+    pump task per response, started on the first read, which hands chunks over through a
+    queue of one: a cancelled wait loses nothing, and back-pressure is kept.
+    """
+
+    __slots__ = ("body", "chunks", "pump", "raw_headers", "response", "status", "version")
 
     def __init__(self, response: pyqwest.Response) -> None:
         self.response = response
@@ -164,6 +170,8 @@ class UpstreamAnswer:
             for name, value in response.headers.items()
         ]
         self.body = aiter(response.content)
+        self.chunks: asyncio.Queue[bytes | UpstreamFailure] = asyncio.Queue(maxsize=1)
+        self.pump: asyncio.Task[None] | None = None
 
     def header(self, name: str) -> str:
         return self.response.headers.get(name, "")
@@ -175,7 +183,7 @@ class UpstreamAnswer:
                 raise BodyTooLarge(limit)
             chunks = []
             size = 0
-            while chunk := await self.read_chunk():
+            while chunk := await self._next():
                 size += len(chunk)
                 if size > limit:
                     raise BodyTooLarge(limit)
@@ -185,6 +193,14 @@ class UpstreamAnswer:
             await self.aclose()
 
     async def read_chunk(self) -> bytes:
+        if self.pump is None:
+            self.pump = asyncio.ensure_future(self._pump())
+        item = await self.chunks.get()
+        if isinstance(item, UpstreamFailure):
+            raise item
+        return item
+
+    async def _next(self) -> bytes:
         try:
             chunk = await anext(self.body, None)
         except (
@@ -196,7 +212,20 @@ class UpstreamAnswer:
             raise failure_of(exc) from None
         return b"" if chunk is None else bytes(chunk)
 
+    async def _pump(self) -> None:
+        while True:
+            try:
+                chunk = await self._next()
+            except UpstreamFailure as failure:
+                await self.chunks.put(failure)
+                return
+            await self.chunks.put(chunk)
+            if not chunk:
+                return
+
     async def aclose(self) -> None:
+        if self.pump is not None:
+            self.pump.cancel()
         await self.response.aclose()
 
 

@@ -181,7 +181,7 @@ class Forwarder:
 
     async def probe(self) -> dict[str, object]:
         """Whether the upstream answers at all (any HTTP status counts), without any key."""
-        report: dict[str, object] = {"name": self.preset.name}
+        report: dict[str, object] = {"name": self.preset.name, "base_url": self.base_url}
         started = perf_counter()
         try:
             async with asyncio.timeout(self.settings.xai_connect_timeout):
