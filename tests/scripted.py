@@ -20,7 +20,7 @@ import h11
 
 # A script step: bytes to write, a pause in seconds, or one of the words below.
 RESET = "reset"  # drop the connection at once
-STALL = "stall"  # stop writing and keep the connection open until the client leaves
+STALL = "stall"  # stop writing; keep the connection open, unread, until the server stops
 Step = bytes | float | str
 
 
@@ -45,6 +45,7 @@ class Route:
 @dataclass
 class Scripted:
     port: int = 0
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
     routes: dict[str, Route] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
 
@@ -65,7 +66,9 @@ def chunk(data: bytes) -> bytes:
 LAST_CHUNK = b"0\r\n\r\n"
 
 
-async def _handle(upstream: Scripted, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _handle(
+    upstream: Scripted, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     conn = h11.Connection(h11.SERVER)
     try:
         request: h11.Request | None = None
@@ -112,7 +115,11 @@ async def _handle(upstream: Scripted, reader: asyncio.StreamReader, writer: asyn
                 writer.transport.abort()
                 return
             elif step == STALL:
-                await reader.read()  # until the client gives up
+                # Read nothing more, so a request body still on its way backs up.
+                transport = writer.transport
+                assert isinstance(transport, asyncio.ReadTransport)
+                transport.pause_reading()
+                await upstream.stopping.wait()
                 return
     except ConnectionError:
         return
@@ -130,7 +137,7 @@ def scripted() -> Iterator[Scripted]:
 
     async def main() -> None:
         nonlocal stop
-        stop = asyncio.Event()
+        stop = upstream.stopping
         server = await asyncio.start_server(
             lambda r, w: _handle(upstream, r, w), "127.0.0.1", 0, limit=1 << 20
         )
