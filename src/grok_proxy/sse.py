@@ -68,6 +68,8 @@ class SseParser:
                 break
             if end == line_start:
                 # An empty line ends the event.
+                if after - start > self.max_event:
+                    raise EventTooLarge(self.max_event)
                 events.append(self._event(bytes(buffer[start:after])))
                 start = after
             else:

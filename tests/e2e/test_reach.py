@@ -461,3 +461,32 @@ def test_an_upstream_that_stops_taking_the_body_times_out() -> None:
     assert answer.startswith(b"HTTP/1.1 504 ")
     assert b"took none of the request body for 1 seconds" in answer
     assert elapsed < 30
+
+
+def test_an_early_answer_wins_over_the_body_still_being_sent() -> None:
+    # xAI answers 413 (or 401) as soon as it knows, and closes while the upload goes on.
+    refusal = b'{"code":"Client specified an invalid argument","error":"File too large"}'
+    early = [
+        head(
+            413,
+            {
+                "content-type": "application/json",
+                "content-length": str(len(refusal)),
+                "connection": "close",
+            },
+        ),
+        refusal,
+        0.5,
+        RESET,
+    ]
+    with scripted() as upstream:
+        upstream.routes["/v1/files"] = Route(early, ignore_body=True)
+        with proxy(upstream.base_url) as running:
+            port = int(running.url.rsplit(":", 1)[1])
+            request_head = (
+                f"POST /v1/files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+                f"Content-Type: application/octet-stream\r\nContent-Length: {32 * MB}\r\n\r\n"
+            ).encode()
+            answer = raw_exchange(port, request_head, (b"x" * MB for _ in range(32)))
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"File too large" in answer

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from collections.abc import AsyncIterator
 
 import httpx
 import orjson
@@ -150,3 +152,68 @@ async def test_a_refused_connection_is_502_naming_the_cause() -> None:
     message = response.json()["error"]["message"]
     assert message.startswith("Could not reach the upstream API")
     assert "refused" in message.lower()
+
+
+class Trickle(httpx.AsyncByteStream):
+    """A body that arrives a few bytes at a time, each piece within any read timeout."""
+
+    def __init__(self, body: bytes, every: float) -> None:
+        self.body = body
+        self.every = every
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for index in range(0, len(self.body), 4):
+            await asyncio.sleep(self.every)
+            yield self.body[index : index + 4]
+
+
+async def test_a_non_streamed_answer_has_a_total_deadline() -> None:
+    # Each byte arrives well within the read timeout; the whole answer does not.
+    router = upstream()
+    slow = httpx.Response(
+        200, headers={"content-type": "application/json"}, stream=Trickle(orjson.dumps(OK), 0.05)
+    )
+    router.post("/chat/completions").mock(return_value=slow)
+    async with proxied(router, xai_total_timeout=0.3, xai_read_timeout=5) as client:
+        response = await client.post("/api/v1/chat/completions", json=chat(), headers=AUTH)
+    assert response.status_code == 504
+    assert "XAI_TOTAL_TIMEOUT" in response.json()["error"]["message"]
+
+
+async def test_an_answer_over_the_response_limit_is_502_naming_the_setting() -> None:
+    router = upstream()
+    router.post("/chat/completions").respond(200, json={**OK, "padding": "x" * 4096})
+    async with proxied(router, max_response_bytes=1024) as client:
+        response = await client.post("/api/v1/chat/completions", json=chat(), headers=AUTH)
+    assert response.status_code == 502
+    assert "MAX_RESPONSE_BYTES" in response.json()["error"]["message"]
+
+
+async def test_every_value_of_a_repeated_header_goes_upstream() -> None:
+    router = upstream()
+    route = router.post("/messages").respond(200, json={"id": "m", "type": "message"})
+    headers = [
+        ("x-api-key", KEY),
+        ("anthropic-beta", "tools-2024-04-04"),
+        ("anthropic-beta", "pdfs-2024-09-25"),
+    ]
+    body = {"model": "grok-4", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    async with proxied(router) as client:
+        response = await client.post("/api/v1/messages", json=body, headers=headers)
+    assert response.status_code == 200
+    sent = route.calls.last.request.headers.get_list("anthropic-beta")
+    assert sent == ["tools-2024-04-04", "pdfs-2024-09-25"]
+
+
+async def test_an_oversized_stream_event_ends_the_stream_with_an_error() -> None:
+    router = upstream()
+    huge = b"data: " + b"x" * 4096 + b"\n\n"
+    router.post("/chat/completions").respond(
+        200, headers={"content-type": "text/event-stream"}, content=huge
+    )
+    async with proxied(router, max_sse_event_bytes=1024) as client:
+        response = await client.post(
+            "/api/v1/chat/completions", json=chat(stream=True), headers=AUTH
+        )
+    assert b"x" * 100 not in response.content
+    assert b"MAX_SSE_EVENT_BYTES" in response.content
