@@ -28,7 +28,7 @@ import pytest
 
 from tests.conftest import KEY
 from tests.processes import Proxy, Simulator, free_port, proxy
-from tests.scripted import LAST_CHUNK, RESET, STALL, Route, chunk, head, scripted
+from tests.scripted import LAST_CHUNK, RESET, STALL, Route, Step, chunk, head, scripted
 from tests.tls_upstream import tls_upstream
 
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -466,7 +466,7 @@ def test_an_upstream_that_stops_taking_the_body_times_out() -> None:
 def test_an_early_answer_wins_over_the_body_still_being_sent() -> None:
     # xAI answers 413 (or 401) as soon as it knows, and closes while the upload goes on.
     refusal = b'{"code":"Client specified an invalid argument","error":"File too large"}'
-    early = [
+    early: list[Step] = [
         head(
             413,
             {
