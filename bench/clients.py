@@ -39,7 +39,7 @@ async def make(name: str) -> tuple[Send, Callable[[], Awaitable[None]]]:
         )
 
         async def send_pq(url: str, body: bytes) -> None:
-            request = pyqwest.Request("POST", url, pyqwest.Headers(HEADERS), body)
+            request = pyqwest.Request("POST", url, pyqwest.Headers(list(HEADERS.items())), body)
             response = await transport.execute(request)
             async for _ in response.content:
                 pass
