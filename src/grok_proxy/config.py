@@ -131,6 +131,38 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="`json` for one JSON object per line, `text` for people."
     )
+    headers_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds a caller has to send a request's line and headers, from the connection's "
+            "start or the request's first byte; then 408 and the connection is closed."
+        ),
+    )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Longest silence in seconds while a request body arrives, and the grace before "
+            "BODY_MIN_RATE applies; then 408 and the connection is closed."
+        ),
+    )
+    body_min_rate: int = Field(
+        default=1024,
+        ge=0,
+        description=(
+            "Slowest average upload in bytes per second once BODY_TIMEOUT has passed "
+            "(1 KiB/s: 25 MiB take 7 hours); 0: no minimum."
+        ),
+    )
+    max_connections: int = Field(
+        default=4096,
+        ge=1,
+        description=(
+            "Most caller connections open at once per worker (lowered to fit the open-files "
+            "limit); further ones get 503 and are closed."
+        ),
+    )
 
     @field_validator("xai_base_url")
     @classmethod

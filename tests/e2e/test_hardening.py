@@ -1,0 +1,215 @@
+"""Issue 12's attacks, replayed with raw sockets against the real proxy process."""
+
+from __future__ import annotations
+
+import resource
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import orjson
+import pytest
+
+from tests.processes import Proxy, Simulator, output_of, proxy
+
+KEY = "xai-test-key-0123456789"
+
+
+def port_of(running: Proxy) -> int:
+    return int(running.url.rsplit(":", 1)[1])
+
+
+def rss_mb(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    raise AssertionError("no VmRSS")
+
+
+class RawClient:
+    """A socket whose answer is read by a thread while the test keeps sending."""
+
+    def __init__(self, port: int, timeout: float = 20.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.received = bytearray()
+        self.closed = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        try:
+            while chunk := self.sock.recv(65536):
+                self.received += chunk
+        except OSError:
+            pass
+        self.closed.set()
+
+    def send(self, data: bytes) -> bool:
+        """Send; False once the proxy stopped taking bytes (it answered and closed)."""
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            return False
+        return True
+
+    def answer(self, timeout: float = 20.0) -> tuple[int, dict[str, object]]:
+        """Status and JSON body of the answer, once the proxy closed the connection."""
+        assert self.closed.wait(timeout), "the proxy kept the connection open"
+        self.sock.close()
+        head, _, body = bytes(self.received).partition(b"\r\n\r\n")
+        assert head, "the connection closed without an answer"
+        status = int(head.split(b" ", 2)[1])
+        payload: dict[str, object] = orjson.loads(body)
+        return status, payload
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def flood_headers(port: int, size: int, results: list[int], single_value: bool) -> None:
+    """Send `size` bytes of request headers (tiny ones, or one huge value); note the status."""
+    client = RawClient(port)
+    client.send(b"GET /health HTTP/1.1\r\nhost: proxy\r\n")
+    if single_value:
+        client.send(b"x-big: ")
+        chunk = b"y" * (1 << 20)
+    else:
+        chunk = b"a: b\r\n" * (1 << 18)
+    sent = 0
+    while sent < size and client.send(chunk):
+        sent += len(chunk)
+    status, _ = client.answer()
+    results.append(status)
+
+
+def test_oversized_headers_are_refused_early_without_memory_or_stalls(live: Proxy) -> None:
+    port = port_of(live)
+    baseline = rss_mb(live.process.pid)
+    results: list[int] = []
+    floods = [
+        threading.Thread(target=flood_headers, args=(port, 32 << 20, results, index == 3))
+        for index in range(4)
+    ]
+    for flood in floods:
+        flood.start()
+    # Other callers are served while the floods arrive.
+    assert httpx.get(f"{live.url}/health", timeout=10).status_code == 200
+    for flood in floods:
+        flood.join(30)
+    assert results == [431, 431, 431, 431]
+    # Before the fix, four such floods took the proxy from 61 MB to over 1 GB.
+    assert rss_mb(live.process.pid) - baseline < 64
+    assert httpx.get(f"{live.url}/health", timeout=10).status_code == 200
+
+
+def test_oversized_url_gets_414_and_headers_under_the_limit_pass(live: Proxy) -> None:
+    client = RawClient(port_of(live))
+    client.send(b"GET /health?q=" + b"a" * 300_000 + b" HTTP/1.1\r\nhost: proxy\r\n\r\n")
+    status, body = client.answer()
+    assert status == 414
+    assert "MAX_HEADER_BYTES" in str(body)
+    near_limit = httpx.get(f"{live.url}/health", headers={"x-a": "b" * 60_000})
+    assert near_limit.status_code == 200
+    over = httpx.get(f"{live.url}/health", headers={"x-a": "b" * 70_000})
+    assert over.status_code == 431
+    assert over.json()["error"]["code"] == "request_headers_too_large"
+
+
+@contextmanager
+def strict_proxy(sim: Simulator, **settings: str) -> Iterator[Proxy]:
+    with proxy(sim.base_url, 1, **settings) as running:
+        yield running
+
+
+def test_slow_headers_are_cut_at_the_deadline(sim: Simulator) -> None:
+    with strict_proxy(sim, headers_timeout="1") as running:
+        client = RawClient(port_of(running))
+        client.send(b"GET /health HTTP/1.1\r\nhost: proxy\r\n")
+        # One header line every 0.2 s: each byte is in time, the head as a whole is not.
+        for index in range(50):
+            if client.closed.is_set() or not client.send(b"x-%d: y\r\n" % index):
+                break
+            time.sleep(0.2)
+        status, body = client.answer(timeout=5)
+        assert status == 408
+        assert "HEADERS_TIMEOUT" in str(body)
+        assert httpx.get(f"{running.url}/health").status_code == 200
+        assert "HEADERS_TIMEOUT" in output_of(running.process)
+
+
+def slow_body_request(length: int) -> bytes:
+    return (
+        b"POST /api/v1/chat/completions HTTP/1.1\r\nhost: proxy\r\n"
+        b"authorization: Bearer " + KEY.encode() + b"\r\n"
+        b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % length
+    )
+
+
+def test_trickled_body_is_cut_below_the_minimum_rate(sim: Simulator) -> None:
+    with strict_proxy(sim, body_timeout="1", body_min_rate="100") as running:
+        client = RawClient(port_of(running))
+        client.send(slow_body_request(1000))
+        # A byte every 0.2 s never leaves a second of silence, but averages 5 bytes/s.
+        for _ in range(50):
+            if client.closed.is_set() or not client.send(b" "):
+                break
+            time.sleep(0.2)
+        status, body = client.answer(timeout=5)
+        assert status == 408
+        assert "BODY_MIN_RATE" in str(body)
+
+
+def test_stalled_body_is_cut_after_the_body_timeout(sim: Simulator) -> None:
+    with strict_proxy(sim, body_timeout="1") as running:
+        client = RawClient(port_of(running))
+        client.send(slow_body_request(1000) + b'{"model": ')
+        status, body = client.answer(timeout=10)
+        assert status == 408
+        assert "BODY_TIMEOUT" in str(body)
+        assert httpx.get(f"{running.url}/health").status_code == 200
+
+
+def test_connections_over_the_cap_are_refused_and_logged(sim: Simulator) -> None:
+    with strict_proxy(sim, max_connections="3", headers_timeout="30") as running:
+        held = [socket.create_connection(("127.0.0.1", port_of(running))) for _ in range(3)]
+        try:
+            extra = RawClient(port_of(running))
+            status, body = extra.answer(timeout=10)
+            assert status == 503
+            assert body["error"]["code"] == "too_many_connections"  # type: ignore[index]
+        finally:
+            for sock in held:
+                sock.close()
+        assert "connection refused with 503" in output_of(running.process)
+        assert "MAX_CONNECTIONS" in output_of(running.process)
+        # Once the held connections are gone, callers are served again.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{running.url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        else:
+            pytest.fail("the proxy did not serve again after the held connections closed")
+
+
+def test_soft_open_files_limit_is_raised_at_start(sim: Simulator) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard <= 512:
+        pytest.skip("needs a finite hard limit above 512")
+    # The proxy inherits a low soft limit from this process, as from a default shell.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+    try:
+        with strict_proxy(sim) as running:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            with open(f"/proc/{running.process.pid}/limits", encoding="ascii") as limits:
+                line = next(line for line in limits if line.startswith("Max open files"))
+            assert line.split()[3:5] == [str(hard), str(hard)]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
