@@ -213,3 +213,46 @@ def test_soft_open_files_limit_is_raised_at_start(sim: Simulator) -> None:
             assert line.split()[3:5] == [str(hard), str(hard)]
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def raw_get(running: Proxy, path: str, key: str = KEY) -> tuple[int, dict[str, object]]:
+    """GET with the path exactly as written (HTTP clients would remove its dot-segments)."""
+    client = RawClient(port_of(running))
+    client.send(
+        f"GET {path} HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {key}\r\n"
+        "connection: close\r\n\r\n".encode()
+    )
+    return client.answer(timeout=10)
+
+
+def test_dot_segments_cannot_reach_routes_the_preset_refuses(fresh_sim: Simulator) -> None:
+    with proxy(fresh_sim.url + "/api/v1", xai_upstream="openrouter") as running:
+        assert raw_get(running, "/api/v1/credits")[0] == 501
+        for sneaky in ("/api/v1/models/../credits", "/api/v1/models/%2e%2e/credits"):
+            status, body = raw_get(running, sneaky)
+            assert status == 501, sneaky
+            assert "/credits" in str(body)
+        assert raw_get(running, "/api/v1/models/..%2fcredits")[0] == 400
+        assert fresh_sim.stats()["requests"] == 0
+
+
+def test_dot_segments_cannot_leave_the_api_prefix(fresh_sim: Simulator) -> None:
+    with proxy(
+        fresh_sim.url + "/v1/acct123/gw-main/grok/v1",
+        xai_upstream="cloudflare",
+        cloudflare_account_id="acct123",
+        cloudflare_gateway_id="gw-main",
+    ) as running:
+        for sneaky in (
+            "/api/v1/../../openai/chat/completions",
+            "/api/v1/%2e%2e/%2E%2E/openai/chat/completions",
+            "/v1/../../openai/chat/completions",
+        ):
+            status, body = raw_get(running, sneaky)
+            assert status == 400, sneaky
+            assert body["error"]["code"] == "invalid_path"  # type: ignore[index]
+        assert fresh_sim.stats()["requests"] == 0
+        # A dot-segment that stays inside is resolved, and the upstream sees the clean path.
+        status, _ = raw_get(running, "/api/v1/files/../models")
+        assert status == 200
+        assert fresh_sim.last_request()["path"] == "/v1/acct123/gw-main/grok/v1/models"
