@@ -23,6 +23,7 @@ from grok_proxy.errors import Flavor, ProxyError, envelope_bytes, error_envelope
 from grok_proxy.logs import configure_logging
 from grok_proxy.middleware import RequestLog, V1Alias
 from grok_proxy.paths import DotSegments
+from grok_proxy.redact import remember_secrets
 from grok_proxy.routes import api, chat, health, images, metrics, vision
 from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
 from grok_proxy.upstream import Upstream
@@ -60,6 +61,8 @@ def create_app(
     `handle_signals` lets the app hear SIGTERM to drain gracefully (only under a server).
     """
     settings = settings or get_settings()
+    # Relayed upstream errors never show these (redact.redact, in errors.upstream_error).
+    remember_secrets(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import orjson
@@ -256,3 +257,49 @@ def test_dot_segments_cannot_leave_the_api_prefix(fresh_sim: Simulator) -> None:
         status, _ = raw_get(running, "/api/v1/files/../models")
         assert status == 200
         assert fresh_sim.last_request()["path"] == "/v1/acct123/gw-main/grok/v1/models"
+
+
+class EchoingUpstream(BaseHTTPRequestHandler):
+    """An upstream that answers every request 401, quoting the credentials it received."""
+
+    def do_GET(self) -> None:
+        received = self.headers.get("authorization", "")
+        body = orjson.dumps(
+            {"error": f"Incorrect API key provided: {received} (not sk-proj-stranger-key-0001)"}
+        )
+        self.send_response(401)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the test reads answers, not this server's log."""
+
+
+@contextmanager
+def echoing_upstream() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoingUpstream)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_upstream_errors_never_show_the_server_key() -> None:
+    server_key = "xai-server-secret-0b8d4e6f13"
+    with (
+        echoing_upstream() as upstream,
+        proxy(upstream, 1, grok_proxy_api_keys="team-key-1", xai_api_key=server_key) as running,
+    ):
+        response = httpx.get(
+            f"{running.api}/models", headers={"authorization": "Bearer team-key-1"}
+        )
+    assert response.status_code == 401
+    message = response.json()["error"]["message"]
+    assert message.startswith("Incorrect API key provided: Bearer [redacted]")
+    assert server_key not in response.text
+    assert "sk-proj-stranger-key-0001" not in response.text
