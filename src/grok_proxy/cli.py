@@ -48,11 +48,11 @@ def serve(host: str, port: int, workers: int) -> None:
     """Run the proxy under uvicorn with its fast loop and HTTP parser."""
     import uvicorn
 
-    from grok_proxy.config import get_settings
     from grok_proxy.logs import configure_logging
     from grok_proxy.server_protocol import PROTOCOL, raise_open_files_limit
+    from grok_proxy.startup import settings_or_exit
 
-    settings = get_settings()
+    settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     raise_open_files_limit()
     if workers > 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Literal
 
@@ -10,11 +11,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from grok_proxy.presets import PRESETS
 
+# A comment in a keys setting or file: from a `#` at the line's start or after whitespace.
+COMMENT = re.compile(r"(?:^|\s)#.*$")
+
 
 class Settings(BaseSettings):
     """Typed settings; the environment variable of each field is its name in upper case."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # hide_input_in_errors: a configuration error must not print the values (keys) it read.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     xai_upstream: Literal["xai", "openrouter", "cometapi", "cloudflare"] = Field(
         default="xai", description="Which access point serves Grok (docs/configuration.md)."
@@ -191,6 +198,8 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.grok_proxy_api_keys and self.xai_api_key is None:
             raise ValueError("GROK_PROXY_API_KEYS is set, so XAI_API_KEY must be set too")
+        if self.grok_proxy_api_keys.strip():
+            self._require_access_keys()
         cloudflare_ids = self.cloudflare_account_id and self.cloudflare_gateway_id
         if self.xai_upstream == "cloudflare" and not self.xai_base_url and not cloudflare_ids:
             raise ValueError(
@@ -199,13 +208,37 @@ class Settings(BaseSettings):
         return self
 
     def access_keys(self) -> tuple[str, ...]:
-        """The keys callers must present; empty for pure pass-through of their own keys."""
+        """The keys callers must present; empty for pure pass-through of their own keys.
+
+        A `#` at the start of a line or after a space starts a comment, to the line's end:
+        `# old: a, b` yields no key.
+        """
         source = self.grok_proxy_api_keys.strip()
         if source.startswith("@"):
             with open(source[1:], encoding="utf-8") as keys_file:
                 source = keys_file.read()
-        keys = (key.strip() for key in source.replace(",", "\n").splitlines())
-        return tuple(key for key in keys if key and not key.startswith("#"))
+        keys: list[str] = []
+        for line in source.splitlines():
+            text = COMMENT.sub("", line)
+            keys.extend(key.strip() for key in text.split(",") if key.strip())
+        return tuple(keys)
+
+    def _require_access_keys(self) -> None:
+        """A keys setting that yields no key would silently turn access control off."""
+        source = self.grok_proxy_api_keys.strip()
+        try:
+            keys = self.access_keys()
+        except OSError as exc:
+            raise ValueError(
+                f"GROK_PROXY_API_KEYS names a keys file that cannot be read: {source[1:]} "
+                f"({exc.strerror})"
+            ) from None
+        if not keys:
+            where = f"the file {source[1:]}" if source.startswith("@") else "GROK_PROXY_API_KEYS"
+            raise ValueError(
+                f"{where} holds no key (only comments or blanks); refusing to start with "
+                "access control off. Unset GROK_PROXY_API_KEYS for pass-through."
+            )
 
     @staticmethod
     def split(value: str) -> list[str]:

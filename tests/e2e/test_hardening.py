@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import orjson
@@ -303,3 +307,34 @@ def test_upstream_errors_never_show_the_server_key() -> None:
     assert message.startswith("Incorrect API key provided: Bearer [redacted]")
     assert server_key not in response.text
     assert "sk-proj-stranger-key-0001" not in response.text
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"GROK_PROXY_API_KEYS": "team-key-secret-tail-1"},
+        {
+            "GROK_PROXY_API_KEYS": "team-key-secret-tail-1",
+            "XAI_API_KEY": "xai-x",
+            "XAI_CONNECT_TIMEOUT": "-1",
+        },
+        {"XAI_API_KEY": "xai-server-secret-tail-2", "XAI_READ_TIMEOUT": "soon"},
+    ],
+)
+def test_start_up_errors_name_the_problem_but_no_secret(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "grok_proxy", "--port", "1"],
+        env={**os.environ, **env},
+        cwd=tmp_path,  # no .env file here
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "configuration error" in result.stderr
+    assert "Traceback" not in result.stderr
+    for secret in ("secret-tail", "xai-x"):
+        assert secret not in result.stderr + result.stdout
