@@ -338,3 +338,22 @@ def test_start_up_errors_name_the_problem_but_no_secret(
     assert "Traceback" not in result.stderr
     for secret in ("secret-tail", "xai-x"):
         assert secret not in result.stderr + result.stdout
+
+
+def test_newlines_in_the_url_or_model_cannot_forge_log_lines(live: Proxy) -> None:
+    forged = "2026-01-01 00:00:00,000 INFO grok_proxy.access [forged]"
+    client = RawClient(port_of(live))
+    client.send(
+        f"GET /nope%0a{forged.replace(' ', '%20')} HTTP/1.1\r\nhost: p\r\nconnection: close\r\n\r\n".encode()
+    )
+    assert client.answer(timeout=10)[0] == 404
+    body = {"model": f"grok-4\n{forged}", "messages": [{"role": "user", "content": "hi"}]}
+    httpx.post(
+        f"{live.api}/chat/completions", json=body, headers={"authorization": f"Bearer {KEY}"}
+    )
+    deadline = time.monotonic() + 5
+    while output_of(live.process).count("[forged]") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = output_of(live.process).splitlines()
+    assert sum("[forged]" in line for line in lines) == 2
+    assert not [line for line in lines if line.startswith(forged)]
