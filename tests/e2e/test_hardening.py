@@ -357,3 +357,32 @@ def test_newlines_in_the_url_or_model_cannot_forge_log_lines(live: Proxy) -> Non
     lines = output_of(live.process).splitlines()
     assert sum("[forged]" in line for line in lines) == 2
     assert not [line for line in lines if line.startswith(forged)]
+
+
+def test_made_up_models_and_keys_cannot_inflate_metrics(fresh_sim: Simulator) -> None:
+    with proxy(fresh_sim.base_url) as running:
+        for index in range(30):
+            body = {
+                "model": f"{index}-" + "m" * 20_000,
+                "messages": [{"role": "user", "content": "hi"}],
+            }
+            refused = httpx.post(
+                f"{running.api}/chat/completions",
+                json=body,
+                headers={"authorization": "Bearer xai-invalid-made-up"},
+            )
+            assert refused.status_code == 400
+        body = {"model": "grok-4", "messages": [{"role": "user", "content": "hi"}]}
+        assert (
+            httpx.post(
+                f"{running.api}/chat/completions",
+                json=body,
+                headers={"authorization": f"Bearer {KEY}"},
+            ).status_code
+            == 200
+        )
+        text = httpx.get(f"{running.url}/metrics").text
+    assert "mmmmmmmmmm" not in text
+    assert len(text) < 100_000
+    assert 'model="other",route="/api/v1/chat/completions",status="400"} 30.0' in text
+    assert 'model="grok-4",route="/api/v1/chat/completions",status="200"} 1.0' in text
