@@ -22,6 +22,7 @@ from grok_proxy.config import Settings, get_settings
 from grok_proxy.errors import Flavor, ProxyError, envelope_bytes, error_envelope
 from grok_proxy.logs import configure_logging
 from grok_proxy.middleware import RequestLog, V1Alias
+from grok_proxy.ops_auth import OpsGuard
 from grok_proxy.paths import DotSegments
 from grok_proxy.redact import remember_secrets
 from grok_proxy.routes import api, chat, health, images, metrics, vision
@@ -99,6 +100,8 @@ def create_app(
     app.router.routes.extend(builtin)
     app.router.routes.extend(api.passthrough.routes)
     app.add_middleware(V1Alias)
+    # Operational routes need a token in shared deployments (see ops_auth).
+    app.add_middleware(OpsGuard, settings=settings)
     # Outside V1Alias: dot-segments are resolved (or refused) before any prefix or route.
     app.add_middleware(DotSegments)
     if settings.cors_allow_origins:

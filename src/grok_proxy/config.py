@@ -162,6 +162,14 @@ class Settings(BaseSettings):
             "(1 KiB/s: 25 MiB take 7 hours); 0: no minimum."
         ),
     )
+    grok_proxy_ops_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Token for /metrics, /docs, /openapi.json and /health?upstream=1 (Bearer, or "
+            "the password of Basic auth). Unset: those need an access key when "
+            "GROK_PROXY_API_KEYS is set, and nothing otherwise."
+        ),
+    )
     max_connections: int = Field(
         default=4096,
         ge=1,
@@ -188,7 +196,7 @@ class Settings(BaseSettings):
             account_id=self.cloudflare_account_id, gateway_id=self.cloudflare_gateway_id
         )
 
-    @field_validator("xai_api_key", "cloudflare_aig_token", mode="before")
+    @field_validator("xai_api_key", "cloudflare_aig_token", "grok_proxy_ops_token", mode="before")
     @classmethod
     def _empty_key_is_no_key(cls, value: object) -> object:
         # `XAI_API_KEY=` in a .env file means "not set", not "the empty key".

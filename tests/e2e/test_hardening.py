@@ -386,3 +386,38 @@ def test_made_up_models_and_keys_cannot_inflate_metrics(fresh_sim: Simulator) ->
     assert len(text) < 100_000
     assert 'model="other",route="/api/v1/chat/completions",status="400"} 30.0' in text
     assert 'model="grok-4",route="/api/v1/chat/completions",status="200"} 1.0' in text
+
+
+def ops_statuses(running: Proxy, headers: dict[str, str] | None = None) -> dict[str, int]:
+    paths = ["/metrics", "/docs", "/openapi.json", "/health?upstream=1", "/v1/health?upstream=yes"]
+    return {path: httpx.get(f"{running.url}{path}", headers=headers).status_code for path in paths}
+
+
+def test_operational_routes_need_an_access_key_in_shared_deployments(fresh_sim: Simulator) -> None:
+    with proxy(
+        fresh_sim.base_url, grok_proxy_api_keys="team-key-1", xai_api_key="xai-server-key-1"
+    ) as running:
+        refused = ops_statuses(running)
+        assert set(refused.values()) == {401}, refused
+        answer = httpx.get(f"{running.url}/metrics")
+        assert answer.json()["error"]["code"] == "ops_token_required"
+        assert "Basic" in answer.headers["www-authenticate"]
+        assert httpx.get(f"{running.url}/health").status_code == 200  # liveness stays open
+        allowed = ops_statuses(running, {"authorization": "Bearer team-key-1"})
+        assert set(allowed.values()) == {200}, allowed
+        # The upstream was probed once for the two checks: answers are reused for 10 s.
+        probes = [r for r in fresh_sim.requests() if r["path"].endswith("/models")]
+        assert len(probes) == 1
+
+
+def test_an_ops_token_replaces_access_keys_for_operational_routes(fresh_sim: Simulator) -> None:
+    with proxy(
+        fresh_sim.base_url,
+        grok_proxy_api_keys="team-key-1",
+        xai_api_key="xai-server-key-1",
+        grok_proxy_ops_token="ops-token-1",
+    ) as running:
+        assert set(ops_statuses(running, {"authorization": "Bearer team-key-1"}).values()) == {401}
+        assert set(ops_statuses(running, {"authorization": "Bearer ops-token-1"}).values()) == {200}
+        basic = httpx.get(f"{running.url}/docs", auth=("prometheus", "ops-token-1"))
+        assert basic.status_code == 200
