@@ -40,7 +40,7 @@ async def health(request: Request) -> Response:
     if request.query_params.get("upstream") not in {"1", "true", "yes"}:
         return Response(_HEALTHY, media_type="application/json")
     report = await _probe(request)
-    body = {
+    body: dict[str, object] = {
         "status": "healthy" if report["reachable"] else "upstream unreachable",
         "version": __version__,
     }
