@@ -34,8 +34,10 @@ log = logging.getLogger("grok_proxy.server")
 # Descriptors kept free for the listener, log output, DNS and the like.
 RESERVED_FDS = 64
 # After refusing a head, what the caller still sends is read and dropped for this long, so
-# that it can read the answer (closing with unread data would reset the connection).
+# that it can read the answer (closing with unread data would reset the connection), but
+# no more than this much: a flood beyond it is left unread and then reset.
 LINGER_SECONDS = 2.0
+LINGER_BYTES = 1 << 20
 # A URL that takes up all but this much of a refused head is "too long" (414), not the headers.
 REQUEST_LINE_SLACK = 32
 
@@ -157,6 +159,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.body_bytes = 0
         self.watchdog: asyncio.TimerHandle | None = None
         self.refused = False
+        self.dropped = 0
 
     # Connections
 
@@ -197,7 +200,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
-            return  # lingering after a refusal: read and drop
+            # Lingering after a refusal: read and drop, up to a point.
+            self.dropped += len(data)
+            if self.dropped > LINGER_BYTES:
+                self.transport.pause_reading()
+            return
         while data:
             if self.phase is Phase.BODY:
                 self._body_arrived(len(data))
