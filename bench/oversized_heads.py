@@ -111,10 +111,10 @@ def main() -> None:
                 peak = max(peak, rss_mb(server.pid))
                 time.sleep(0.05)
         after = rss_mb(server.pid)
-        print(f"protocol: {args.protocol}")  # noqa: T201 - a benchmark's report
-        print(f"RSS {before:.0f} MB -> peak {peak:.0f} MB -> {after:.0f} MB after")  # noqa: T201
-        print("floods:", "; ".join(results))  # noqa: T201
-        print(f"slowest /health meanwhile: {slowest * 1000:.0f} ms, {failures} failed")  # noqa: T201
+        print(f"protocol: {args.protocol}")
+        print(f"RSS {before:.0f} MB -> peak {peak:.0f} MB -> {after:.0f} MB after")
+        print("floods:", "; ".join(results))
+        print(f"slowest /health meanwhile: {slowest * 1000:.0f} ms, {failures} failed")
     finally:
         server.kill()
         server.wait(10)
