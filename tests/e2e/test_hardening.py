@@ -136,26 +136,28 @@ def test_oversized_url_gets_414_and_headers_under_the_limit_pass(live: Proxy) ->
     assert over.json()["error"]["code"] == "request_headers_too_large"
 
 
-@contextmanager
-def strict_proxy(sim: Simulator, **settings: str) -> Iterator[Proxy]:
-    with proxy(sim.base_url, 1, **settings) as running:
+@pytest.fixture(scope="module")
+def impatient(sim: Simulator) -> Iterator[Proxy]:
+    """A proxy with one-second deadlines for heads and bodies, and a 100 bytes/s minimum."""
+    with proxy(
+        sim.base_url, 1, headers_timeout="1", body_timeout="1", body_min_rate="100"
+    ) as running:
         yield running
 
 
-def test_slow_headers_are_cut_at_the_deadline(sim: Simulator) -> None:
-    with strict_proxy(sim, headers_timeout="1") as running:
-        client = RawClient(port_of(running))
-        client.send(b"GET /health HTTP/1.1\r\nhost: proxy\r\n")
-        # One header line every 0.2 s: each byte is in time, the head as a whole is not.
-        for index in range(50):
-            if client.closed.is_set() or not client.send(b"x-%d: y\r\n" % index):
-                break
-            time.sleep(0.2)
-        status, body = client.answer(timeout=5)
-        assert status == 408
-        assert "HEADERS_TIMEOUT" in str(body)
-        assert httpx.get(f"{running.url}/health").status_code == 200
-        assert "408" in logged(running, "HEADERS_TIMEOUT")
+def test_slow_headers_are_cut_at_the_deadline(impatient: Proxy) -> None:
+    client = RawClient(port_of(impatient))
+    client.send(b"GET /health HTTP/1.1\r\nhost: proxy\r\n")
+    # One header line every 0.2 s: each byte is in time, the head as a whole is not.
+    for index in range(50):
+        if client.closed.is_set() or not client.send(b"x-%d: y\r\n" % index):
+            break
+        time.sleep(0.2)
+    status, body = client.answer(timeout=5)
+    assert status == 408
+    assert "HEADERS_TIMEOUT" in str(body)
+    assert httpx.get(f"{impatient.url}/health").status_code == 200
+    assert "408" in logged(impatient, "HEADERS_TIMEOUT")
 
 
 def slow_body_request(length: int) -> bytes:
@@ -166,70 +168,81 @@ def slow_body_request(length: int) -> bytes:
     )
 
 
-def test_trickled_body_is_cut_below_the_minimum_rate(sim: Simulator) -> None:
-    with strict_proxy(sim, body_timeout="1", body_min_rate="100") as running:
-        client = RawClient(port_of(running))
-        client.send(slow_body_request(1000))
-        # A byte every 0.2 s never leaves a second of silence, but averages 5 bytes/s.
-        for _ in range(50):
-            if client.closed.is_set() or not client.send(b" "):
-                break
-            time.sleep(0.2)
-        status, body = client.answer(timeout=5)
-        assert status == 408
-        assert "BODY_MIN_RATE" in str(body)
+def test_trickled_body_is_cut_below_the_minimum_rate(impatient: Proxy) -> None:
+    client = RawClient(port_of(impatient))
+    client.send(slow_body_request(1000))
+    # A byte every 0.2 s never leaves a second of silence, but averages 5 bytes/s.
+    for _ in range(50):
+        if client.closed.is_set() or not client.send(b" "):
+            break
+        time.sleep(0.2)
+    status, body = client.answer(timeout=5)
+    assert status == 408
+    assert "BODY_MIN_RATE" in str(body)
 
 
-def test_stalled_body_is_cut_after_the_body_timeout(sim: Simulator) -> None:
-    with strict_proxy(sim, body_timeout="1") as running:
-        client = RawClient(port_of(running))
-        client.send(slow_body_request(1000) + b'{"model": ')
-        status, body = client.answer(timeout=10)
-        assert status == 408
-        assert "BODY_TIMEOUT" in str(body)
-        assert httpx.get(f"{running.url}/health").status_code == 200
+def test_stalled_body_is_cut_after_the_body_timeout(impatient: Proxy) -> None:
+    client = RawClient(port_of(impatient))
+    client.send(slow_body_request(1000) + b'{"model": ')
+    status, body = client.answer(timeout=10)
+    assert status == 408
+    assert "BODY_TIMEOUT" in str(body)
+    assert httpx.get(f"{impatient.url}/health").status_code == 200
 
 
-def test_connections_over_the_cap_are_refused_and_logged(sim: Simulator) -> None:
-    with strict_proxy(sim, max_connections="3", headers_timeout="30") as running:
-        held = [socket.create_connection(("127.0.0.1", port_of(running))) for _ in range(3)]
-        try:
-            extra = RawClient(port_of(running))
-            status, body = extra.answer(timeout=10)
-            assert status == 503
-            assert body["error"]["code"] == "too_many_connections"  # type: ignore[index]
-        finally:
-            for sock in held:
-                sock.close()
-        line = logged(running, "connection refused with 503")
-        assert "MAX_CONNECTIONS" in line
-        # Once the held connections are gone, callers are served again.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{running.url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        else:
-            pytest.fail("the proxy did not serve again after the held connections closed")
+@pytest.fixture(scope="module")
+def capped(sim: Simulator) -> Iterator[tuple[Proxy, int]]:
+    """A proxy with MAX_CONNECTIONS=3, started with a soft open-files limit of 512.
 
-
-def test_soft_open_files_limit_is_raised_at_start(sim: Simulator) -> None:
+    Yields the proxy and the hard limit it inherited (0 when the soft limit could not be
+    lowered below it).
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard <= 512:
-        pytest.skip("needs a finite hard limit above 512")
-    # The proxy inherits a low soft limit from this process, as from a default shell.
-    resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+    lowered = hard != resource.RLIM_INFINITY and hard > 512
+    if lowered:
+        # The proxy inherits a low soft limit from this process, as from a default shell.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
     try:
-        with strict_proxy(sim) as running:
+        with proxy(sim.base_url, 1, max_connections="3", headers_timeout="30") as running:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-            with open(f"/proc/{running.process.pid}/limits", encoding="ascii") as limits:
-                line = next(line for line in limits if line.startswith("Max open files"))
-            assert line.split()[3:5] == [str(hard), str(hard)]
+            yield running, hard if lowered else 0
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_connections_over_the_cap_are_refused_and_logged(capped: tuple[Proxy, int]) -> None:
+    running, _ = capped
+    held = [socket.create_connection(("127.0.0.1", port_of(running))) for _ in range(3)]
+    try:
+        extra = RawClient(port_of(running))
+        status, body = extra.answer(timeout=10)
+        assert status == 503
+        assert body["error"]["code"] == "too_many_connections"  # type: ignore[index]
+    finally:
+        for sock in held:
+            sock.close()
+    line = logged(running, "connection refused with 503")
+    assert "MAX_CONNECTIONS" in line
+    # Once the held connections are gone, callers are served again.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{running.url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    else:
+        pytest.fail("the proxy did not serve again after the held connections closed")
+
+
+def test_soft_open_files_limit_is_raised_at_start(capped: tuple[Proxy, int]) -> None:
+    running, hard = capped
+    if not hard:
+        pytest.skip("needs a finite hard open-files limit above 512")
+    with open(f"/proc/{running.process.pid}/limits", encoding="ascii") as limits:
+        line = next(line for line in limits if line.startswith("Max open files"))
+    assert line.split()[3:5] == [str(hard), str(hard)]
 
 
 def raw_get(running: Proxy, path: str, key: str = KEY) -> tuple[int, dict[str, object]]:
