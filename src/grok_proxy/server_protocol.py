@@ -151,7 +151,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.limits = limits()
         self.phase = Phase.HEAD
         self.head_bytes = 0
-        self.url_bytes = 0
         # When the head being received began (None: no request under way).
         self.head_since: float | None = None
         self.body_since = 0.0
@@ -226,8 +225,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if self.phase is Phase.HEAD:
                 self._refuse_head()
                 return
-        if self._handed_over():
-            return
+        # (On a closed or upgraded connection, a deadline check finds nothing to do.)
         if self.phase is Phase.BODY:
             self._watch_in(self.limits.body_timeout)
         elif self.head_since is not None:
@@ -254,13 +252,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.url_bytes = 0
         if self.head_since is None:
             self.head_since = self.loop.time()
-
-    def on_url(self, url: bytes) -> None:
-        self.url_bytes += len(url)
-        super().on_url(url)
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
@@ -278,7 +271,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse_head(self) -> None:
         limit = self.limits.max_head_bytes
-        if self.url_bytes + REQUEST_LINE_SLACK >= self.head_bytes:
+        # uvicorn gathers the URL's pieces in self.url as the parser reports them.
+        if len(getattr(self, "url", b"")) + REQUEST_LINE_SLACK >= self.head_bytes:
             status, code, what = 414, "request_uri_too_long", "URL"
         else:
             status, code, what = 431, "request_headers_too_large", "headers"
