@@ -446,3 +446,12 @@ def test_an_ops_token_replaces_access_keys_for_operational_routes(fresh_sim: Sim
         assert set(ops_statuses(running, {"authorization": "Bearer ops-token-1"}).values()) == {200}
         basic = httpx.get(f"{running.url}/docs", auth=("prometheus", "ops-token-1"))
         assert basic.status_code == 200
+
+
+def test_a_huge_model_name_makes_no_huge_log_line(live: Proxy) -> None:
+    body = {"model": "giant-" + "g" * 1_000_000, "messages": [{"role": "user", "content": "hi"}]}
+    httpx.post(
+        f"{live.api}/chat/completions", json=body, headers={"authorization": f"Bearer {KEY}"}
+    )
+    line = logged(live, "model=giant-")
+    assert len(line) < 1000
