@@ -22,6 +22,9 @@ from grok_proxy.errors import Flavor, ProxyError, envelope_bytes, error_envelope
 from grok_proxy.forwarder import Forwarder
 from grok_proxy.logs import configure_logging
 from grok_proxy.middleware import RequestLog, V1Alias
+from grok_proxy.ops_auth import OpsGuard
+from grok_proxy.paths import DotSegments
+from grok_proxy.redact import remember_secrets
 from grok_proxy.routes import api, chat, health, images, metrics, vision
 from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
 
@@ -53,6 +56,8 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
     `handle_signals` lets the app hear SIGTERM to drain gracefully (only under a server).
     """
     settings = settings or get_settings()
+    # Relayed upstream errors never show these (redact.redact, in errors.upstream_error).
+    remember_secrets(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,6 +94,10 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
     app.router.routes.extend(builtin)
     app.router.routes.extend(api.passthrough.routes)
     app.add_middleware(V1Alias)
+    # Operational routes need a token in shared deployments (see ops_auth).
+    app.add_middleware(OpsGuard, settings=settings)
+    # Outside V1Alias: dot-segments are resolved (or refused) before any prefix or route.
+    app.add_middleware(DotSegments)
     if settings.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,

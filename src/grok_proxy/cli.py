@@ -48,11 +48,13 @@ def serve(host: str, port: int, workers: int) -> None:
     """Run the proxy under uvicorn with its fast loop and HTTP parser."""
     import uvicorn
 
-    from grok_proxy.config import get_settings
     from grok_proxy.logs import configure_logging
+    from grok_proxy.server_protocol import PROTOCOL, raise_open_files_limit
+    from grok_proxy.startup import settings_or_exit
 
-    settings = get_settings()
+    settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
+    raise_open_files_limit()
     if workers > 1:
         # Each worker is its own process: metrics add up only through a shared directory.
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
@@ -68,7 +70,8 @@ def serve(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        # httptools with limits on head size, head and body time, and connections.
+        http=PROTOCOL,
         log_level=settings.log_level,
         # grok-proxy's own logging set-up (logs.configure_logging) formats every line.
         log_config=None,

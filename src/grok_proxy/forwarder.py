@@ -240,6 +240,7 @@ class Forwarder:
                     body,
                     route=route,
                     outgoing=outgoing,
+                    caller=caller,
                     tally=tally,
                     record=record,
                 )
@@ -275,6 +276,7 @@ class Forwarder:
         *,
         route: Route,
         outgoing: Outgoing,
+        caller: Caller,
         tally: Tally,
         record: RequestRecord,
     ) -> Response:
@@ -305,7 +307,7 @@ class Forwarder:
                         strip_usage=outgoing.strip_usage,
                     )
                 if answer.status >= 400:
-                    return await self._error_answer(answer, route, attempts)
+                    return await self._error_answer(answer, route, caller, attempts)
                 if not self._reads(route, answer):
                     total.reschedule(None)  # bounded by the read timeout while it flows
                     return BodyRelay(
@@ -330,14 +332,19 @@ class Forwarder:
         return route.reads_answer or not self.models.identity
 
     async def _error_answer(
-        self, answer: UpstreamResponse, route: Route, attempts: tuple[bytes, bytes]
+        self,
+        answer: UpstreamResponse,
+        route: Route,
+        caller: Caller,
+        attempts: tuple[bytes, bytes],
     ) -> Response:
         content_type = answer.header("content-type")
         try:
             content = await answer.read(ERROR_BODY_LIMIT)
         except BodyTooLarge:
             content = b""
-        error = upstream_error(answer.status, content, content_type)
+        # Secrets an upstream echoes (the server's key, above all) never reach the caller.
+        error = upstream_error(answer.status, content, content_type, caller_key=caller.upstream_key)
         response = Response(
             envelope_bytes(route.flavor, error), error.status, media_type="application/json"
         )
