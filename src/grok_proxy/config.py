@@ -131,6 +131,19 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="`json` for one JSON object per line, `text` for people."
     )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address `grok-proxy serve` listens on when `--host` is not given.",
+    )
+    port: int = Field(
+        default=8000,
+        ge=1,
+        le=65535,
+        description="Port `grok-proxy serve` listens on when `--port` is not given.",
+    )
+    workers: int = Field(
+        default=1, ge=1, description="Worker processes when `--workers` is not given."
+    )
 
     @field_validator("xai_base_url")
     @classmethod
