@@ -100,7 +100,10 @@ def engine() -> Iterator[Engine]:
         return
     if shutil.which("dockerd") is None or os.geteuid() != 0:
         raise Unavailable("no Docker engine answers, and dockerd cannot be started (needs root)")
-    with tempfile.TemporaryDirectory(prefix="grok-proxy-dockerd-") as state:
+    with (
+        tempfile.TemporaryDirectory(prefix="grok-proxy-dockerd-") as state,
+        open(f"{state}/dockerd.log", "wb") as log,
+    ):
         env["DOCKER_HOST"] = f"unix://{state}/docker.sock"
         # No bridge and no iptables: containers here use the host's network, and the
         # machine may not let a container runtime rewrite its firewall.
@@ -115,14 +118,14 @@ def engine() -> Iterator[Engine]:
                 f"--exec-root={state}/exec",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=open(f"{state}/dockerd.log", "wb"),  # noqa: SIM115 - lives as long as dockerd
+            stderr=log,
         )
         try:
             deadline = time.monotonic() + 60
             while not _answers(env):
                 if daemon.poll() is not None or time.monotonic() > deadline:
-                    log = Path(f"{state}/dockerd.log").read_text(errors="replace")[-2000:]
-                    raise Unavailable(f"dockerd did not start: {log}")
+                    said = Path(f"{state}/dockerd.log").read_text(errors="replace")[-2000:]
+                    raise Unavailable(f"dockerd did not start: {said}")
                 time.sleep(0.2)
             yield Engine(env)
         finally:
@@ -132,6 +135,10 @@ def engine() -> Iterator[Engine]:
             except subprocess.TimeoutExpired:
                 daemon.kill()
                 daemon.wait()
+            # dockerd leaves its host network namespace mounted in the exec root.
+            subprocess.run(
+                ["umount", f"{state}/exec/netns/default"], capture_output=True, check=False
+            )
 
 
 def base_image(docker: Engine) -> str:
@@ -160,6 +167,7 @@ def base_image(docker: Engine) -> str:
 def build(docker: Engine, tag: str) -> str:
     """The repository's Dockerfile, unchanged, built with the base image as its build argument."""
     base = base_image(docker)
+    previous = docker.run("image", "inspect", "--format", "{{.Id}}", tag, check=False)
     # Host networking: the build reaches PyPI the way this machine does (no bridge here).
     docker.run(
         "build",
@@ -172,4 +180,9 @@ def build(docker: Engine, tag: str) -> str:
         str(ROOT),
         timeout=900,
     )
+    # The image this build replaced would otherwise stay on disk after every code change.
+    if previous.startswith("sha256:") and previous != docker.run(
+        "image", "inspect", "--format", "{{.Id}}", tag
+    ):
+        docker.run("rmi", previous, check=False)
     return tag

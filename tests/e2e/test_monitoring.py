@@ -129,6 +129,16 @@ class Traffic:
             response.read()
 
 
+def test_prometheus_config_is_valid() -> None:
+    result = subprocess.run(
+        ["promtool", "check", "config", str(ROOT / "deploy" / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_dashboard_and_autoscaler_queries_return_data(sim: Simulator) -> None:
     with proxy(sim.base_url, xai_retry_backoff="0.01", xai_retry_max_wait="0.05") as running:
         traffic = Traffic(running.api)
