@@ -9,9 +9,10 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 # Build stage: resolve the locked dependencies into a virtual environment.
 FROM ${BASE_IMAGE} AS build
-# UV_SYSTEM_CERTS: trust the image's certificate store, so a company CA added to the base
-# reaches PyPI too. PIP_BREAK_SYSTEM_PACKAGES: Debian's own python refuses `pip install`
-# outside a virtual environment; this stage is thrown away, so uv may go there.
+# UV_SYSTEM_CERTS: uv trusts the image's certificate store instead of its built-in roots,
+# so a company or egress-proxy CA added to the base is honoured. PIP_BREAK_SYSTEM_PACKAGES:
+# Debian's own python refuses `pip install` outside a virtual environment; this stage is
+# thrown away, so uv may go there.
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
