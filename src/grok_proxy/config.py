@@ -231,6 +231,19 @@ class Settings(BaseSettings):
             "limit); further ones get 503 and are closed."
         ),
     )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address `grok-proxy serve` listens on when `--host` is not given.",
+    )
+    port: int = Field(
+        default=8000,
+        ge=1,
+        le=65535,
+        description="Port `grok-proxy serve` listens on when `--port` is not given.",
+    )
+    workers: int = Field(
+        default=1, ge=1, description="Worker processes when `--workers` is not given."
+    )
 
     @field_validator("xai_base_url")
     @classmethod

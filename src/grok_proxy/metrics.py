@@ -11,6 +11,7 @@ MAX_LABEL_LENGTH long; every other name counts as `other`.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -160,9 +161,24 @@ def observe(record: RequestRecord, status: int, duration: float, first_byte: flo
         UNKNOWN_USAGE.labels(model).inc()
 
 
+def forget_dead_workers(directory: str) -> None:
+    """Drop the live gauges of workers that are gone: a crashed one's streams stop counting."""
+    # A worker killed outright (OOM, SIGKILL) runs no exit hook and uvicorn's supervisor has
+    # none to offer, so the check happens where the numbers are read: at every scrape.
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # alive, owned by someone else
+
+
 def render() -> tuple[bytes, str]:
     """The exposition text, summed over every worker in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if directory := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        forget_dead_workers(directory)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
