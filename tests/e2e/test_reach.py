@@ -490,3 +490,33 @@ def test_an_early_answer_wins_over_the_body_still_being_sent() -> None:
             answer = raw_exchange(port, request_head, (b"x" * MB for _ in range(32)))
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert b"File too large" in answer
+
+
+# --- a hostile or broken upstream -------------------------------------------------------
+
+
+def test_two_answers_in_one_read_only_the_first_counts() -> None:
+    first = b'{"id":"first","object":"chat.completion","choices":[]}'
+    second = b'{"id":"second"}'
+    both = (
+        head(200, {"content-type": "application/json", "content-length": str(len(first))}) + first
+        + head(500, {"content-type": "application/json", "content-length": str(len(second)), "x-ratelimit-remaining-requests": "0"}) + second
+    )  # fmt: skip
+    with scripted() as upstream:
+        upstream.routes["/v1/chat/completions"] = Route([both])
+        with proxy(upstream.base_url) as running:
+            response = chat(running.api)
+    assert response.status_code == 200
+    assert response.json()["id"] == "first"
+    assert "x-ratelimit-remaining-requests" not in response.headers
+
+
+def test_endless_upstream_headers_are_refused_with_502() -> None:
+    flood = b"HTTP/1.1 200 OK\r\n" + b"x-filler: " + b"y" * 1000 + b"\r\n"
+    with scripted() as upstream:
+        upstream.routes["/v1/chat/completions"] = Route([flood] * 2000 + [RESET])
+        with proxy(upstream.base_url) as running:
+            response = chat(running.api)
+            health = httpx.get(f"{running.url}/health")
+    assert response.status_code == 502
+    assert health.status_code == 200
