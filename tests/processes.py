@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -41,14 +41,25 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 6
 
 @contextmanager
 def running(
-    args: list[str], ready_url: str, env: dict[str, str] | None = None
+    args: list[str],
+    ready_url: str,
+    env: Mapping[str, str | None] | None = None,
+    cwd: str | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
+    """The grok_proxy module as a process; `env` adds variables (None removes one)."""
+    environment = {**os.environ}
+    for name, value in (env or {}).items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
     # Output goes to a file, not a pipe: nobody reads a pipe while tests run, and once its
     # 64 KiB buffer is full every log write would block the process.
     with tempfile.NamedTemporaryFile(prefix="grok-proxy-", suffix=".log") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "grok_proxy", *args],
-            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -8,11 +8,10 @@ import re
 import secrets
 from time import perf_counter
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from grok_proxy import metrics
-from grok_proxy.errors import Flavor, error_envelope
+from grok_proxy.errors import send_error
 from grok_proxy.logs import request_id
 from grok_proxy.record import RequestRecord
 
@@ -95,17 +94,8 @@ class RequestLog:
 
 async def _refuse_headers(send: Send, limit: int) -> None:
     """431 in the error envelope: headers this large are not going upstream or into logs."""
-    body = orjson.dumps(
-        error_envelope(
-            Flavor.OPENAI,
-            431,
-            f"Request headers exceed the limit of {limit} bytes (setting MAX_HEADER_BYTES).",
-            code="request_headers_too_large",
-        )
-    )
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 431, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    message = f"Request headers exceed the limit of {limit} bytes (setting MAX_HEADER_BYTES)."
+    await send_error(send, 431, message, code="request_headers_too_large")
 
 
 _ID_PREFIX = secrets.token_hex(8)
