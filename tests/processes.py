@@ -79,6 +79,8 @@ class Simulator:
     """A running simulator and the ways tests look inside it."""
 
     url: str
+    # host:port of its gRPC API (xai-sdk's protocol)
+    grpc_target: str = ""
 
     @property
     def base_url(self) -> str:
@@ -110,10 +112,11 @@ class Simulator:
 
 @contextmanager
 def simulator() -> Iterator[Simulator]:
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     url = f"http://{HOST}:{port}"
-    with running(["simulate", "--host", HOST, "--port", str(port)], f"{url}/_sim/stats"):
-        yield Simulator(url)
+    args = ["simulate", "--host", HOST, "--port", str(port), "--grpc-port", str(grpc_port)]
+    with running(args, f"{url}/_sim/stats"):
+        yield Simulator(url, f"{HOST}:{grpc_port}")
 
 
 @dataclass
@@ -131,7 +134,12 @@ def proxy(upstream: str, workers: int = 1, **settings: str) -> Iterator[Proxy]:
     """The real proxy in front of `upstream`; `settings` are extra environment variables."""
     port = free_port()
     url = f"http://{HOST}:{port}"
-    env = {"XAI_BASE_URL": upstream, **{k.upper(): v for k, v in settings.items()}}
+    # gRPC off unless a test asks for it: its default port would be shared by every proxy.
+    env = {
+        "XAI_BASE_URL": upstream,
+        "GROK_PROXY_GRPC_PORT": "0",
+        **{k.upper(): v for k, v in settings.items()},
+    }
     args = ["serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
     with running(args, f"{url}/health", env) as process:
         yield Proxy(url, process)

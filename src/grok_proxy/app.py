@@ -115,7 +115,11 @@ def serve_app() -> FastAPI:
     """The factory uvicorn runs in each worker: logging first, then the app."""
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings, handle_signals=True)
+    app = create_app(settings, handle_signals=True)
+    from grok_proxy.grpc_relay import attach
+
+    attach(app, settings)  # xAI's own SDK speaks gRPC, on a port of its own
+    return app
 
 
 def _install_error_handlers(app: FastAPI) -> None:

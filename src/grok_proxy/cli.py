@@ -23,10 +23,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument(
+        "--grpc-port", type=int, help="gRPC port (default: GROK_PROXY_GRPC_PORT, 8001; 0: off)"
+    )
 
     simulate = commands.add_parser("simulate", help="run the offline stand-in for api.x.ai")
     simulate.add_argument("--host", default="127.0.0.1", help="address to listen on")
     simulate.add_argument("--port", type=int, default=9100, help="port to listen on")
+    simulate.add_argument("--grpc-port", type=int, default=9101, help="gRPC port (0: off)")
     return parser
 
 
@@ -39,8 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "simulate":
         from grok_proxy.simulator.server import serve as simulate
 
-        simulate(args.host, args.port)
+        simulate(args.host, args.port, args.grpc_port)
         return
+    if args.grpc_port is not None:
+        os.environ["GROK_PROXY_GRPC_PORT"] = str(args.grpc_port)  # workers read it from there
     serve(args.host, args.port, args.workers)
 
 
@@ -53,6 +59,9 @@ def serve(host: str, port: int, workers: int) -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    from grok_proxy.grpc_relay import announce
+
+    announce(settings, host, port)
     if workers > 1:
         # Each worker is its own process: metrics add up only through a shared directory.
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
