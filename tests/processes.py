@@ -123,6 +123,8 @@ def simulator() -> Iterator[Simulator]:
 class Proxy:
     url: str
     process: subprocess.Popen[bytes]
+    # host:port of its gRPC listener, when the test turned it on (grok_proxy_grpc_port)
+    grpc_target: str = ""
 
     @property
     def api(self) -> str:
@@ -141,8 +143,9 @@ def proxy(upstream: str, workers: int = 1, **settings: str) -> Iterator[Proxy]:
         **{k.upper(): v for k, v in settings.items()},
     }
     args = ["serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
+    grpc_port = env["GROK_PROXY_GRPC_PORT"]
     with running(args, f"{url}/health", env) as process:
-        yield Proxy(url, process)
+        yield Proxy(url, process, f"{HOST}:{grpc_port}" if grpc_port != "0" else "")
 
 
 def open_fds(pid: int) -> int:
