@@ -24,6 +24,8 @@ ENV PATH="/app/.venv/bin:$PATH" \
     LOG_FORMAT=json
 USER 10001
 EXPOSE 8000
+# gRPC for xAI's own SDK (GROK_PROXY_GRPC_PORT)
+EXPOSE 8001
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2).status != 200)"]
 # SIGTERM starts the graceful drain (SHUTDOWN_GRACE_SECONDS); give it time in `docker stop -t`.

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
+from pathlib import Path
 
 import grpc
 import httpx
 import pytest
+import trustme
 from xai_sdk import Client
 from xai_sdk.chat import user
 from xai_sdk.proto.v6 import chat_pb2, chat_pb2_grpc, embed_pb2, embed_pb2_grpc
@@ -237,3 +240,90 @@ def test_calls_are_logged_and_counted_without_the_key(relay: Proxy) -> None:
     assert f"key={key_fingerprint(KEY)}" in log
     assert "DEBUG" in log  # the proxy did log at debug level
     assert KEY not in log
+
+
+class Echo(grpc.GenericRpcHandler):
+    """An upstream the proxy knows nothing about: one method per call shape, bytes echoed."""
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[bytes, bytes] | None:
+        method = handler_call_details.method
+        if method == "/echo.Echo/Unary":
+            return grpc.unary_unary_rpc_method_handler(lambda request, _: request)
+        if method == "/echo.Echo/Split":
+            return grpc.unary_stream_rpc_method_handler(lambda request, _: iter(request.split()))
+        if method == "/echo.Echo/Join":
+            return grpc.stream_unary_rpc_method_handler(lambda requests, _: b" ".join(requests))
+        if method == "/echo.Echo/Chat":
+            return grpc.stream_stream_rpc_method_handler(lambda requests, _: iter(requests))
+        return None
+
+
+@contextmanager
+def tls_echo(ca: trustme.CA) -> Iterator[str]:
+    """The echo upstream over TLS, with a certificate from `ca` for 127.0.0.1."""
+    limit = 32 * 1024 * 1024
+    server = grpc.server(
+        ThreadPoolExecutor(4),
+        handlers=[Echo()],
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+        ],
+    )
+    cert = ca.issue_cert(HOST)
+    key, chain = cert.private_key_pem.bytes(), b"".join(pem.bytes() for pem in cert.cert_chain_pems)
+    port = server.add_secure_port(f"{HOST}:0", grpc.ssl_server_credentials([(key, chain)]))
+    server.start()
+    try:
+        yield f"grpcs://{HOST}:{port}"
+    finally:
+        server.stop(0)
+
+
+def test_any_method_any_shape_over_verified_tls(sim: Simulator, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    ca_file = tmp_path / "company-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    auth: tuple[tuple[str, str | bytes], ...] = (("authorization", f"Bearer {KEY}"),)
+    big = b"x" * (20 * 1024 * 1024)  # the SDK's largest message
+    limits = [
+        ("grpc.max_receive_message_length", 32 << 20),
+        ("grpc.max_send_message_length", 32 << 20),
+    ]
+    with (
+        tls_echo(ca) as upstream,
+        grpc_proxy(sim, xai_grpc_url=upstream, ssl_cert_file=str(ca_file)) as running,
+    ):
+        with grpc.insecure_channel(running.grpc_target, options=limits) as channel:
+            unary: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+                "/echo.Echo/Unary"
+            )
+            split: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
+                "/echo.Echo/Split"
+            )
+            join: grpc.StreamUnaryMultiCallable[bytes, bytes] = channel.stream_unary(
+                "/echo.Echo/Join"
+            )
+            chat: grpc.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(
+                "/echo.Echo/Chat"
+            )
+            assert unary(b"ping", metadata=auth, timeout=20) == b"ping"
+            assert list(split(b"a b c", metadata=auth, timeout=20)) == [b"a", b"b", b"c"]
+            assert join(iter([b"a", b"b"]), metadata=auth, timeout=20) == b"a b"
+            assert list(chat(iter([b"1", b"2"]), metadata=auth, timeout=20)) == [b"1", b"2"]
+            assert unary(big, metadata=auth, timeout=30) == big
+            nothing: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+                "/echo.Echo/Nothing"
+            )
+            with pytest.raises(grpc.RpcError) as caught:
+                nothing(b"", metadata=auth, timeout=20)
+            assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        # Without the company CA, the upstream's certificate is not trusted: nothing goes there.
+        with grpc_proxy(sim, xai_grpc_url=upstream) as untrusting:
+            with grpc.insecure_channel(untrusting.grpc_target) as channel:
+                unary = channel.unary_unary("/echo.Echo/Unary")
+                with pytest.raises(grpc.RpcError) as refused:
+                    unary(b"ping", metadata=auth, timeout=20)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
