@@ -327,3 +327,14 @@ def test_any_method_any_shape_over_verified_tls(sim: Simulator, tmp_path: Path) 
                 with pytest.raises(grpc.RpcError) as refused:
                     unary(b"ping", metadata=auth, timeout=20)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_pydantic_ai_xai_provider_through_the_proxy(relay: Proxy) -> None:
+    from pydantic_ai import Agent
+    from pydantic_ai.models.xai import XaiModel
+    from pydantic_ai.providers.xai import XaiProvider
+    from xai_sdk import AsyncClient
+
+    client = AsyncClient(api_key=KEY, api_host=relay.grpc_target, use_insecure_channel=True)
+    agent = Agent(XaiModel("grok-4", provider=XaiProvider(xai_client=client)))
+    assert agent.run_sync("Say hello").output == REPLY
