@@ -81,17 +81,31 @@ OPEN_CALLS = Gauge(
     "grok_proxy_grpc_open_calls", "gRPC calls being relayed.", multiprocess_mode="livesum"
 )
 
-_methods: set[str] = set()
+
+class _MethodSeries:
+    """The labelled children of one method, looked up once: `labels()` costs a lock each time."""
+
+    __slots__ = ("calls", "duration", "label", "messages_in", "messages_out")
+
+    def __init__(self, method: str) -> None:
+        self.label = method
+        self.duration = DURATION.labels(method)
+        self.messages_in = MESSAGES.labels(method, "in")
+        self.messages_out = MESSAGES.labels(method, "out")
+        self.calls: dict[grpc.StatusCode, Counter] = {}
 
 
-def method_label(method: str) -> str:
-    """The method as a metric label; callers choose it, so the set of labels is capped."""
-    if method in _methods:
-        return method
-    if len(_methods) < MAX_METHODS:
-        _methods.add(method)
-        return method
-    return "other"
+_series: dict[str, _MethodSeries] = {}
+
+
+def method_series(method: str) -> _MethodSeries:
+    """The metrics of `method`; callers choose methods, so past MAX_METHODS they pool as `other`."""
+    series = _series.get(method)
+    if series is None:
+        label = method if len(_series) < MAX_METHODS else "other"
+        series = _series.get(label) or _MethodSeries(label)
+        _series[label] = series
+    return series
 
 
 def upstream_url(settings: Settings) -> str | None:
@@ -208,6 +222,7 @@ class GrpcRelay(grpc.GenericRpcHandler):
         self.read_timeout = settings.xai_read_timeout
         self.channel: grpc.aio.Channel | None = None
         self.server: grpc.aio.Server | None = None
+        self.stopping: asyncio.Task[None] | None = None
 
     # lifecycle
     async def start(self, host: str, port: int) -> None:
@@ -232,8 +247,9 @@ class GrpcRelay(grpc.GenericRpcHandler):
 
     def begin_drain(self) -> None:
         """Refuse new calls, give open ones the shutdown grace (the SIGTERM path)."""
-        if self.server is not None:
-            asyncio.get_running_loop().create_task(
+        if self.server is not None and self.stopping is None:
+            # Held here: the loop keeps only a weak reference to a task.
+            self.stopping = asyncio.get_running_loop().create_task(
                 self.server.stop(self.settings.shutdown_grace_seconds)
             )
 
@@ -361,14 +377,17 @@ def _relayable(metadata: Iterable[tuple[str, str | bytes]] | None) -> Metadata:
 
 
 def _observe(record: CallRecord, duration: float) -> None:
-    method = method_label(record.method)
-    code = record.code.name
-    CALLS.labels(method, code).inc()
-    DURATION.labels(method).observe(duration)
+    series = method_series(record.method)
+    calls = series.calls.get(record.code)
+    if calls is None:
+        calls = series.calls[record.code] = CALLS.labels(series.label, record.code.name)
+    calls.inc()
+    series.duration.observe(duration)
     if record.messages_in:
-        MESSAGES.labels(method, "in").inc(record.messages_in)
+        series.messages_in.inc(record.messages_in)
     if record.messages_out:
-        MESSAGES.labels(method, "out").inc(record.messages_out)
+        series.messages_out.inc(record.messages_out)
+    code = record.code.name
     if access_log.isEnabledFor(logging.INFO):
         fields = {
             "protocol": "grpc",

@@ -6,6 +6,7 @@ import socket
 
 import pytest
 
+from grok_proxy import grpc_relay
 from grok_proxy.config import Settings
 from grok_proxy.grpc_relay import (
     Target,
@@ -81,3 +82,14 @@ def test_port_in_use_is_noticed() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         assert not port_is_free("127.0.0.1", taken.getsockname()[1])
+
+
+def test_method_labels_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Callers name methods, so a flood of made-up ones must not grow the metrics unbounded.
+    monkeypatch.setattr(grpc_relay, "_series", {})
+    monkeypatch.setattr(grpc_relay, "MAX_METHODS", 2)
+    assert grpc_relay.method_series("/a.A/One").label == "/a.A/One"
+    assert grpc_relay.method_series("/a.A/Two").label == "/a.A/Two"
+    assert grpc_relay.method_series("/made.Up/Three").label == "other"
+    assert grpc_relay.method_series("/made.Up/Four").label == "other"
+    assert grpc_relay.method_series("/a.A/One").label == "/a.A/One"
