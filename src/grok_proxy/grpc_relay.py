@@ -2,8 +2,10 @@
 
 Every method (`/package.Service/Method`) is relayed as raw bytes, never decoded, so a
 service xAI adds tomorrow works unchanged. All four call shapes take one path: on the
-wire a unary call is a stream of one message each way, so every call is relayed as a
-stream-stream call, and the upstream ends it as its own method does.
+wire every call is a stream of messages each way, so the relay serves every method as
+stream-stream and reads the upstream's answer as a stream, which the upstream ends as its
+own method does. Only the sending differs: a request that ends after one message goes up
+in one batch (see `GrpcRelay._call_upstream`), a longer one streams.
 
 Per call: the caller's key is checked (`CallerAuth`, as on HTTP), an allow-list of
 metadata goes upstream with the caller's deadline, messages flow both ways, and the
@@ -54,6 +56,12 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 FORWARDED_METADATA = frozenset({"x-grok-conv-id", "xai-sdk-version", "xai-sdk-language"})
 # Response metadata grpc manages itself and refuses to be handed.
 RESERVED_METADATA = frozenset({"content-type", "te", "user-agent", "date", "server"})
+# How long to wait for the end of a request after its first message (see _call_upstream).
+END_OF_REQUEST_WAIT = 0.02
+# The end of the caller's messages (None or b"" would be a message: Empty is b"").
+END = object()
+# What grpc.aio reports when a request write loses a race with the upstream's early status.
+LOST_STATUS = (grpc.StatusCode.INTERNAL, "Internal error from Core")
 WHERE_KEY = "the `authorization` call metadata (`Bearer <key>`)"
 MAX_METHODS = 200
 # Hidden from callers: plumbing between `grok-proxy serve` and its worker processes.
@@ -199,6 +207,9 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
+UpstreamCall = grpc.aio.UnaryStreamCall[bytes, bytes] | grpc.aio.StreamStreamCall[bytes, bytes]
+
+
 @dataclass(slots=True)
 class CallRecord:
     """What the access line and metrics say about one call."""
@@ -285,7 +296,8 @@ class GrpcRelay(grpc.GenericRpcHandler):
         # Each call runs in its own task, so the id stays on this call's log lines.
         request_id.set(record.request_id)
         OPEN_CALLS.inc()
-        call: grpc.aio.StreamStreamCall[bytes, bytes] | None = None
+        call: UpstreamCall | None = None
+        following: asyncio.Future[object] | None = None
         try:
             try:
                 presented = incoming.get("authorization")
@@ -299,15 +311,9 @@ class GrpcRelay(grpc.GenericRpcHandler):
                 context.set_details(refused.message)
                 return
             record.key_fingerprint = caller.fingerprint
-            assert self.channel is not None
-            upstream: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = self.channel.stream_stream(
-                method
-            )  # no (de)serializers: raw bytes
-            call = upstream(
-                self._count_requests(requests, record),
-                metadata=_upstream_metadata(incoming, caller.upstream_key, record.request_id),
-                # The caller's deadline goes upstream: xAI stops when the caller gives up.
-                timeout=context.time_remaining(),
+            upstream_metadata = _upstream_metadata(incoming, caller.upstream_key, record.request_id)
+            call, following = await self._call_upstream(
+                method, requests, record, upstream_metadata, context
             )
             initial = await self._within_read_timeout(call.initial_metadata())
             await context.send_initial_metadata(
@@ -320,10 +326,13 @@ class GrpcRelay(grpc.GenericRpcHandler):
             context.set_trailing_metadata(_relayable(await call.trailing_metadata()))
         except grpc.aio.AioRpcError as failed:
             # What the upstream said, exactly: code, details and trailers.
-            record.code = failed.code()
-            context.set_trailing_metadata(_relayable(failed.trailing_metadata()))
-            context.set_code(record.code)
-            context.set_details(failed.details() or "")
+            code, details, trailing = failed.code(), failed.details(), failed.trailing_metadata()
+            if call is not None and (code, details) == LOST_STATUS:
+                code, details, trailing = await _settled_status(call)
+            record.code = code
+            context.set_trailing_metadata(_relayable(trailing))
+            context.set_code(code)
+            context.set_details(details or "")
         except TimeoutError:
             record.code = grpc.StatusCode.DEADLINE_EXCEEDED
             context.set_code(record.code)
@@ -337,6 +346,8 @@ class GrpcRelay(grpc.GenericRpcHandler):
         finally:
             if call is not None and not call.done():
                 call.cancel()  # nobody pays for tokens no one reads
+            if following is not None and not following.done():
+                following.cancel()
             OPEN_CALLS.dec()
             _observe(record, perf_counter() - started)
 
@@ -345,13 +356,75 @@ class GrpcRelay(grpc.GenericRpcHandler):
         async with asyncio.timeout(self.read_timeout):
             return await waiting
 
-    @staticmethod
-    async def _count_requests(
-        requests: AsyncIterator[bytes], record: CallRecord
-    ) -> AsyncIterator[bytes]:
-        async for message in requests:
-            record.messages_in += 1
-            yield message
+    async def _call_upstream(
+        self,
+        method: str,
+        requests: AsyncIterator[bytes],
+        record: CallRecord,
+        metadata: Metadata,
+        context: grpc.aio.ServicerContext[bytes, bytes],
+    ) -> tuple[UpstreamCall, asyncio.Future[object] | None]:
+        """Start the upstream call once the caller's first message is in hand.
+
+        A request that ends after one message (unary and server-streaming calls: nearly all)
+        goes up in one batch with its end, so no later write can lose a race with an early
+        upstream status (grpc.aio would then report INTERNAL in its place), and grpc does
+        less work. Otherwise requests stream up as they come. Either way the answer comes
+        back the same way. Also returned: a read of the caller's stream still under way.
+        """
+        assert self.channel is not None
+        timeout = context.time_remaining()  # the caller's deadline goes upstream
+        first = await anext(requests, END)
+        following: asyncio.Future[object] | None = None
+        if isinstance(first, bytes):
+            following = asyncio.ensure_future(anext(requests, END))
+            # A unary request's end rides in the frame of its message: it is there at once.
+            await asyncio.wait((following,), timeout=END_OF_REQUEST_WAIT)
+            if following.done() and following.result() is END:
+                record.messages_in = 1
+                unary: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = self.channel.unary_stream(
+                    method
+                )  # no (de)serializers: raw bytes
+                return unary(first, metadata=metadata, timeout=timeout), None
+        stream: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = self.channel.stream_stream(
+            method
+        )
+        feed = _feed(first, following, requests, record)
+        return stream(feed, metadata=metadata, timeout=timeout), following
+
+
+async def _feed(
+    first: object,
+    following: asyncio.Future[object] | None,
+    requests: AsyncIterator[bytes],
+    record: CallRecord,
+) -> AsyncIterator[bytes]:
+    """The caller's messages for a streamed request: the two already read, then the rest."""
+    for message in (first, following and await following):
+        if not isinstance(message, bytes):
+            return
+        record.messages_in += 1
+        yield message
+    async for message in requests:
+        record.messages_in += 1
+        yield message
+
+
+async def _settled_status(
+    call: UpstreamCall,
+) -> tuple[grpc.StatusCode, str | None, grpc.aio.Metadata]:
+    """The upstream's real status, after grpc.aio reported LOST_STATUS in its place.
+
+    When the upstream answers before reading the request (UNIMPLEMENTED, a refusal on
+    headers), the relay's write of the request can fail, and grpc.aio then reports INTERNAL
+    "Internal error from Core" although the upstream's own status is on its way; it lands on
+    the same call a moment later (grpc.aio records the received status after the error).
+    """
+    for _ in range(50):
+        if (await call.code(), await call.details()) != LOST_STATUS:
+            break
+        await asyncio.sleep(0.002)
+    return await call.code(), await call.details(), await call.trailing_metadata()
 
 
 def _request_id(presented: str | bytes | None) -> str:

@@ -128,6 +128,21 @@ def test_an_invalid_key_gets_xais_unauthenticated(relay: Proxy) -> None:
     assert details(error).startswith("Incorrect API key provided")
 
 
+def test_an_upstream_answering_before_reading_keeps_its_status(relay: Proxy) -> None:
+    # Unknown methods are refused on their headers, before the request is read: the status
+    # must come back as sent every time, not as a lost race (INTERNAL) now and then.
+    seen = []
+    with grpc.insecure_channel(relay.grpc_target) as channel:
+        unknown: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            "/xai_api.NoSuchService/Method"
+        )
+        for _ in range(50):
+            with pytest.raises(grpc.RpcError) as caught:
+                unknown(b"", metadata=(("authorization", f"Bearer {KEY}"),), timeout=20)
+            seen.append((caught.value.code(), details(caught.value)))
+    assert set(seen) == {(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")}
+
+
 def test_a_cancelled_stream_is_cancelled_upstream(relay: Proxy, fresh_sim: Simulator) -> None:
     with grpc.insecure_channel(relay.grpc_target) as channel:
         stream = chat_pb2_grpc.ChatStub(channel).GetCompletionChunk(
