@@ -199,7 +199,7 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     # The SDK pings every 30 s, with or without calls; grpc's server default would answer
     # such pings with GOAWAY ("too_many_pings") and drop the caller's connection.
     ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_ping_strikes", 0),
     # With --workers N, every worker listens on the same port and the kernel spreads
     # connections among them (the CLI checks first that no other process holds the port).
