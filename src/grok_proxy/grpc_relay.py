@@ -64,7 +64,7 @@ END = object()
 LOST_STATUS = (grpc.StatusCode.INTERNAL, "Internal error from Core")
 WHERE_KEY = "the `authorization` call metadata (`Bearer <key>`)"
 MAX_METHODS = 200
-# Hidden from callers: plumbing between `grok-proxy serve` and its worker processes.
+# Not a setting: how `grok-proxy serve` tells its workers the HTTP host (uvicorn does not).
 HOST_VARIABLE = "GROK_PROXY_GRPC_HOST"
 
 Metadata = Sequence[tuple[str, str | bytes]]
@@ -370,10 +370,10 @@ class GrpcRelay(grpc.GenericRpcHandler):
         goes up in one batch with its end, so no later write can lose a race with an early
         upstream status (grpc.aio would then report INTERNAL in its place), and grpc does
         less work. Otherwise requests stream up as they come. Either way the answer comes
-        back the same way. Also returned: a read of the caller's stream still under way.
+        back the same way, and the caller's deadline goes with the call. Also returned: a
+        read of the caller's stream still under way.
         """
         assert self.channel is not None
-        timeout = context.time_remaining()  # the caller's deadline goes upstream
         first = await anext(requests, END)
         following: asyncio.Future[object] | None = None
         if isinstance(first, bytes):
@@ -385,12 +385,12 @@ class GrpcRelay(grpc.GenericRpcHandler):
                 unary: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = self.channel.unary_stream(
                     method
                 )  # no (de)serializers: raw bytes
-                return unary(first, metadata=metadata, timeout=timeout), None
+                return unary(first, metadata=metadata, timeout=context.time_remaining()), None
         stream: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = self.channel.stream_stream(
             method
         )
         feed = _feed(first, following, requests, record)
-        return stream(feed, metadata=metadata, timeout=timeout), following
+        return stream(feed, metadata=metadata, timeout=context.time_remaining()), following
 
 
 async def _feed(
@@ -400,11 +400,16 @@ async def _feed(
     record: CallRecord,
 ) -> AsyncIterator[bytes]:
     """The caller's messages for a streamed request: the two already read, then the rest."""
-    for message in (first, following and await following):
-        if not isinstance(message, bytes):
-            return
-        record.messages_in += 1
-        yield message
+    if not isinstance(first, bytes):
+        return
+    record.messages_in += 1
+    yield first
+    # Awaited only now: a bidirectional caller may wait for an answer before sending more.
+    second = END if following is None else await following
+    if not isinstance(second, bytes):
+        return
+    record.messages_in += 1
+    yield second
     async for message in requests:
         record.messages_in += 1
         yield message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
@@ -328,6 +329,19 @@ def test_any_method_any_shape_over_verified_tls(sim: Simulator, tmp_path: Path) 
             assert list(split(b"a b c", metadata=auth, timeout=20)) == [b"a", b"b", b"c"]
             assert join(iter([b"a", b"b"]), metadata=auth, timeout=20) == b"a b"
             assert list(chat(iter([b"1", b"2"]), metadata=auth, timeout=20)) == [b"1", b"2"]
+            # Ping-pong: the caller sends its second message only after the first answer.
+            answered = threading.Event()
+
+            def ping_pong() -> Iterator[bytes]:
+                yield b"ping"
+                assert answered.wait(timeout=10)
+                yield b"pong"
+
+            replies = []
+            for reply in chat(ping_pong(), metadata=auth, timeout=20):
+                replies.append(reply)
+                answered.set()
+            assert replies == [b"ping", b"pong"]
             assert unary(big, metadata=auth, timeout=30) == big
             nothing: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
                 "/echo.Echo/Nothing"
