@@ -116,9 +116,10 @@ def serve_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings, handle_signals=True)
-    from grok_proxy.grpc_relay import attach
+    if settings.grok_proxy_grpc_port:  # xAI's own SDK speaks gRPC, on a port of its own
+        from grok_proxy.grpc_relay import attach
 
-    attach(app, settings)  # xAI's own SDK speaks gRPC, on a port of its own
+        attach(app, settings)
     return app
 
 

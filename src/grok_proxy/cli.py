@@ -59,9 +59,10 @@ def serve(host: str, port: int, workers: int) -> None:
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    from grok_proxy.grpc_relay import announce
+    if settings.grok_proxy_grpc_port:
+        from grok_proxy.grpc_relay import announce
 
-    announce(settings, host, port)
+        announce(settings, host, port)
     if workers > 1:
         # Each worker is its own process: metrics add up only through a shared directory.
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(

@@ -552,7 +552,7 @@ def port_is_free(host: str, port: int) -> bool:
 def announce(settings: Settings, host: str, http_port: int) -> None:
     """Before the workers start: check the gRPC port is free, say where both listeners are."""
     port = settings.grok_proxy_grpc_port
-    url = upstream_url(settings) if port else None
+    url = upstream_url(settings)
     if url is None:
         log.info("grok-proxy starting: HTTP on http://%s:%d, gRPC off", host, http_port)
         return
