@@ -85,6 +85,7 @@ def process(
 
 def simulator(port: int) -> AbstractContextManager[subprocess.Popen[bytes]]:
     command = [sys.executable, "-m", "grok_proxy", "simulate", "--host", HOST, "--port", str(port)]
+    command += ["--grpc-port", "0"]  # HTTP only: a fixed gRPC port could be taken
     return process(pinned(LOAD_CORE, command), f"http://{HOST}:{port}/_sim/stats")
 
 
@@ -98,7 +99,7 @@ def proxy(
     """The proxy of this tree, or of another checkout (its own virtualenv) for an A/B."""
     python = sys.executable if checkout is None else str(checkout / ".venv" / "bin" / "python")
     command = [python, "-m", "grok_proxy", "serve", "--host", HOST, "--port", str(port)]
-    command += ["--workers", str(workers)]
+    command += ["--workers", str(workers), "--grpc-port", "0"]
     # Access lines off unless asked for (--log-level info): the table measures forwarding;
     # docs/benchmarks.md gives the cost of the access log separately.
     env = {"XAI_BASE_URL": upstream, "LOG_LEVEL": log_level}

@@ -57,7 +57,7 @@ class RequestLog:
         if sum(len(name) + len(value) for name, value in scope["headers"]) > self.max_header_bytes:
             await _refuse_headers(send, self.max_header_bytes)
             return
-        rid = _incoming_request_id(scope) or _new_request_id()
+        rid = request_id_for(_presented_request_id(scope))
         record = RequestRecord(request_id=rid)
         scope.setdefault("state", {})["record"] = record
         token = request_id.set(rid)
@@ -102,16 +102,19 @@ _ID_PREFIX = secrets.token_hex(8)
 _id_counter = itertools.count(1)
 
 
-def _new_request_id() -> str:
-    """Unique per process by a random prefix and a counter: a tenth of uuid4's cost."""
+def request_id_for(presented: str | None) -> str:
+    """The caller's request id when it is a plausible one, else a new one (HTTP and gRPC)."""
+    if presented is not None and VALID_REQUEST_ID.fullmatch(presented):
+        return presented
+    # Unique per process by a random prefix and a counter: a tenth of uuid4's cost.
     return f"{_ID_PREFIX}{next(_id_counter):016x}"
 
 
-def _incoming_request_id(scope: Scope) -> str | None:
+def _presented_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            text = value.decode("latin-1")
-            return text if VALID_REQUEST_ID.fullmatch(text) else None
+            text: str = value.decode("latin-1")
+            return text
     return None
 
 
