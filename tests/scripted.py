@@ -138,13 +138,28 @@ def scripted() -> Iterator[Scripted]:
     async def main() -> None:
         nonlocal stop
         stop = upstream.stopping
-        server = await asyncio.start_server(
-            lambda r, w: _handle(upstream, r, w), "127.0.0.1", 0, limit=1 << 20
-        )
+        handlers: set[asyncio.Task[None]] = set()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            handlers.add(task)
+            try:
+                await _handle(upstream, reader, writer)
+            except asyncio.CancelledError:
+                pass  # the server is stopping; a finished task leaves nothing to report
+            finally:
+                handlers.discard(task)
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, limit=1 << 20)
         upstream.port = server.sockets[0].getsockname()[1]
         ready.set()
         async with server:
             await stop.wait()
+            # Handlers still pausing or stalling end here, before the loop closes.
+            for task in list(handlers):
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
 
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
     thread.start()

@@ -215,8 +215,11 @@ def nginx_in_front_of(
     conf = conf.replace("http {", f"http {{\n  upstream replicas {{\n{servers}  }}", 1)
     conf = conf.replace("listen 8000;", f"listen 127.0.0.1:{port};")
     # The gRPC block: its own upstreams and port (unused placeholders when not asked for).
-    grpc_servers = "\n".join(f"    server {u};" for u in grpc_upstreams or upstreams)
-    conf = re.sub(r"^\s*server grok-proxy:8001[^\n]*$", grpc_servers, conf, flags=re.MULTILINE)
+    grpc_servers = "".join(f"    server {u};\n" for u in grpc_upstreams or upstreams)
+    conf = conf.replace(
+        "set $grok_proxy_grpc grok-proxy:8001;", "set $grok_proxy_grpc grpc_replicas;"
+    )
+    conf = conf.replace("http {", f"http {{\n  upstream grpc_replicas {{\n{grpc_servers}  }}", 1)
     conf = conf.replace("listen 8001 ", f"listen 127.0.0.1:{grpc_port or free_port()} ")
     conf = conf.replace("worker_processes auto;", "worker_processes 1;")
     with tempfile.TemporaryDirectory() as tmp:
