@@ -25,6 +25,7 @@ from grok_proxy.middleware import RequestLog, V1Alias
 from grok_proxy.routes import api, chat, health, images, metrics, vision
 from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
 from grok_proxy.upstream import Upstream
+from grok_proxy.ws_relay import WebSocketRelay
 
 log = logging.getLogger("grok_proxy")
 
@@ -94,6 +95,8 @@ def create_app(
         app.router.routes.extend(area.router.routes)
     app.router.routes.extend(builtin)
     app.router.routes.extend(api.passthrough.routes)
+    # WebSocket upgrades never reach the router: the relay takes every one (after V1Alias).
+    app.add_middleware(WebSocketRelay, settings=settings)
     app.add_middleware(V1Alias)
     if settings.cors_allow_origins:
         app.add_middleware(
