@@ -36,6 +36,13 @@ class RelayWebSocketProtocol(WebSocketsSansIOProtocol):
         self.conn.logger = QUIET
         self.conn.debug = False
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.handshake_complete and not self.close_sent and self.conn.close_rcvd is None:
+            # Gone without a close frame. uvicorn would report 1005 (as for an empty close
+            # frame); 1006 lets the relay tell the upstream the caller went away (1001).
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": 1006})
+        super().connection_lost(exc)
+
     async def send(self, message: Any) -> None:
         await super().send(message)
         if message["type"] == "websocket.http.response.body" and not message.get("more_body"):

@@ -61,7 +61,7 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from grok_proxy.simulator import shapes
-from grok_proxy.simulator.server import Reply, SimRequest
+from grok_proxy.simulator.server import Outcome, Reply, SimRequest
 from grok_proxy.simulator.xai import Simulator, number, parse_directives, split_model, xai_error
 
 log = logging.getLogger("grok_proxy.simulator.realtime")
@@ -297,7 +297,14 @@ class Realtime:
         }
         simulator.exact[("POST", "/v1/realtime/client_secrets")] = self.create_client_secret
         simulator.exact[("GET", "/_sim/websockets")] = self.list_sessions
-        simulator.exact[("POST", "/_sim/websockets/reset")] = self.reset
+        # /_sim/reset forgets the sessions too.
+        reset_http = simulator.exact[("POST", "/_sim/reset")]
+
+        def reset(request: SimRequest) -> Outcome | Awaitable[Outcome]:
+            self.sessions.clear()
+            return reset_http(request)
+
+        simulator.exact[("POST", "/_sim/reset")] = reset
 
     # plumbing
     def upgrade(self, transport: asyncio.Transport, request: SimRequest, rest: bytes) -> None:
@@ -412,10 +419,6 @@ class Realtime:
 
     def list_sessions(self, request: SimRequest) -> Reply:
         return Reply(200, orjson.dumps([record.as_json() for record in self.sessions]))
-
-    def reset(self, request: SimRequest) -> Reply:
-        self.sessions.clear()
-        return Reply(200, b'{"reset":true}')
 
     # scripts
     async def voice(self, socket: SimSocket, out: Out, context: Context) -> None:
