@@ -6,12 +6,18 @@ headless Chromium; the simulator reports what reached it through /_sim/websocket
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
+import shutil
 import signal
+import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -22,7 +28,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from grok_proxy.simulator import shapes
 from tests.conftest import KEY
-from tests.processes import Proxy, Simulator, output_of, proxy
+from tests.processes import HOST, Proxy, Simulator, free_port, output_of, proxy
 
 TIMEOUT = 10.0
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -380,8 +386,6 @@ def test_a_client_secret_passes_and_its_subprotocol_is_selected(
 
 # clients other than `websockets`
 def test_openai_sdk_realtime_client_through_the_proxy(live: Proxy, fresh_sim: Simulator) -> None:
-    import asyncio
-
     from openai import AsyncOpenAI
 
     async def converse() -> list[str]:
@@ -420,3 +424,135 @@ def test_sigterm_ends_open_sessions_with_1001_after_the_grace(fresh_sim: Simulat
     assert "shutting down" in closed.value.rcvd.reason
     record = wait_for_session_end(fresh_sim, "/v1/stt")
     assert record["close_code"] == 1001
+
+
+# a real browser
+PAGE = """<!doctype html><title>voice</title><script>
+async function voice(api, wsBase, key) {
+  // A backend would mint the token; the page does it here to stay self-contained.
+  const minted = await fetch(api + "/realtime/client_secrets", {
+    method: "POST",
+    headers: {"Authorization": "Bearer " + key, "Content-Type": "application/json"},
+    body: JSON.stringify({expires_after: {seconds: 60}}),
+  });
+  const {value} = await minted.json();
+  return await new Promise((resolve, reject) => {
+    const ws = new WebSocket(
+      wsBase + "/realtime?model=grok-voice-latest@pace=1", ["xai-client-secret." + value]);
+    const kinds = [];
+    ws.onopen = () => ws.send(JSON.stringify({type: "response.create"}));
+    ws.onmessage = (message) => {
+      const event = JSON.parse(message.data);
+      kinds.push(event.type);
+      if (event.type === "response.done") {
+        ws.close(1000);
+        resolve({protocol: ws.protocol, kinds: kinds});
+      }
+    };
+    ws.onerror = () => reject(new Error("WebSocket error"));
+  });
+}
+</script>"""
+
+
+def serve_page(port: int) -> ThreadingHTTPServer:
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = PAGE.encode()
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((HOST, port), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+async def evaluate(debugger_url: str, expression: str) -> Any:
+    """Run `expression` in the page through the DevTools protocol; its awaited value."""
+    from websockets.asyncio.client import connect as connect_async
+
+    async with connect_async(debugger_url, max_size=None) as devtools:
+        call = {
+            "id": 1,
+            "method": "Runtime.evaluate",
+            "params": {"expression": expression, "awaitPromise": True, "returnByValue": True},
+        }
+        await devtools.send(orjson.dumps(call).decode())
+        while True:
+            reply = orjson.loads(await devtools.recv())
+            if reply.get("id") == 1:
+                result = reply["result"]
+                assert "exceptionDetails" not in result, result["exceptionDetails"]
+                return result["result"]["value"]
+
+
+def page_target(debug_port: int, url: str, browser: subprocess.Popen[bytes]) -> str:
+    """The DevTools WebSocket URL of the page at `url`, once Chromium has it open."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert browser.poll() is None, "Chromium exited"
+        try:
+            for target in httpx.get(f"http://{HOST}:{debug_port}/json/list").json():
+                if target["type"] == "page" and target["url"] == url:
+                    debugger: str = target["webSocketDebuggerUrl"]
+                    return debugger
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("Chromium did not open the page")
+
+
+def test_headless_chromium_talks_through_the_proxy_with_an_ephemeral_token(
+    sim: Simulator,
+) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (Debian package `chromium`; .ci/run installs it)")
+    page_port, debug_port = free_port(), free_port()
+    page_url = f"http://{HOST}:{page_port}/"
+    server = serve_page(page_port)
+    try:
+        with (
+            proxy(sim.base_url, cors_allow_origins=f"http://{HOST}:{page_port}") as running,
+            tempfile.TemporaryDirectory() as profile,
+        ):
+            browser = subprocess.Popen(
+                [
+                    chromium,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    f"--remote-debugging-port={debug_port}",
+                    f"--user-data-dir={profile}",
+                    page_url,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                debugger = page_target(debug_port, page_url, browser)
+                arguments = orjson.dumps([running.api, ws_url(running.api), KEY]).decode()
+                # The page target exists before its script has run: wait for it in the page.
+                call = (
+                    "(async () => { while (typeof voice !== 'function') "
+                    "await new Promise(r => setTimeout(r, 20)); "
+                    f"return await voice(...{arguments}); }})()"
+                )
+                result = asyncio.run(asyncio.wait_for(evaluate(debugger, call), 30))
+            finally:
+                browser.terminate()
+                browser.wait(timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result["protocol"].startswith("xai-client-secret.")
+    assert result["kinds"][0] == "session.created"
+    assert "response.output_audio.delta" in result["kinds"]
+    assert result["kinds"][-1] == "response.done"
