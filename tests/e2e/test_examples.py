@@ -24,6 +24,7 @@ PNG = base64.b64decode(
 
 def run_example(language: str, code: str, live: Proxy, tmp_path: Path) -> str:
     code = code.replace("http://localhost:8000", live.url)
+    code = code.replace("ws://localhost:8000", "ws" + live.url.removeprefix("http"))
     (tmp_path / "photo.png").write_bytes(PNG)
     if language == "bash":
         command = ["bash", "-c", code.replace("curl ", "curl --fail-with-body ", 1)]

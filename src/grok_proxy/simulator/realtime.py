@@ -322,6 +322,7 @@ class Realtime:
         path, _, query_text = request.path.partition("?")
         headers = {name.lower(): value for name, value in request.headers.raw_items()}
         self.simulator.requests.append(SimRequest("GET", path, query_text, headers, b""))
+        self.simulator.count("requests")
         self.simulator.count("ws_handshakes")
         query = parse_qs(query_text)
         model, directives = split_model(query.get("model", [""])[0])
