@@ -260,14 +260,39 @@ def test_unknown_path_keeps_the_upstreams_404(live: Proxy, fresh_sim: Simulator)
     assert "No WebSocket route" in orjson.loads(refused.response.body or b"")["error"]["message"]
 
 
-def test_dropped_handshake_is_502_and_silent_upstream_is_504(fresh_sim: Simulator) -> None:
-    with proxy(fresh_sim.base_url, xai_connect_timeout="0.5") as running:
-        base = f"{ws_url(running.url)}/v1/realtime?model=grok-voice-latest"
-        dropped = refusal(f"{base}@reset", additional_headers=AUTH)
-        silent = refusal(f"{base}@hang", additional_headers=AUTH)
+@pytest.fixture(scope="module")
+def strict(sim: Simulator) -> Iterator[Proxy]:
+    """A proxy with a short connect timeout and a small message limit."""
+    with proxy(sim.base_url, xai_connect_timeout="0.5", ws_max_message_bytes="4096") as running:
+        yield running
+
+
+def test_dropped_handshake_is_502_and_silent_upstream_is_504(
+    strict: Proxy, fresh_sim: Simulator
+) -> None:
+    base = f"{ws_url(strict.url)}/v1/realtime?model=grok-voice-latest"
+    dropped = refusal(f"{base}@reset", additional_headers=AUTH)
+    silent = refusal(f"{base}@hang", additional_headers=AUTH)
     assert dropped.response.status_code == 502
     assert silent.response.status_code == 504
     assert "XAI_CONNECT_TIMEOUT" in orjson.loads(silent.response.body or b"")["error"]["message"]
+
+
+def test_a_message_over_the_limit_closes_the_session_with_1009(
+    strict: Proxy, fresh_sim: Simulator
+) -> None:
+    url = f"{ws_url(strict.url)}/v1/stt?sim=echo"
+    with open_ws(url, additional_headers=AUTH) as ws:
+        ws.send(bytes(4096))
+        assert ws.recv(timeout=TIMEOUT) == bytes(4096)
+        ws.send(bytes(4097))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=TIMEOUT)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1009
+    record = wait_for_session_end(fresh_sim, "/v1/stt")
+    assert record["close_code"] == 1009
+    assert [r["size"] for r in record["received"]] == [4096]
 
 
 # closing
@@ -408,7 +433,7 @@ def test_openai_sdk_realtime_client_through_the_proxy(live: Proxy, fresh_sim: Si
 
 
 def test_sigterm_ends_open_sessions_with_1001_after_the_grace(fresh_sim: Simulator) -> None:
-    with proxy(fresh_sim.base_url, shutdown_grace_seconds="1") as running:
+    with proxy(fresh_sim.base_url, shutdown_grace_seconds="3") as running:
         ws = open_ws(f"{ws_url(running.url)}/v1/stt", additional_headers=AUTH, legacy=True)
         ws.send(b"\x01")
         event(ws)
@@ -478,18 +503,26 @@ async def evaluate(debugger_url: str, expression: str) -> Any:
     from websockets.asyncio.client import connect as connect_async
 
     async with connect_async(debugger_url, max_size=None) as devtools:
-        call = {
-            "id": 1,
-            "method": "Runtime.evaluate",
-            "params": {"expression": expression, "awaitPromise": True, "returnByValue": True},
-        }
-        await devtools.send(orjson.dumps(call).decode())
-        while True:
+        # The page may still be replacing its first document (a context that is then
+        # destroyed): ask again until the call runs in the loaded page.
+        for attempt in range(1, 100):
+            call = {
+                "id": attempt,
+                "method": "Runtime.evaluate",
+                "params": {"expression": expression, "awaitPromise": True, "returnByValue": True},
+            }
+            await devtools.send(orjson.dumps(call).decode())
             reply = orjson.loads(await devtools.recv())
-            if reply.get("id") == 1:
-                result = reply["result"]
-                assert "exceptionDetails" not in result, result["exceptionDetails"]
-                return result["result"]["value"]
+            while reply.get("id") != attempt:
+                reply = orjson.loads(await devtools.recv())
+            if "context" in reply.get("error", {}).get("message", ""):
+                await asyncio.sleep(0.1)
+                continue
+            assert "result" in reply, reply
+            result = reply["result"]
+            assert "exceptionDetails" not in result, result["exceptionDetails"]
+            return result["result"]["value"]
+    raise AssertionError("the page never got an execution context")
 
 
 def page_target(debug_port: int, url: str, browser: subprocess.Popen[bytes]) -> str:
