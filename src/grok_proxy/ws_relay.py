@@ -138,6 +138,16 @@ def payload_size(data: str | bytes) -> int:
     return len(data.encode())
 
 
+def model_in(event: str) -> str | None:
+    """The `model` of a client event (Responses WebSocket mode names it per turn)."""
+    try:
+        data = orjson.loads(event)
+    except orjson.JSONDecodeError:
+        return None
+    model = data.get("model") if isinstance(data, dict) else None
+    return model if isinstance(model, str) else None
+
+
 def upstream_ws_base(settings: Settings) -> str:
     """The base URL with its scheme swapped for the WebSocket one (https -> wss)."""
     base = settings.upstream_base_url()
@@ -348,6 +358,8 @@ class Session:
                 if data is None:
                     data = message.get("bytes") or b""
                 self.messages_up += 1
+                if self.messages_up == 1 and self.model is None and isinstance(data, str):
+                    self.model = model_in(data)
                 size = payload_size(data)
                 self.bytes_up += size
                 _MESSAGES_UP.inc()

@@ -345,6 +345,34 @@ def test_metrics_count_sessions_messages_and_bytes(live: Proxy, fresh_sim: Simul
     assert "grok_proxy_websocket_sessions_open" in text
 
 
+def access_line(process: Any, request_id: str, timeout: float = 5.0) -> str:
+    """The access line of the session with this request id, once it is written."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in output_of(process).splitlines():
+            if f"[{request_id}]" in line and "grok_proxy.access" in line:
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"no access line for {request_id}")
+
+
+def test_each_session_writes_one_access_line(live: Proxy, fresh_sim: Simulator) -> None:
+    rid = f"ws-access-{time.monotonic_ns()}"
+    with open_ws(
+        f"{ws_url(live.url)}/v1/responses", additional_headers={**AUTH, "X-Request-ID": rid}
+    ) as ws:
+        assert ws.response is not None
+        assert ws.response.headers["x-request-id"] == rid
+        send(ws, type="response.create", model="grok-4", input="Hi")
+        received = len(events_until(ws, "response.completed"))
+    line = access_line(live.process, rid)
+    assert "WEBSOCKET /api/v1/responses 101" in line
+    assert "model=grok-4" in line  # Responses WebSocket mode names it in the first event
+    assert "up=1/" in line
+    assert f"down={received}/" in line
+    assert "close=1000 by caller" in line
+
+
 # keys
 ACCESS_KEY = "gp-access-key-for-websockets-0001"
 SERVER_KEY = "xai-server-key-for-websockets-0002"
