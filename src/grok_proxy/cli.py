@@ -86,4 +86,7 @@ def serve(host: str, port: int, workers: int) -> None:
         # WebSocket sessions: relayed by grok_proxy.ws_relay, ended by the drain on shutdown.
         ws="grok_proxy.ws_server:RelayWebSocketProtocol",
         ws_max_size=settings.ws_max_message_bytes,
+        # No permessage-deflate towards callers (nor upstream, ws_relay): compressing each
+        # audio chunk costs CPU and latency on every message, for little gain on base64 audio.
+        ws_per_message_deflate=False,
     )
