@@ -74,6 +74,8 @@ UPSTREAM_GONE: dict[int, int] = {CloseCode.NO_STATUS_RCVD: 1000, CloseCode.ABNOR
 CLOSE_TIMEOUT = 1.0
 # The last wait for the second direction once the first has finished.
 SETTLE_SECONDS = 2.0
+# Upstream messages read ahead of a slow caller (websockets' default is 16).
+MAX_QUEUE = 4
 # Keepalive towards the upstream, as uvicorn's towards the caller (its defaults).
 PING_INTERVAL = 20.0
 
@@ -262,6 +264,9 @@ class Session:
                 ping_timeout=PING_INTERVAL,
                 close_timeout=CLOSE_TIMEOUT,
                 max_size=settings.ws_max_message_bytes,
+                # Messages read ahead from the upstream while the caller is slow: with large
+                # messages each one held costs up to WS_MAX_MESSAGE_BYTES.
+                max_queue=MAX_QUEUE,
                 proxy=None,
                 logger=QUIET,
             )

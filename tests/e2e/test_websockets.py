@@ -224,6 +224,38 @@ def test_text_and_binary_messages_come_back_unchanged_and_in_order(
     assert echoed == messages
 
 
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_slow_reader_holds_the_upstream_back_instead_of_filling_memory(
+    live: Proxy, fresh_sim: Simulator
+) -> None:
+    count, size = 200, 512 * 1024  # 100 MiB that the upstream sends at once
+    before = rss_mb(live.process.pid)
+    url = f"{ws_url(live.url)}/v1/stt?sim=flood={count},size={size}"
+    with open_ws(url, additional_headers=AUTH, max_size=None, max_queue=2) as ws:
+        fresh_sim.wait_for_stat("ws_messages_out", count, timeout=TIMEOUT)
+        # Watch the proxy for a second while the caller reads nothing: it must stop
+        # reading upstream rather than hold the 100 MiB.
+        peak = before
+        for _ in range(20):
+            peak = max(peak, rss_mb(live.process.pid))
+            time.sleep(0.05)
+        indexes = []
+        for _ in range(count):
+            message = ws.recv(timeout=TIMEOUT)
+            assert isinstance(message, bytes)
+            assert len(message) == size
+            indexes.append(int.from_bytes(message[:8], "big"))
+    assert indexes == list(range(count))
+    assert peak - before < 40, f"proxy RSS grew {peak - before:.0f} MB for a slow reader"
+
+
 # handshakes
 def test_no_key_is_refused_with_401_and_nothing_sent_upstream(
     live: Proxy, fresh_sim: Simulator

@@ -32,6 +32,8 @@ close=CODE     close the session with CODE (after `after=N` server messages)
 stall=N        send N server messages, then nothing more (still reading)
 pace=MS        wait MS milliseconds before each delta (realtime default 20)
 echo           send every message back unchanged, text or binary
+flood=N        at once, N binary messages of `size=BYTES` (default 65536), each
+               starting with its index as 8 big-endian bytes (back-pressure tests)
 =============  ==============================================================
 
 Tests see each session through ``GET /_sim/websockets`` (what arrived, with sizes and
@@ -354,6 +356,8 @@ class Realtime:
         assert script is not None
         if "echo" in directives:
             script = self.echo
+        elif "flood" in directives:
+            script = self.flood
         response = socket.conn.accept(request)
         if subprotocol:
             response.headers["Sec-WebSocket-Protocol"] = subprotocol
@@ -684,6 +688,14 @@ class Realtime:
         """Every message straight back, text or binary (byte-exactness and latency tests)."""
         while True:
             await out.send(await socket.recv())
+
+    async def flood(self, socket: SimSocket, out: Out, context: Context) -> None:
+        """N binary messages as fast as the socket takes them, then wait for the close."""
+        size = max(8, number(context.directives, "size", 65536))
+        for index in range(number(context.directives, "flood")):
+            await out.send(index.to_bytes(8, "big") + bytes(size - 8))
+        while True:
+            await socket.recv()
 
     async def next_event(self, socket: SimSocket, out: Out) -> JSON | None:
         """The next client message as a JSON object, or None after answering a bad one."""
