@@ -8,6 +8,14 @@ Each session opens `/v1/realtime` on the simulator's echo fault, then sends one
 times each echo. The same load runs direct to the simulator and through the proxy (one
 worker, pinned to its own core as in bench/run.py); added latency is the difference of the
 percentiles. The proxy's resident memory is sampled throughout and its peak reported.
+
+Measured on the shared 2-core development VM (load average 4-10 from other work, so the
+latencies are upper bounds): 500 x 50 x 20 ms, all 500 sessions and 25,000 echoes complete;
+the proxy peaks at 85 MB RSS (61 MB idle) and spends about 180 µs of CPU per echoed message
+(two relayed messages; the simulator spends 85 µs answering one), so one worker relays about
+5,500 echoes (11,000 messages) a second. The offered 25,000 echoes a second saturate it and
+the load generator alike (direct p50 77 ms, proxied 195 ms). One session alone: p50 0.58 ms
+direct, 1.18 ms through the proxy (+0.6 ms).
 """
 
 from __future__ import annotations
