@@ -365,6 +365,20 @@ def test_upstream_close_codes_reach_the_client(
     assert closed.value.rcvd.reason == "The simulator was asked to close the session."
 
 
+def test_a_stalled_upstream_keeps_the_session_open_until_the_caller_leaves(
+    live: Proxy, fresh_sim: Simulator
+) -> None:
+    url = f"{ws_url(live.url)}/v1/tts?sim=stall=1"
+    with open_ws(url, additional_headers=AUTH) as ws:
+        send(ws, type="text.delta", delta="one two three")
+        assert event(ws)["type"] == "audio.delta"
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.3)  # nothing more comes; the session stays open
+    record = wait_for_session_end(fresh_sim, "/v1/tts")
+    assert record["sent"] == 1
+    assert (record["closed_by"], record["close_code"]) == ("client", 1000)
+
+
 def test_metrics_count_sessions_messages_and_bytes(live: Proxy, fresh_sim: Simulator) -> None:
     with open_ws(f"{ws_url(live.url)}/v1/stt?sim=echo", additional_headers=AUTH) as ws:
         ws.send(b"12345")
