@@ -359,6 +359,10 @@ class Realtime:
         elif "flood" in directives:
             script = self.flood
         response = socket.conn.accept(request)
+        if response.status_code != 101:  # not a valid WebSocket handshake after all
+            socket.conn.send_response(response)
+            socket.flush()
+            return
         if subprotocol:
             response.headers["Sec-WebSocket-Protocol"] = subprotocol
         socket.conn.send_response(response)
