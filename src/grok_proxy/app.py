@@ -27,6 +27,7 @@ from grok_proxy.paths import DotSegments
 from grok_proxy.redact import remember_secrets
 from grok_proxy.routes import api, chat, health, images, metrics, vision
 from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
+from grok_proxy.ws_relay import WebSocketRelay
 
 log = logging.getLogger("grok_proxy")
 
@@ -93,6 +94,8 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
         app.router.routes.extend(area.router.routes)
     app.router.routes.extend(builtin)
     app.router.routes.extend(api.passthrough.routes)
+    # WebSocket upgrades never reach the router: the relay takes every one (after V1Alias).
+    app.add_middleware(WebSocketRelay, settings=settings)
     app.add_middleware(V1Alias)
     # Operational routes need a token in shared deployments (see ops_auth).
     app.add_middleware(OpsGuard, settings=settings)

@@ -101,4 +101,10 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         # In-flight requests and streams get this long after SIGTERM (see lifecycle.Drain).
         # uvicorn takes whole seconds; streams are ended at the exact grace (lifecycle.Drain).
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
+        # WebSocket sessions: relayed by grok_proxy.ws_relay, ended by the drain on shutdown.
+        ws="grok_proxy.ws_server:RelayWebSocketProtocol",
+        ws_max_size=settings.ws_max_message_bytes,
+        # No permessage-deflate towards callers (nor upstream, ws_relay): compressing each
+        # audio chunk costs CPU and latency on every message, for little gain on base64 audio.
+        ws_per_message_deflate=False,
     )

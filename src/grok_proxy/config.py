@@ -185,6 +185,14 @@ class Settings(BaseSettings):
             "are trusted (`*` for any); empty trusts none."
         ),
     )
+    ws_max_message_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description=(
+            "Largest WebSocket message relayed, either way, in bytes; a larger one closes the "
+            "session with 1009."
+        ),
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Least severe log level written; access lines are `info`."
     )

@@ -33,7 +33,7 @@ class V1Alias:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+        if scope["type"] in ("http", "websocket") and scope["path"].startswith("/v1/"):
             scope = dict(scope)
             scope["path"] = "/api" + scope["path"]
             raw_path = scope.get("raw_path")

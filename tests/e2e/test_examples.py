@@ -25,6 +25,7 @@ PNG = base64.b64decode(
 def run_example(language: str, code: str, live: Proxy, tmp_path: Path) -> str:
     code = code.replace("http://localhost:8000", live.url)
     code = code.replace("localhost:8001", live.grpc_target)  # xai-sdk's api_host
+    code = code.replace("ws://localhost:8000", "ws" + live.url.removeprefix("http"))
     (tmp_path / "photo.png").write_bytes(PNG)
     if language == "bash":
         command = ["bash", "-c", code.replace("curl ", "curl --fail-with-body ", 1)]

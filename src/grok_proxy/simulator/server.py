@@ -60,6 +60,8 @@ class Reset:
 
 Outcome = Reply | Stream | Reset
 Handler = Callable[[SimRequest], "Outcome | Awaitable[Outcome]"]
+# Takes over a connection whose request asked to upgrade (simulator/realtime.py: WebSockets).
+Upgrade = Callable[[asyncio.Transport, SimRequest, bytes], None]
 
 
 def encode_reply(reply: Reply, keep_alive: bool) -> bytes:
@@ -81,9 +83,13 @@ _PHRASES = set(HTTPStatus._value2member_map_)
 class SimProtocol(asyncio.Protocol):
     """One client connection; requests on it are answered in order."""
 
-    def __init__(self, handler: Handler, on_cancel: Callable[[bool], None]) -> None:
+    def __init__(
+        self, handler: Handler, on_cancel: Callable[[bool], None], upgrade: Upgrade | None = None
+    ) -> None:
         self.handler = handler
         self.on_cancel = on_cancel
+        self.upgrade = upgrade
+        self.upgrading: SimRequest | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.url = b""
@@ -101,6 +107,13 @@ class SimProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            request, transport = self.upgrading, self.transport
+            if self.upgrade is None or request is None or transport is None:
+                self._close()
+                return
+            self.transport = None
+            self.upgrade(transport, request, data[upgrade.args[0] :])
         except httptools.HttpParserError:
             self._write(encode_reply(Reply(400, b'{"error":"bad request"}'), keep_alive=False))
             self._close()
@@ -131,6 +144,9 @@ class SimProtocol(asyncio.Protocol):
         path, _, query = self.url.decode("latin-1").partition("?")
         method = self.parser.get_method().decode()
         request = SimRequest(method, path, query, self.headers, b"".join(self.body))
+        if self.upgrade is not None and self.parser.should_upgrade():
+            self.upgrading = request  # handed over once the parser stops at the upgrade
+            return
         self.queue.append((request, self.parser.should_keep_alive()))
         if self.task is None:
             self._next()
@@ -205,17 +221,26 @@ class SimProtocol(asyncio.Protocol):
 
 
 async def start(
-    host: str, port: int, handler: Handler, on_cancel: Callable[[bool], None]
+    host: str,
+    port: int,
+    handler: Handler,
+    on_cancel: Callable[[bool], None],
+    upgrade: Upgrade | None = None,
 ) -> asyncio.Server:
-    """Listen on host:port and answer with `handler`."""
+    """Listen on host:port and answer with `handler` (and upgrades with `upgrade`)."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: SimProtocol(handler, on_cancel), host, port, reuse_address=True, backlog=2048
+        lambda: SimProtocol(handler, on_cancel, upgrade),
+        host,
+        port,
+        reuse_address=True,
+        backlog=2048,
     )
 
 
 def serve(host: str, port: int, grpc_port: int = 0) -> None:
     """Run the simulator until interrupted (the `grok-proxy simulate` command)."""
+    from grok_proxy.simulator.realtime import Realtime
     from grok_proxy.simulator.xai import Simulator
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -235,7 +260,8 @@ def serve(host: str, port: int, grpc_port: int = 0) -> None:
             # Held until serve_forever() returns: a grpc server no one holds stops serving.
             grpc_server = await grpc_sim.start(simulator, host, grpc_port)  # noqa: F841
             log.info("xAI simulator's gRPC API listening on %s:%d", host, grpc_port)
-        server = await start(host, port, simulator.handle, simulator.count_cancel)
+        realtime = Realtime(simulator)
+        server = await start(host, port, simulator.handle, simulator.count_cancel, realtime.upgrade)
         log.info("xAI simulator listening on http://%s:%d/v1", host, port)
         async with server:
             await server.serve_forever()

@@ -1,0 +1,493 @@
+"""The WebSocket relay: xAI's realtime, Responses WebSocket mode, TTS and STT sockets.
+
+Every WebSocket upgrade under `/api/v1` (and `/v1`, through `V1Alias`) becomes an upstream
+connection to the same path and query below the configured base URL. The caller's handshake
+is accepted only once the upstream's succeeded, so a refusal reaches the caller with xAI's
+own status and message (ASGI's `websocket.http.response` extension). After that, messages
+go both ways unchanged and in order; each side waits for the other to take a message before
+reading the next (back-pressure), and a close on either side closes the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from time import perf_counter
+from typing import Any, Literal
+from urllib.parse import parse_qs
+
+import orjson
+from prometheus_client import Counter, Gauge
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidStatus,
+    InvalidURI,
+)
+from websockets.frames import EXTERNAL_CLOSE_CODES, CloseCode
+from websockets.typing import Subprotocol
+
+from grok_proxy import __version__
+from grok_proxy.auth import CallerAuth, bearer_token
+from grok_proxy.config import Settings
+from grok_proxy.errors import (
+    Flavor,
+    ProxyError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    error_envelope,
+    upstream_error,
+)
+from grok_proxy.lifecycle import Drain
+from grok_proxy.logs import key_fingerprint, request_id
+from grok_proxy.middleware import API_PREFIX, request_id_for
+from grok_proxy.presets import PRESETS
+from grok_proxy.tls import trusted_roots
+
+log = logging.getLogger("grok_proxy.websocket")
+access_log = logging.getLogger("grok_proxy.access")
+
+# The websockets library logs every handshake header (Authorization, client secrets) and
+# every frame at debug level: its protocol objects get this logger, which never does.
+QUIET = logging.getLogger("grok_proxy.websocket.protocol")
+QUIET.setLevel(logging.WARNING)
+
+CLIENT_SECRET_PREFIX = "xai-client-secret."  # noqa: S105 - a protocol name, not a secret
+WHERE_KEY = (
+    "an `Authorization: Bearer <key>` header, or (from a browser) an ephemeral token as the "
+    "WebSocket subprotocol `xai-client-secret.<token>`"
+)
+
+# Handshake headers a caller may send upstream; everything else (cookies, Origin, Host,
+# hop-by-hop and WebSocket headers) stays here. Authorization is rebuilt from the caller's key.
+FORWARDED_HANDSHAKE_HEADERS = frozenset({"x-grok-conv-id", "openai-beta", "accept-language"})
+FORWARDED_HANDSHAKE_PREFIXES = ("x-stainless-",)
+# Upstream refusal headers worth handing back: when to retry, and rate-limit state.
+RELAYED_REFUSAL_PREFIXES = (b"retry-after", b"x-ratelimit-", b"x-xai-")
+
+# Peers may report 1005 (no code) and 1006 (connection dropped) but never send them.
+CALLER_GONE: dict[int, int] = {CloseCode.NO_STATUS_RCVD: 1000, CloseCode.ABNORMAL_CLOSURE: 1001}
+UPSTREAM_GONE: dict[int, int] = {CloseCode.NO_STATUS_RCVD: 1000, CloseCode.ABNORMAL_CLOSURE: 1014}
+# Either side gets this long to answer a close before its connection is dropped.
+CLOSE_TIMEOUT = 1.0
+# The last wait for the second direction once the first has finished.
+SETTLE_SECONDS = 2.0
+# Upstream messages read ahead of a slow caller (websockets' default is 16).
+MAX_QUEUE = 4
+# Keepalive towards the upstream, as uvicorn's towards the caller (its defaults).
+PING_INTERVAL = 20.0
+
+ROUTES = {"realtime", "responses", "tts", "stt"}
+
+SESSIONS_OPEN = Gauge(
+    "grok_proxy_websocket_sessions_open",
+    "WebSocket sessions being relayed.",
+    multiprocess_mode="livesum",
+)
+SESSIONS = Counter(
+    "grok_proxy_websocket_sessions_total",
+    "WebSocket sessions ended, by route, handshake status and close code.",
+    ["route", "status", "close_code"],
+)
+MESSAGES = Counter(
+    "grok_proxy_websocket_messages_total",
+    "WebSocket messages relayed, by direction (to_upstream, to_caller).",
+    ["direction"],
+)
+BYTES = Counter(
+    "grok_proxy_websocket_bytes_total",
+    "WebSocket message payload bytes relayed, by direction (to_upstream, to_caller).",
+    ["direction"],
+)
+_MESSAGES_UP = MESSAGES.labels("to_upstream")
+_MESSAGES_DOWN = MESSAGES.labels("to_caller")
+_BYTES_UP = BYTES.labels("to_upstream")
+_BYTES_DOWN = BYTES.labels("to_caller")
+
+
+def sendable(code: int, gone: dict[int, int]) -> int:
+    """A close code the other side may be sent: the same one where the protocol allows it."""
+    if code in EXTERNAL_CLOSE_CODES or 3000 <= code < 5000:
+        return code
+    return gone.get(code, 1011)
+
+
+def short_reason(reason: str) -> str:
+    """A close reason cut to the protocol's 123 bytes, on a character boundary."""
+    data = reason.encode()
+    if len(data) <= 123:
+        return reason
+    return data[:123].decode("utf-8", "ignore")
+
+
+def close_code_label(code: int | None) -> str:
+    """Close codes as metric labels: the registered ones exactly, applications' grouped."""
+    if code is None:
+        return "-"
+    if code >= 4000:
+        return "4xxx"
+    if code >= 3000:
+        return "3xxx"
+    return str(code)
+
+
+def payload_size(data: str | bytes) -> int:
+    """Bytes on the wire of a message's payload (UTF-8 for text)."""
+    if isinstance(data, bytes) or data.isascii():
+        return len(data)
+    return len(data.encode())
+
+
+def model_in(event: str) -> str | None:
+    """The `model` of a client event (Responses WebSocket mode names it per turn)."""
+    try:
+        data = orjson.loads(event)
+    except orjson.JSONDecodeError:
+        return None
+    model = data.get("model") if isinstance(data, dict) else None
+    return model if isinstance(model, str) else None
+
+
+def upstream_ws_base(settings: Settings) -> str:
+    """The base URL with its scheme swapped for the WebSocket one (https -> wss)."""
+    base = settings.upstream_base_url()
+    scheme, sep, rest = base.partition("://")
+    return ("wss" if scheme == "https" else "ws") + sep + rest
+
+
+class WebSocketRelay:
+    """ASGI middleware that takes every WebSocket scope; HTTP goes on to the app."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.auth = CallerAuth(settings)
+        self.base = upstream_ws_base(settings)
+        # The same trust and forward proxy as the HTTP client (tls.py, XAI_PROXY_URL).
+        self.tls = (
+            ssl.create_default_context(cadata=trusted_roots(settings).decode("ascii", "ignore"))
+            if self.base.startswith("wss:")
+            else None
+        )
+        self.proxy: str | Literal[True] | None = settings.xai_proxy_url or True
+        if settings.xai_proxy_url == "direct":
+            self.proxy = None
+        preset = PRESETS[settings.xai_upstream]
+        self.preset_headers = dict(preset.extra_headers)
+        if settings.cloudflare_aig_token is not None and preset.name == "cloudflare":
+            token = settings.cloudflare_aig_token.get_secret_value()
+            self.preset_headers["cf-aig-authorization"] = f"Bearer {token}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        await Session(self, scope, receive, send).run()
+
+
+class Session:
+    """One relayed WebSocket session, from the caller's upgrade to the last close."""
+
+    def __init__(self, relay: WebSocketRelay, scope: Scope, receive: Receive, send: Send) -> None:
+        self.relay = relay
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.path: str = scope["path"]
+        presented_id = dict(scope["headers"]).get(b"x-request-id")
+        self.request_id = request_id_for(presented_id.decode("latin-1") if presented_id else None)
+        self.headers = {
+            name.decode("latin-1").lower(): value.decode("latin-1")
+            for name, value in scope["headers"]
+        }
+        query = scope.get("query_string", b"").decode("latin-1")
+        self.model = parse_qs(query).get("model", [None])[0]
+        self.fingerprint: str | None = None
+        self.status = 0
+        self.upstream: ClientConnection | None = None
+        self.messages_up = self.messages_down = 0
+        self.bytes_up = self.bytes_down = 0
+        # Who closed first, with which code; the other side is closed to match.
+        self.close_code: int | None = None
+        self.closed_by: str | None = None
+        self.caller_closed = False
+        self.ending: asyncio.Task[None] | None = None
+
+    @property
+    def route(self) -> str:
+        name = self.path.removeprefix(API_PREFIX + "/")
+        return name if name in ROUTES else "other"
+
+    async def run(self) -> None:
+        started = perf_counter()
+        token = request_id.set(self.request_id)
+        try:
+            message = await self.receive()
+            if message["type"] != "websocket.connect":
+                return
+            try:
+                self.upstream = await self.open_upstream()
+            except ProxyError as error:
+                await self.refuse(error)
+                return
+            await self.relay_both_ways()
+        finally:
+            self.finish(started)
+            request_id.reset(token)
+
+    # the handshake
+    async def open_upstream(self) -> ClientConnection:
+        """Connect upstream with the caller's credentials; ProxyError when that fails."""
+        if not self.path.startswith(API_PREFIX + "/"):
+            raise _NotFound(f"No WebSocket route {self.path}; xAI's are under /v1.")
+        offered: list[str] = list(self.scope.get("subprotocols") or [])
+        secrets = [p for p in offered if p.startswith(CLIENT_SECRET_PREFIX)]
+        presented = bearer_token(self.headers.get("authorization", ""))
+        headers: dict[str, str] = {}
+        if presented or not secrets:
+            caller = self.relay.auth.admit(presented, where=WHERE_KEY)
+            self.fingerprint = caller.fingerprint
+            headers["authorization"] = f"Bearer {caller.upstream_key}"
+        else:
+            # xAI checks the ephemeral token itself; the log only ever sees its fingerprint.
+            self.fingerprint = key_fingerprint(secrets[0][len(CLIENT_SECRET_PREFIX) :])
+        for name, value in self.headers.items():
+            if name in FORWARDED_HANDSHAKE_HEADERS or name.startswith(FORWARDED_HANDSHAKE_PREFIXES):
+                headers[name] = value
+        headers.update(self.relay.preset_headers)
+        raw_path: bytes = self.scope.get("raw_path") or self.path.encode()
+        suffix = raw_path.decode("latin-1")[len(API_PREFIX) :]
+        query = self.scope.get("query_string", b"").decode("latin-1")
+        uri = self.relay.base + suffix + (f"?{query}" if query else "")
+        settings = self.relay.settings
+        try:
+            return await connect(
+                uri,
+                additional_headers=headers,
+                subprotocols=[Subprotocol(p) for p in offered] or None,
+                user_agent_header=self.headers.get("user-agent", f"grok-proxy/{__version__}"),
+                compression=None,
+                open_timeout=settings.xai_connect_timeout,
+                ping_interval=PING_INTERVAL,
+                ping_timeout=PING_INTERVAL,
+                close_timeout=CLOSE_TIMEOUT,
+                max_size=settings.ws_max_message_bytes,
+                # Messages read ahead from the upstream while the caller is slow: with large
+                # messages each one held costs up to WS_MAX_MESSAGE_BYTES.
+                max_queue=MAX_QUEUE,
+                proxy=self.relay.proxy,
+                ssl=self.relay.tls,
+                logger=QUIET,
+            )
+        except InvalidStatus as refused:
+            response = refused.response
+            content_type = response.headers.get("content-type", "")
+            error = upstream_error(response.status_code, bytes(response.body or b""), content_type)
+            error.headers = {
+                name.lower(): value
+                for name, value in response.headers.raw_items()
+                if name.lower().encode().startswith(RELAYED_REFUSAL_PREFIXES)
+            }
+            raise error from None
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"The upstream did not complete the WebSocket handshake within "
+                f"{settings.xai_connect_timeout:g} s (setting XAI_CONNECT_TIMEOUT)."
+            ) from None
+        except (OSError, InvalidHandshake, InvalidURI) as failed:
+            log.warning("upstream WebSocket handshake failed: %s", failed)
+            raise UpstreamUnreachable(
+                f"Could not open a WebSocket to the upstream: {type(failed).__name__}."
+            ) from None
+
+    async def refuse(self, error: ProxyError) -> None:
+        """Answer the caller's upgrade with an HTTP status and the JSON error envelope."""
+        self.status = error.status
+        body = orjson.dumps(
+            error_envelope(Flavor.OPENAI, error.status, error.message, code=error.code)
+        )
+        if "websocket.http.response" not in self.scope.get("extensions", {}):
+            # A server without the denial extension can only refuse with a bare 403.
+            await self.send({"type": "websocket.close", "code": 1008})
+            return
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"x-request-id", self.request_id.encode()),
+        ]
+        headers += [(name.encode(), value.encode()) for name, value in error.headers.items()]
+        await self.send(
+            {"type": "websocket.http.response.start", "status": error.status, "headers": headers}
+        )
+        await self.send({"type": "websocket.http.response.body", "body": body})
+
+    # the session
+    async def relay_both_ways(self) -> None:
+        upstream = self.upstream
+        assert upstream is not None
+        headers = [(b"x-request-id", self.request_id.encode())]
+        upstream_id = upstream.response.headers.get("x-request-id") if upstream.response else None
+        if upstream_id:
+            headers.append((b"x-upstream-request-id", upstream_id.encode("latin-1")))
+        try:
+            await self.send(
+                {
+                    "type": "websocket.accept",
+                    "subprotocol": upstream.subprotocol,
+                    "headers": headers,
+                }
+            )
+        except OSError:
+            # The caller left while the upstream was being opened.
+            self.note_close(1001, "caller")
+            await upstream.close(1001)
+            return
+        self.status = 101
+        drain = _drain_of(self.scope)
+        if drain is not None:
+            drain.streams.add(self)
+        SESSIONS_OPEN.inc()
+        up = asyncio.ensure_future(self.caller_to_upstream(upstream))
+        down = asyncio.ensure_future(self.upstream_to_caller(upstream))
+        try:
+            _, pending = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+            if pending:
+                # Each direction closes the other side when it ends, so the second one
+                # finishes on its own; this bound only covers a peer that never answers.
+                _, pending = await asyncio.wait(pending, timeout=SETTLE_SECONDS)
+        finally:
+            for task in (up, down):
+                task.cancel()
+            SESSIONS_OPEN.dec()
+            if drain is not None:
+                drain.streams.discard(self)
+            await upstream.close(1001)
+
+    async def caller_to_upstream(self, upstream: ClientConnection) -> None:
+        receive = self.receive
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                data = message.get("text")
+                if data is None:
+                    data = message.get("bytes") or b""
+                self.messages_up += 1
+                if self.messages_up == 1 and self.model is None and isinstance(data, str):
+                    self.model = model_in(data)
+                size = payload_size(data)
+                self.bytes_up += size
+                _MESSAGES_UP.inc()
+                _BYTES_UP.inc(size)
+                try:
+                    await upstream.send(data)
+                except ConnectionClosed:
+                    return  # the other direction reports and relays the upstream's close
+            elif kind == "websocket.disconnect":
+                self.caller_closed = True
+                code = message.get("code", 1005)
+                reason = message.get("reason") or ""
+                self.note_close(code, "caller")
+                await upstream.close(sendable(code, CALLER_GONE), short_reason(reason))
+                return
+
+    async def upstream_to_caller(self, upstream: ClientConnection) -> None:
+        send = self.send
+        while True:
+            try:
+                data = await upstream.recv()
+            except ConnectionClosed as closed:
+                frame = closed.rcvd or closed.sent
+                code = frame.code if frame is not None else CloseCode.ABNORMAL_CLOSURE
+                reason = frame.reason if frame is not None else "The upstream connection was lost."
+                self.note_close(code, "upstream")
+                await self.close_caller(sendable(code, UPSTREAM_GONE), reason)
+                return
+            self.messages_down += 1
+            size = payload_size(data)
+            self.bytes_down += size
+            _MESSAGES_DOWN.inc()
+            _BYTES_DOWN.inc(size)
+            message: Message = (
+                {"type": "websocket.send", "text": data}
+                if isinstance(data, str)
+                else {"type": "websocket.send", "bytes": data}
+            )
+            try:
+                await send(message)
+            except (OSError, RuntimeError):
+                # The caller is gone; its disconnect reaches the other direction.
+                return
+
+    async def close_caller(self, code: int, reason: str) -> None:
+        if self.caller_closed:
+            return
+        self.caller_closed = True
+        message = {"type": "websocket.close", "code": code, "reason": short_reason(reason)}
+        with contextlib.suppress(OSError, RuntimeError):  # already gone
+            await self.send(message)
+
+    def note_close(self, code: int, by: str) -> None:
+        if self.closed_by is None:
+            self.close_code, self.closed_by = code, by
+
+    def end(self, reason: str) -> None:
+        """Shutdown: close the caller with 1001 and a reason; the upstream follows."""
+        if self.ending is None:
+            self.note_close(1001, "proxy")
+            self.ending = asyncio.ensure_future(self.close_caller(1001, reason))
+
+    # accounting
+    def finish(self, started: float) -> None:
+        duration = perf_counter() - started
+        status = self.status or 499
+        SESSIONS.labels(self.route, str(status), close_code_label(self.close_code)).inc()
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        client = self.scope.get("client")
+        fields: dict[str, Any] = {
+            "method": "WEBSOCKET",
+            "path": self.path,
+            "status": status,
+            "duration_ms": round(duration * 1000, 2),
+            "model": self.model,
+            "key": self.fingerprint,
+            "client": client[0] if client else None,
+            "messages_up": self.messages_up,
+            "messages_down": self.messages_down,
+            "bytes_up": self.bytes_up,
+            "bytes_down": self.bytes_down,
+            "close_code": self.close_code,
+            "closed_by": self.closed_by,
+        }
+        access_log.info(
+            "WEBSOCKET %s %s %.1fms model=%s key=%s up=%d/%dB down=%d/%dB close=%s by %s",
+            self.path,
+            status,
+            duration * 1000,
+            self.model or "-",
+            self.fingerprint or "-",
+            self.messages_up,
+            self.bytes_up,
+            self.messages_down,
+            self.bytes_down,
+            self.close_code if self.close_code is not None else "-",
+            self.closed_by or "-",
+            extra={"fields": fields},
+        )
+
+
+class _NotFound(ProxyError):
+    status = 404
+    code = "not_found"
+
+
+def _drain_of(scope: Scope) -> Drain | None:
+    """The worker's lifecycle.Drain, so a shutdown ends sessions with 1001 after the grace."""
+    app = scope.get("app")
+    forwarder = getattr(getattr(app, "state", None), "forwarder", None)
+    drain = getattr(forwarder, "drain", None)
+    return drain if isinstance(drain, Drain) else None
