@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib.metadata import version
 
 import pyqwest
@@ -36,6 +36,7 @@ from grok_proxy.transport import (
     ConnectFailed,
     ConnectionLost,
     ConnectTimedOut,
+    PoolTimedOut,
     ProtocolViolation,
     RawHeaders,
     ReadTimedOut,
@@ -47,6 +48,8 @@ from grok_proxy.transport import (
 log = logging.getLogger("grok_proxy.client")
 
 USER_AGENT = f"grok-proxy/{version('grok-proxy')}"
+# What pyqwest raises for a failed exchange (TimeoutError and ConnectionError are OSErrors).
+LIBRARY_ERRORS = (OSError, pyqwest.RemoteProtocolError, pyqwest.ReadError, pyqwest.WriteError)
 # Bodies above this go out as slices of it, so a stalled upstream is noticed between slices.
 SLICE = 256 * 1024
 
@@ -77,7 +80,6 @@ def build_transport(settings: Settings) -> pyqwest.HTTPTransport:
         connect_timeout=timeouts.connect,
         read_timeout=timeouts.read,
         pool_idle_timeout=30.0,
-        max_connections_per_address=settings.xai_pool_size,
         enable_gzip=False,
         enable_brotli=False,
         enable_zstd=False,
@@ -97,6 +99,10 @@ class HttpClient:
     def __init__(self, settings: Settings) -> None:
         self.timeouts = timeouts_of(settings)
         self.transport = build_transport(settings)
+        # XAI_POOL_SIZE bounds the requests in flight (over HTTP/2 they share connections);
+        # a request waits for a slot at most the pool timeout.
+        self.slots = asyncio.Semaphore(settings.xai_pool_size)
+        self.slots_total = settings.xai_pool_size
 
     async def send(
         self, method: str, url: str, headers: list[tuple[str, str]], body: Body
@@ -111,24 +117,40 @@ class HttpClient:
             clock = _WriteClock(self.timeouts.write)
             content = clock.watch(_slices(body) if isinstance(body, bytes) else body)
         request = pyqwest.Request(method, url, pyqwest.Headers(headers), content)
+        await self._take_slot()
         try:
             if clock is None:
                 response = await self.transport.execute(request)
             else:
                 async with clock:
                     response = await self.transport.execute(request)
-        except TimeoutError as exc:
-            if clock is not None and clock.expired:
+        except BaseException as exc:
+            self.slots.release()
+            if isinstance(exc, TimeoutError) and clock is not None and clock.expired:
                 raise WriteTimedOut(
                     f"the upstream took none of the request body for {self.timeouts.write:g} s"
                 ) from None
-            raise failure_of(exc) from None
-        except (OSError, pyqwest.RemoteProtocolError, pyqwest.ReadError, pyqwest.WriteError) as exc:
-            raise failure_of(exc) from None
+            if isinstance(exc, LIBRARY_ERRORS):
+                raise failure_of(exc) from None
+            raise
+        answer = UpstreamAnswer(response, self.slots.release)
         if response.status == 101:
-            await response.aclose()
+            await answer.aclose()
             raise ProtocolViolation("the upstream switched protocols on a plain HTTP request")
-        return UpstreamAnswer(response)
+        return answer
+
+    async def _take_slot(self) -> None:
+        if not self.slots.locked():
+            await self.slots.acquire()  # the common case: no timer to set up
+            return
+        try:
+            async with asyncio.timeout(self.timeouts.pool):
+                await self.slots.acquire()
+        except TimeoutError:
+            raise PoolTimedOut(
+                f"all {self.slots_total} upstream slots stayed busy for "
+                f"{self.timeouts.pool:g} s (setting XAI_POOL_SIZE)"
+            ) from None
 
     async def aclose(self) -> None:
         await self.transport.aclose()
@@ -143,10 +165,21 @@ class UpstreamAnswer:
     queue of one: a cancelled wait loses nothing, and back-pressure is kept.
     """
 
-    __slots__ = ("body", "chunks", "pump", "raw_headers", "response", "status", "version")
+    __slots__ = (
+        "body",
+        "chunks",
+        "pump",
+        "raw_headers",
+        "release",
+        "response",
+        "status",
+        "version",
+    )
 
-    def __init__(self, response: pyqwest.Response) -> None:
+    def __init__(self, response: pyqwest.Response, release: Callable[[], None]) -> None:
         self.response = response
+        # Gives the request's slot back; called once, by aclose().
+        self.release: Callable[[], None] | None = release
         self.status = response.status
         self.version = str(response.http_version)
         self.raw_headers: RawHeaders = [
@@ -187,12 +220,7 @@ class UpstreamAnswer:
     async def _next(self) -> bytes:
         try:
             chunk = await anext(self.body, None)
-        except (
-            OSError,
-            pyqwest.RemoteProtocolError,
-            pyqwest.ReadError,
-            pyqwest.WriteError,
-        ) as exc:
+        except LIBRARY_ERRORS as exc:
             raise failure_of(exc) from None
         return b"" if chunk is None else bytes(chunk)
 
@@ -210,6 +238,9 @@ class UpstreamAnswer:
     async def aclose(self) -> None:
         if self.pump is not None:
             self.pump.cancel()
+        release, self.release = self.release, None
+        if release is not None:
+            release()
         await self.response.aclose()
 
 

@@ -217,3 +217,27 @@ async def test_an_oversized_stream_event_ends_the_stream_with_an_error() -> None
         )
     assert b"x" * 100 not in response.content
     assert b"MAX_SSE_EVENT_BYTES" in response.content
+
+
+async def test_a_full_pool_answers_504_naming_the_setting_and_frees_its_slots() -> None:
+    router = upstream()
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        arrived.set()
+        await release.wait()
+        return httpx.Response(200, json=OK)
+
+    router.post("/chat/completions").mock(side_effect=slow)
+    async with proxied(router, xai_pool_size=1, xai_connect_timeout=0.3) as client:
+        first = asyncio.ensure_future(
+            client.post("/api/v1/chat/completions", json=chat(), headers=AUTH)
+        )
+        await arrived.wait()  # the first request holds the only slot
+        second = await client.post("/api/v1/chat/completions", json=chat(), headers=AUTH)
+        release.set()
+        assert (await first).status_code == 200
+        third = await client.post("/api/v1/chat/completions", json=chat(), headers=AUTH)
+    assert second.status_code == 504
+    assert "XAI_POOL_SIZE" in second.json()["error"]["message"]
+    assert third.status_code == 200  # the slot came back
