@@ -24,6 +24,9 @@ from grok_proxy.logs import configure_logging
 from grok_proxy.middleware import RequestLog, V1Alias
 from grok_proxy.routes import api, chat, health, images, metrics, vision
 from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
+from grok_proxy.teams import TeamAuth, team_from_settings
+from grok_proxy.teams.admin import admin_app
+from grok_proxy.teams.gate import TeamGate
 from grok_proxy.upstream import Upstream
 
 log = logging.getLogger("grok_proxy")
@@ -59,12 +62,17 @@ def create_app(
     `handle_signals` lets the app hear SIGTERM to drain gracefully (only under a server).
     """
     settings = settings or get_settings()
+    # Teams (issue 17): None unless the proxy is shared, and then no database is touched.
+    team = team_from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.upstream = Upstream(settings, transport)
         if handle_signals:
             app.state.upstream.drain.install()
+        if team is not None:  # teams (issue 17): members' keys in, the account's key out
+            await team.start()
+            app.state.upstream.auth = TeamAuth(settings, team)
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight, so full collections stay short and do not stall requests.
         gc.collect()
@@ -73,6 +81,8 @@ def create_app(
             yield
         finally:
             await app.state.upstream.aclose()
+            if team is not None:  # teams (issue 17)
+                await team.aclose()
 
     app = FastAPI(
         title="grok-proxy",
@@ -83,6 +93,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.team = team
     # Routes go straight onto the app's router: include_router() would add a matching
     # layer per router to every request. The pass-through comes last so that every
     # explicit route wins over it.
@@ -94,6 +105,11 @@ def create_app(
         app.router.routes.extend(area.router.routes)
     app.router.routes.extend(builtin)
     app.router.routes.extend(api.passthrough.routes)
+    if team is not None:  # teams (issue 17): innermost of ours, so paths are /api/v1 already
+        admin = admin_app(team)
+        app.add_middleware(
+            TeamGate, team=team, admin=admin, max_body_bytes=settings.max_body_bytes
+        )
     app.add_middleware(V1Alias)
     if settings.cors_allow_origins:
         app.add_middleware(
