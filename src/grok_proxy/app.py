@@ -24,9 +24,7 @@ from grok_proxy.logs import configure_logging
 from grok_proxy.middleware import RequestLog, V1Alias
 from grok_proxy.routes import api, chat, health, images, metrics, vision
 from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
-from grok_proxy.teams import TeamAuth, team_from_settings
-from grok_proxy.teams.admin import admin_app
-from grok_proxy.teams.gate import TeamGate
+from grok_proxy.teams import team_from_settings
 from grok_proxy.upstream import Upstream
 
 log = logging.getLogger("grok_proxy")
@@ -72,7 +70,7 @@ def create_app(
             app.state.upstream.drain.install()
         if team is not None:  # teams (issue 17): members' keys in, the account's key out
             await team.start()
-            app.state.upstream.auth = TeamAuth(settings, team)
+            app.state.upstream.auth = team.caller_auth()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight, so full collections stay short and do not stall requests.
         gc.collect()
@@ -106,10 +104,7 @@ def create_app(
     app.router.routes.extend(builtin)
     app.router.routes.extend(api.passthrough.routes)
     if team is not None:  # teams (issue 17): innermost of ours, so paths are /api/v1 already
-        admin = admin_app(team)
-        app.add_middleware(
-            TeamGate, team=team, admin=admin, max_body_bytes=settings.max_body_bytes
-        )
+        team.install(app)
     app.add_middleware(V1Alias)
     if settings.cors_allow_origins:
         app.add_middleware(

@@ -14,7 +14,6 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -47,15 +46,6 @@ PRICES_REFRESH_SECONDS = 3600.0
 MAX_PENDING_ROWS = 100_000
 
 
-def team_configured(settings: Settings) -> bool:
-    """Whether this proxy is shared: access keys set, a database named, or members added."""
-    return bool(
-        settings.access_keys()
-        or settings.database_url
-        or (Path(settings.grok_proxy_data_dir) / "teams.db").exists()
-    )
-
-
 def build_store(settings: Settings) -> Store:
     """The store the settings name (no connection is opened yet)."""
     database_url = settings.database_url.get_secret_value() if settings.database_url else ""
@@ -80,15 +70,33 @@ class Team:
         self.tasks: list[asyncio.Task[None]] = []
         self.db_down = False
 
+    def caller_auth(self) -> TeamAuth:
+        """The CallerAuth every route uses in shared mode: member keys in, the account's out."""
+        return TeamAuth(self.settings, self)
+
+    def install(self, app: Any) -> None:
+        """Put the HTTP gate (and /admin) in front of the app's routes."""
+        from grok_proxy.teams.admin import admin_app
+        from grok_proxy.teams.gate import TeamGate
+
+        app.add_middleware(
+            TeamGate,
+            team=self,
+            admin=admin_app(self),
+            max_body_bytes=self.settings.max_body_bytes,
+        )
+
     # lifecycle
     async def start(self) -> None:
         """Migrate the schema, load the members, and start the background loops."""
         await self.store.migrate()
         await self.reload()
+        # Before the first request, so its cost is known; bounded by the connect timeout.
+        await self.fetch_prices()
         self.tasks = [
             asyncio.create_task(self._every(self.settings.team_refresh_seconds, self.reload)),
             asyncio.create_task(self._every(USAGE_FLUSH_SECONDS, self.flush)),
-            asyncio.create_task(self._every(PRICES_REFRESH_SECONDS, self.fetch_prices, now=True)),
+            asyncio.create_task(self._every(PRICES_REFRESH_SECONDS, self.fetch_prices)),
         ]
 
     async def aclose(self) -> None:
@@ -98,20 +106,25 @@ class Team:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.flush()
+        try:
+            await self.flush()
+        except DB_ERRORS as exc:
+            log.warning(
+                "team database unreachable at shutdown (%s): usage of %s member-days lost",
+                type(exc).__name__,
+                len(self.pending),
+            )
         await self.store.aclose()
 
-    async def _every(self, seconds: float, job: Any, *, now: bool = False) -> None:
-        if not now:
-            await asyncio.sleep(seconds)
+    async def _every(self, seconds: float, job: Any) -> None:
         while True:
+            await asyncio.sleep(seconds)
             try:
                 await job()
             except DB_ERRORS as exc:
                 self._database_failed(exc)
             except Exception:
                 log.exception("team background job %s failed", job.__name__)
-            await asyncio.sleep(seconds)
 
     def _database_failed(self, exc: BaseException) -> None:
         if not self.db_down:
@@ -132,7 +145,7 @@ class Team:
         url = f"{self.settings.upstream_base_url()}/language-models"
         headers = {"authorization": f"Bearer {self.server_key}"}
         try:
-            async with httpx.AsyncClient(timeout=self.settings.xai_connect_timeout * 2) as client:
+            async with httpx.AsyncClient(timeout=self.settings.xai_connect_timeout) as client:
                 response = await client.get(url, headers=headers)
             response.raise_for_status()
             self.prices.published = from_language_models(orjson.loads(response.content))
