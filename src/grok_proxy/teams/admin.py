@@ -35,12 +35,17 @@ def member_json(member: Member, keys: int | None = None) -> dict[str, Any]:
     return data
 
 
-def usage_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Usage rows with the cost in dollars."""
+def usage_json(
+    rows: list[dict[str, Any]], names: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Usage rows with the member's name and the cost in dollars.
+
+    `names` names the members that have no database row (GROK_PROXY_API_KEYS).
+    """
     shown = []
     for row in rows:
         item = {k: v for k, v in row.items() if k != "cost_nanos"}
-        item["member"] = row.get("name") or row["member_id"]
+        item["member"] = row.get("name") or (names or {}).get(row["member_id"], row["member_id"])
         item.pop("name", None)
         item["cost_usd"] = round(row["cost_nanos"] / NANOS_PER_DOLLAR, 6)
         shown.append(item)
@@ -196,4 +201,4 @@ class AdminApi:
             except NoSuchMember:
                 return _error(404, f"No member named {query['member']}.", "no_such_member")
         rows = await self.team.store.usage_report(query.get("since"), query.get("until"), member_id)
-        return _json({"object": "list", "data": usage_json(rows)})
+        return _json({"object": "list", "data": usage_json(rows, self.team.settings_names())})

@@ -13,7 +13,7 @@ import orjson
 
 from grok_proxy.config import Settings
 from grok_proxy.teams.admin import limit_changes, member_json, usage_json
-from grok_proxy.teams.members import Limits
+from grok_proxy.teams.members import Limits, settings_member
 from grok_proxy.teams.store import NameTaken, NoSuchMember, Store
 from grok_proxy.teams.team import build_store
 
@@ -148,7 +148,8 @@ async def _set_limit(store: Store, args: argparse.Namespace) -> None:
 
 async def _usage(store: Store, args: argparse.Namespace) -> None:
     member_id = (await store.member(args.member)).id if args.member else None
-    rows = usage_json(await store.usage_report(args.since, args.until, member_id))
+    names = {m.id: m.name for m in map(settings_member, Settings().access_keys())}
+    rows = usage_json(await store.usage_report(args.since, args.until, member_id), names)
     if args.json:
         _out(orjson.dumps(rows).decode())
         return

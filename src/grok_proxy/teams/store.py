@@ -416,7 +416,8 @@ class Store:
         query = query.order_by(usage.c.day, usage.c.member_id, usage.c.model)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
-        return [dict(row) for row in rows]
+        # Column names come as quoted_name (a str subclass); JSON encoders want plain str.
+        return [{str(name): value for name, value in row.items()} for row in rows]
 
 
 def _member(row: Any) -> Member:

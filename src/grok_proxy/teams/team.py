@@ -323,6 +323,10 @@ class Team:
             "team_blocked": False,
         }
 
+    def settings_names(self) -> dict[str, str]:
+        """Names of the GROK_PROXY_API_KEYS members, by member id."""
+        return {member.id: member.name for member in self.settings_keys.values()}
+
     # members (admin API and CLI)
     async def members(self) -> list[tuple[Member, int]]:
         """Database members with their key counts, then the GROK_PROXY_API_KEYS members."""
@@ -389,9 +393,10 @@ class TeamAuth(CallerAuth):
     def admit(self, presented: str | None, *, where: str) -> Caller:
         member = self.team.admit(presented, where)
         assert presented is not None
-        return MemberCaller(
-            self.team.upstream_key(member), f"{member.name}/{key_fingerprint(presented)}", member
-        )
+        fingerprint = key_fingerprint(presented)
+        if not member.from_settings:  # those are named by their fingerprint already
+            fingerprint = f"{member.name}/{fingerprint}"
+        return MemberCaller(self.team.upstream_key(member), fingerprint, member)
 
 
 @dataclass(frozen=True, slots=True)
