@@ -88,6 +88,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision in MIGRATIONS (a unit test checks): a database already there is
 # started without importing Alembic, which costs more start-up time than the rest.
 HEAD_REVISION = "0001"
+# Longest wait for a connection, a lock or a statement.
+DB_TIMEOUT_SECONDS = 5.0
 # Any fixed number: PostgreSQL serializes concurrent migrations on this advisory lock.
 MIGRATION_LOCK = 1_700_017
 
@@ -136,9 +138,16 @@ class Store:
         options: dict[str, Any] = {}
         if self.sqlite:
             # Writers in other processes hold the file's lock for milliseconds: wait for it.
-            options["connect_args"] = {"timeout": 30}
+            options["connect_args"] = {"timeout": DB_TIMEOUT_SECONDS}
         else:
-            options.update(pool_size=5, max_overflow=10, pool_pre_ping=True)
+            # An unreachable database must fail fast: requests then go on without it.
+            options.update(
+                pool_size=5,
+                max_overflow=10,
+                pool_pre_ping=True,
+                pool_timeout=DB_TIMEOUT_SECONDS,
+                connect_args={"timeout": DB_TIMEOUT_SECONDS, "command_timeout": DB_TIMEOUT_SECONDS},
+            )
         self.engine: AsyncEngine = create_async_engine(url, **options)
         if self.sqlite:
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -441,7 +450,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers go on while one process writes; several workers share the file.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(DB_TIMEOUT_SECONDS * 1000)}")
     cursor.close()
 
 

@@ -202,7 +202,9 @@ class Team:
                 code="model_not_allowed",
                 param="model",
             )
-        if not limits.counted:
+        if not limits.counted or self.db_down:
+            # While the database is down (the reload loop notices its return), limits fail
+            # open without each request waiting for a connection timeout first.
             return
         now = datetime.now(UTC)
         minute, day, month = windows(now)
@@ -244,7 +246,7 @@ class Team:
             )
         ):
             row[index] += value
-        if member.limits.metered and usage:
+        if member.limits.metered and usage and not self.db_down:
             tokens = usage.get("prompt", 0) + usage.get("completion", 0) + usage.get("reasoning", 0)
             try:
                 await self.store.add_to_counters(member.id, windows(now), tokens, cost)
