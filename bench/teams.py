@@ -33,10 +33,19 @@ HOST = harness.HOST
 def shared_proxy(port: int, upstream: str, env: dict[str, str]) -> Iterator[int]:
     command = [sys.executable, "-m", "grok_proxy", "serve", "--host", HOST, "--port", str(port)]
     settings = {"XAI_BASE_URL": upstream, "LOG_LEVEL": "warning", **env}
-    with harness.process(
-        harness.pinned(harness.PROXY_CORE, command), f"http://{HOST}:{port}/health", settings
-    ) as proc:
+    proc = subprocess.Popen(
+        harness.pinned(harness.PROXY_CORE, command),
+        env={**os.environ, **settings},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # Importing the database stack and migrating takes seconds on a busy machine.
+        harness.wait_for(f"http://{HOST}:{port}/health", timeout=120)
         yield proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def add_member(env: dict[str, str], *limits: str) -> str:
@@ -51,7 +60,7 @@ def add_member(env: dict[str, str], *limits: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-def measure(name: str, url: str, key: str, pid: int, seconds: float) -> str:
+def measure(name: str, url: str, key: str, pid: int, seconds: int) -> str:
     harness.KEY = key  # wrk's Authorization header
     harness.wrk(url, 32, 1)  # warm-up
     load = harness.wrk(url, 32, seconds, {"proxy": pid})
@@ -63,7 +72,7 @@ def measure(name: str, url: str, key: str, pid: int, seconds: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--seconds", type=int, default=5)
     seconds = parser.parse_args().seconds
     rows = []
     sim_port = harness.free_port()

@@ -30,9 +30,36 @@ def _as_owner(command: list[str]) -> list[str]:
     return command
 
 
+class Cluster:
+    """A running cluster that a test may stop and start again (a database outage)."""
+
+    def __init__(self, binaries: Path, data: Path, options: str, log: Path, url: str) -> None:
+        self.binaries, self.data, self.options, self.log, self.url = (
+            binaries,
+            data,
+            options,
+            log,
+            url,
+        )
+
+    def _ctl(self, *args: str, check: bool = True) -> None:
+        subprocess.run(
+            _as_owner([str(self.binaries / "pg_ctl"), "-D", str(self.data), *args]),
+            check=check,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def start(self) -> None:
+        self._ctl("-o", self.options, "-l", str(self.log), "-w", "start")
+
+    def stop(self) -> None:
+        self._ctl("-m", "immediate", "-w", "stop", check=False)
+
+
 @contextmanager
-def postgres_cluster() -> Iterator[str]:
-    """Start a cluster; yield a DATABASE_URL for it; stop and remove it afterwards."""
+def postgres_server() -> Iterator[Cluster]:
+    """Start a cluster; yield it; stop and remove it afterwards."""
     binaries = postgres_bin()
     assert binaries is not None
     with tempfile.TemporaryDirectory(prefix="grok-proxy-pg-") as temp:
@@ -62,31 +89,17 @@ def postgres_cluster() -> Iterator[str]:
         )
         port = free_port()
         options = f"-k {sockets} -p {port} -c listen_addresses='' -c fsync=off"
-        log = root / "server.log"
-        subprocess.run(
-            _as_owner(
-                [
-                    str(binaries / "pg_ctl"),
-                    "-D",
-                    str(data),
-                    "-o",
-                    options,
-                    "-l",
-                    str(log),
-                    "-w",
-                    "start",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        url = f"postgresql://{user}@/postgres?host={sockets}&port={port}"
+        cluster = Cluster(binaries, data, options, root / "server.log", url)
+        cluster.start()
         try:
-            yield f"postgresql://{user}@/postgres?host={sockets}&port={port}"
+            yield cluster
         finally:
-            subprocess.run(
-                _as_owner([str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-                check=False,
-                capture_output=True,
-                timeout=60,
-            )
+            cluster.stop()
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """Start a cluster; yield a DATABASE_URL for it; stop and remove it afterwards."""
+    with postgres_server() as cluster:
+        yield cluster.url

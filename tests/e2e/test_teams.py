@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.postgres import postgres_bin, postgres_cluster
+from tests.postgres import postgres_bin, postgres_cluster, postgres_server
 from tests.processes import Proxy, Simulator, output_of, proxy
 
 SERVER_KEY = "xai-server-secret-5e1f0c9a27"
@@ -488,3 +488,38 @@ def test_a_proxy_nobody_shares_touches_no_database(sim: Simulator, tmp_path: Pat
         assert sim.last_request()["headers"]["authorization"] == "Bearer xai-callers-own-key"
         assert httpx.get(f"{running.url}/admin/members").status_code == 404
     assert not data.exists()
+
+
+def test_a_database_outage_fails_no_request_that_needs_no_new_state(sim: Simulator) -> None:
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (initdb/pg_ctl missing; .ci/run installs it)")
+    with postgres_server() as cluster:
+        settings = team_settings({"database_url": cluster.url})
+        with proxy(sim.base_url, workers=1, **settings) as running:
+            team = Shared(settings, running)
+            team.add("pam")
+            team.add("lim", rpm=100, tokens_per_day=10**9)
+            made = team.call("pam", "POST", "/responses", json={"model": "grok-4", "input": "hi"})
+            response_id = made.json()["id"]
+            cluster.stop()
+            # No new state needed: answered as usual; limits fail open (docs/teams.md).
+            for member in ("pam", "lim", "pam"):
+                answer = team.call(member, "POST", "/chat/completions", json=CHAT)
+                assert answer.status_code == 200, answer.text
+            # Reading a stored object needs its ownership record: 503, said plainly.
+            blocked = team.call("pam", "GET", f"/responses/{response_id}")
+            assert blocked.status_code == 503
+            assert blocked.json()["error"]["code"] == "team_database_unavailable"
+            cluster.start()
+            deadline = time.monotonic() + 30
+            while team.call("pam", "GET", f"/responses/{response_id}").status_code != 200:
+                assert time.monotonic() < deadline, "ownership never readable again"
+                time.sleep(0.1)
+            # The usage counted during the outage reached the database afterwards.
+            deadline = time.monotonic() + 30
+            while True:
+                rows = team.admin("GET", "/usage?member=pam").json().get("data", [])
+                if sum(row["requests"] for row in rows) >= 4:
+                    break
+                assert time.monotonic() < deadline, rows
+                time.sleep(0.1)
