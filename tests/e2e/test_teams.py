@@ -501,6 +501,7 @@ def test_a_database_outage_fails_no_request_that_needs_no_new_state(sim: Simulat
             team.add("lim", rpm=100, tokens_per_day=10**9)
             made = team.call("pam", "POST", "/responses", json={"model": "grok-4", "input": "hi"})
             response_id = made.json()["id"]
+            team.call("pam", "POST", "/files", files={"file": ("p.txt", b"pam's")})
             cluster.stop()
             # No new state needed: answered as usual; limits fail open (docs/teams.md).
             for member in ("pam", "lim", "pam"):
@@ -510,6 +511,10 @@ def test_a_database_outage_fails_no_request_that_needs_no_new_state(sim: Simulat
             blocked = team.call("pam", "GET", f"/responses/{response_id}")
             assert blocked.status_code == 503
             assert blocked.json()["error"]["code"] == "team_database_unavailable"
+            # A list cannot be cut to pam's objects either: none of it is shown.
+            listed = team.call("pam", "GET", "/files")
+            assert listed.status_code == 503
+            assert listed.json()["error"]["code"] == "team_database_unavailable"
             cluster.start()
             deadline = time.monotonic() + 30
             while team.call("pam", "GET", f"/responses/{response_id}").status_code != 200:
@@ -519,7 +524,7 @@ def test_a_database_outage_fails_no_request_that_needs_no_new_state(sim: Simulat
             deadline = time.monotonic() + 30
             while True:
                 rows = team.admin("GET", "/usage?member=pam").json().get("data", [])
-                if sum(row["requests"] for row in rows) >= 4:
+                if sum(row["requests"] for row in rows) >= 5:
                     break
                 assert time.monotonic() < deadline, rows
                 time.sleep(0.1)

@@ -251,7 +251,19 @@ class AnswerWatcher:
             data = None
         if isinstance(data, dict):
             if self.decision.action is Action.LIST:
-                content = orjson.dumps(await self._filtered(data))
+                try:
+                    content = orjson.dumps(await self._filtered(data))
+                except DB_ERRORS:
+                    # Without ownership records the list cannot be cut: show none of it.
+                    error = DatabaseUnavailable(
+                        "The team database is unreachable, so this list cannot be limited "
+                        "to your objects; try again shortly."
+                    )
+                    await self._record()
+                    await send_json(
+                        self.downstream, error.status, envelope_bytes(Flavor.OPENAI, error)
+                    )
+                    return
             else:
                 await self._claim(_ids(data, self.decision.kind))
         headers = [
