@@ -21,7 +21,7 @@ from grok_proxy.record import record_of
 from grok_proxy.teams.errors import NotAllowed
 from grok_proxy.teams.members import Member
 from grok_proxy.teams.scope import CREATES, REFERENCE_MARKS, Action, Decision, references
-from grok_proxy.teams.team import DB_ERRORS, Team
+from grok_proxy.teams.team import DB_ERRORS, Admission, Team
 from grok_proxy.usage import event_payload
 
 log = logging.getLogger("grok_proxy.teams")
@@ -109,11 +109,17 @@ class TeamGate:
             assert decision.kind is not None
             assert decision.object_id is not None
             await self._require(member, decision.kind, decision.object_id)
-        await self.team.check(member, route, model)
+        admission = await self.team.check(member, route, model)
         if model is not None and record.model is None:
             record.model = model
         watcher = AnswerWatcher(
-            self.team, member, decision, scope=scope, send=send, claims_answer=claims_answer
+            self.team,
+            member,
+            decision,
+            scope=scope,
+            send=send,
+            claims_answer=claims_answer,
+            admission=admission,
         )
         try:
             await self.app(scope, receive, watcher.send)
@@ -187,8 +193,10 @@ class AnswerWatcher:
         scope: Scope,
         send: Send,
         claims_answer: bool,
+        admission: Admission,
     ) -> None:
         self.team = team
+        self.admission = admission
         self.member = member
         self.decision = decision
         self.scope = scope
@@ -315,7 +323,7 @@ class AnswerWatcher:
             return
         self.recorded = True
         record = record_of(self.scope)
-        await self.team.record_usage(self.member, record.model, record.usage)
+        await self.team.record_usage(self.member, record.model, record.usage, self.admission)
 
     async def finish(self) -> None:
         """Count a request that ended without a complete answer (hang-up, error)."""

@@ -67,6 +67,10 @@ class Team:
             lambda: [0] * len(USAGE_COLUMNS)
         )
         self.pending_claims: dict[tuple[str, str], str] = {}
+        # Per member: the largest tokens and cost of one request seen by this worker, and
+        # the turn that requests near a budget take one at a time.
+        self.largest: dict[str, tuple[int, int]] = {}
+        self.turns: dict[str, asyncio.Lock] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.db_down = False
 
@@ -191,8 +195,12 @@ class Team:
         return classify(method, route)
 
     # limits
-    async def check(self, member: Member, route: str, model: str | None) -> None:
-        """Raise before anything goes upstream when the member may not make this request."""
+    async def check(self, member: Member, route: str, model: str | None) -> Admission:
+        """Raise before anything goes upstream when the member may not make this request.
+
+        The Admission goes back with `record_usage`: near a budget it holds the member's
+        turn in this worker, so each worker has at most one such request in flight.
+        """
         limits = member.limits
         if not limits.allows_route(route):
             raise NotAllowed(f"Member {member.name} may not use /{route} on this proxy.")
@@ -202,18 +210,25 @@ class Team:
                 code="model_not_allowed",
                 param="model",
             )
+        admission = Admission()
         if not limits.counted or self.db_down:
             # While the database is down (the reload loop notices its return), limits fail
             # open without each request waiting for a connection timeout first.
-            return
+            return admission
         now = datetime.now(UTC)
         minute, day, month = windows(now)
+        names = (minute, day, month)
         try:
             if limits.metered:
-                counted = await self.store.counted(member.id, (minute, day, month))
-                _check_budgets(
-                    member, limits, counted, now=now, minute=minute, day=day, month=month
-                )
+                counted = await self.store.counted(member.id, names)
+                _check_budgets(member, limits, counted, now=now, names=names)
+                if self._near(member, counted, names):
+                    # Close to a budget: one request of this member at a time in this
+                    # worker, and it sees what the one before it used.
+                    admission.lock = self.turns.setdefault(member.id, asyncio.Lock())
+                    await admission.lock.acquire()
+                    counted = await self.store.counted(member.id, names)
+                    _check_budgets(member, limits, counted, now=now, names=names)
             if limits.rpm is not None and not await self.store.take_request(
                 member.id, minute, limits.rpm
             ):
@@ -224,12 +239,49 @@ class Team:
         except DB_ERRORS as exc:
             # Refusing every request while the database is away would stop the whole team;
             # the limits are a budget guard, not an authorization. Documented in docs/teams.md.
+            admission.release()
             self._database_failed(exc)
+        except BaseException:
+            admission.release()
+            raise
+        return admission
+
+    def _near(
+        self, member: Member, counted: dict[str, tuple[int, int]], names: tuple[str, str, str]
+    ) -> bool:
+        """Whether one more request as large as the member's largest so far could cross a budget."""
+        largest_tokens, largest_nanos = self.largest.get(member.id, (0, 0))
+        if not largest_tokens and not largest_nanos:
+            return False
+        limits = member.limits
+        minute, day, month = names
+        used = {name: counted.get(name, (0, 0)) for name in names}
+        checks = (
+            (limits.tpm, used[minute][0], largest_tokens),
+            (limits.tokens_per_day, used[day][0], largest_tokens),
+            (limits.tokens_per_month, used[month][0], largest_tokens),
+            (_nanos(limits.dollars_per_day), used[day][1], largest_nanos),
+            (_nanos(limits.dollars_per_month), used[month][1], largest_nanos),
+        )
+        return any(limit is not None and limit - spent <= step for limit, spent, step in checks)
 
     async def record_usage(
-        self, member: Member, model: str | None, usage: dict[str, int] | None
+        self,
+        member: Member,
+        model: str | None,
+        usage: dict[str, int] | None,
+        admission: Admission | None = None,
     ) -> None:
         """Count one finished request: per member, model and day, and in the limit windows."""
+        try:
+            await self._record_usage(member, model, usage)
+        finally:
+            if admission is not None:
+                admission.release()
+
+    async def _record_usage(
+        self, member: Member, model: str | None, usage: dict[str, int] | None
+    ) -> None:
         model = model or "-"
         usage = usage or {}
         cost = self.prices.cost(model, usage) if usage else 0
@@ -248,6 +300,8 @@ class Team:
             row[index] += value
         if member.limits.metered and usage and not self.db_down:
             tokens = usage.get("prompt", 0) + usage.get("completion", 0) + usage.get("reasoning", 0)
+            largest = self.largest.get(member.id, (0, 0))
+            self.largest[member.id] = (max(largest[0], tokens), max(largest[1], cost))
             try:
                 await self.store.add_to_counters(member.id, windows(now), tokens, cost)
             except DB_ERRORS as exc:
@@ -342,10 +396,9 @@ def _check_budgets(
     counted: dict[str, tuple[int, int]],
     *,
     now: datetime,
-    minute: str,
-    day: str,
-    month: str,
+    names: tuple[str, str, str],
 ) -> None:
+    minute, day, month = names
     tokens = {name: counted.get(name, (0, 0))[0] for name in (minute, day, month)}
     nanos = {name: counted.get(name, (0, 0))[1] for name in (minute, day, month)}
     if limits.tpm is not None and tokens[minute] >= limits.tpm:
@@ -399,6 +452,19 @@ class TeamAuth(CallerAuth):
         if not member.from_settings:  # those are named by their fingerprint already
             fingerprint = f"{member.name}/{fingerprint}"
         return MemberCaller(self.team.upstream_key(member), fingerprint, member)
+
+
+@dataclass(slots=True)
+class Admission:
+    """An admitted request; near a budget it holds its member's turn in this worker."""
+
+    lock: asyncio.Lock | None = None
+
+    def release(self) -> None:
+        """Give the turn to the member's next request (once; later calls do nothing)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 @dataclass(frozen=True, slots=True)
