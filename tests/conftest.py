@@ -34,3 +34,17 @@ def fresh_sim(sim: Simulator) -> Simulator:
     """The simulator with its request log and counters emptied."""
     sim.reset()
     return sim
+
+
+@pytest.fixture(scope="session", autouse=True)
+def team_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Proxies started with access keys keep their team database here, not in the repo."""
+    import os
+
+    before = os.environ.get("GROK_PROXY_DATA_DIR")
+    os.environ["GROK_PROXY_DATA_DIR"] = str(tmp_path_factory.mktemp("team-data"))
+    yield
+    if before is None:
+        del os.environ["GROK_PROXY_DATA_DIR"]
+    else:
+        os.environ["GROK_PROXY_DATA_DIR"] = before

@@ -27,6 +27,7 @@ from grok_proxy.paths import DotSegments
 from grok_proxy.redact import remember_secrets
 from grok_proxy.routes import api, chat, health, images, metrics, vision
 from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
+from grok_proxy.teams import team_from_settings
 from grok_proxy.ws_relay import WebSocketRelay
 
 log = logging.getLogger("grok_proxy")
@@ -59,12 +60,17 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
     settings = settings or get_settings()
     # Relayed upstream errors never show these (redact.redact, in errors.upstream_error).
     remember_secrets(settings)
+    # Teams (issue 17): None unless the proxy is shared, and then no database is touched.
+    team = team_from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.forwarder = Forwarder(settings)
         if handle_signals:
             app.state.forwarder.drain.install()
+        if team is not None:  # teams (issue 17): members' keys in, the account's key out
+            await team.start()
+            app.state.forwarder.auth = team.caller_auth()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight, so full collections stay short and do not stall requests.
         gc.collect()
@@ -73,6 +79,8 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
             yield
         finally:
             await app.state.forwarder.aclose()
+            if team is not None:  # teams (issue 17)
+                await team.aclose()
 
     app = FastAPI(
         title="grok-proxy",
@@ -83,6 +91,7 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.team = team
     # Routes go straight onto the app's router: include_router() would add a matching
     # layer per router to every request. The pass-through comes last so that every
     # explicit route wins over it.
@@ -94,6 +103,8 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
         app.router.routes.extend(area.router.routes)
     app.router.routes.extend(builtin)
     app.router.routes.extend(api.passthrough.routes)
+    if team is not None:  # teams (issue 17): innermost of ours, so paths are /api/v1 already
+        team.install(app)
     # WebSocket upgrades never reach the router: the relay takes every one (after V1Alias).
     app.add_middleware(WebSocketRelay, settings=settings)
     app.add_middleware(V1Alias)

@@ -33,12 +33,20 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--host", default="127.0.0.1", help="address to listen on")
     simulate.add_argument("--port", type=int, default=9100, help="port to listen on")
     simulate.add_argument("--grpc-port", type=int, default=9101, help="gRPC port (0: off)")
+    # Teams (issue 17): parsed by grok_proxy.teams.cli; listed here for --help.
+    commands.add_parser("members", help="add, list, disable members of a shared proxy")
+    commands.add_parser("usage", help="usage and cost per member, model and day")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `grok-proxy` console script."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in {"members", "usage"}:  # teams (issue 17)
+        from grok_proxy.teams.cli import main as teams_main
+
+        teams_main(argv)
+        return
     if not argv or argv[0] not in {"serve", "simulate", "-h", "--help", "--version"}:
         argv = ["serve", *argv]  # `serve` is the default command
     args = _parser().parse_args(argv)

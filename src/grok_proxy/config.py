@@ -265,6 +265,43 @@ class Settings(BaseSettings):
             "Empty: `grpcs://api.x.ai:443`, or the XAI_REGION host."
         ),
     )
+    # Teams (issue 17): members, usage and limits when one xAI account is shared.
+    grok_proxy_data_dir: str = Field(
+        default="./.grok-proxy",
+        description=(
+            "Directory of the team database (SQLite) when DATABASE_URL is not set; only "
+            "created once the proxy is shared (docs/teams.md)."
+        ),
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Team database shared by replicas, e.g. `postgresql://user:pw@host/db`; empty: "
+            "SQLite in GROK_PROXY_DATA_DIR."
+        ),
+    )
+    grok_proxy_admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for the /admin routes (members, usage); unset: they answer 403.",
+    )
+    model_prices: str = Field(
+        default="",
+        description=(
+            "Price overrides, `model=input/cached/output` in dollars per million tokens, "
+            "comma-separated; other models use the prices xAI's /language-models publishes."
+        ),
+    )
+    team_refresh_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often each worker reloads members and keys from the team database.",
+    )
+
+    @field_validator("database_url", "grok_proxy_admin_token", mode="before")
+    @classmethod
+    def _empty_secret_is_none(cls, value: object) -> object:
+        # `DATABASE_URL=` in a .env file means "not set" (as for XAI_API_KEY).
+        return None if value == "" else value
 
     @field_validator("xai_base_url")
     @classmethod

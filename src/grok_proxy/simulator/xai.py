@@ -142,6 +142,21 @@ class Simulator:
             ("DELETE", "/v1/responses/", self.delete_response),
             ("GET", "/v1/chat/deferred-completion/", self.deferred_completion),
         ]
+        # Stored files, batches and videos by id, for the ownership tests of shared proxies.
+        self.exact.update(
+            {
+                ("GET", "/v1/files"): self.list_kept,
+                ("POST", "/v1/batches"): self.create_batch,
+                ("GET", "/v1/batches"): self.list_kept,
+                ("POST", "/v1/videos/generations"): self.create_video,
+            }
+        )
+        self.by_prefix += [
+            ("GET", "/v1/files/", self.retrieve_kept),
+            ("DELETE", "/v1/files/", self.delete_kept),
+            ("GET", "/v1/batches/", self.retrieve_kept),
+            ("GET", "/v1/videos/", self.retrieve_kept),
+        ]
         self.reset(None)
 
     # plumbing
@@ -484,14 +499,39 @@ class Simulator:
         if not content_type.startswith("multipart/form-data"):
             return xai_error(415, "Expected a multipart/form-data upload.")
         file_id = "file-" + self.next_id()
-        return Reply(
-            200,
-            orjson.dumps(
-                {
-                    "id": file_id,
-                    "object": "file",
-                    "bytes": len(request.body),
-                    "purpose": "assistants",
-                }
-            ),
-        )
+        self.stored[file_id] = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(request.body),
+            "purpose": "assistants",
+        }
+        return Reply(200, orjson.dumps(self.stored[file_id]))
+
+    def create_batch(self, request: SimRequest) -> Outcome:
+        batch_id = "batch_" + self.next_id()
+        self.stored[batch_id] = {"id": batch_id, "object": "batch", "state": "processing"}
+        return Reply(200, orjson.dumps(self.stored[batch_id]))
+
+    def create_video(self, request: SimRequest) -> Outcome:
+        request_id = "video-" + self.next_id()
+        self.stored[request_id] = {"request_id": request_id, "status": "done"}
+        return Reply(200, orjson.dumps({"request_id": request_id}))
+
+    def list_kept(self, request: SimRequest) -> Outcome:
+        prefix = {"/v1/files": "file-", "/v1/batches": "batch_"}[request.path]
+        data = [item for key, item in self.stored.items() if key.startswith(prefix)]
+        return Reply(200, orjson.dumps({"object": "list", "data": data}))
+
+    def retrieve_kept(self, request: SimRequest, object_id: str) -> Outcome:
+        object_id, _, tail = object_id.partition("/")
+        kept = self.stored.get(object_id)
+        if kept is None:
+            return xai_error(404, f"No object with id {object_id}.")
+        if tail == "content":
+            return Reply(200, b"file content", "application/octet-stream")
+        return Reply(200, orjson.dumps(kept))
+
+    def delete_kept(self, request: SimRequest, object_id: str) -> Outcome:
+        if self.stored.pop(object_id, None) is None:
+            return xai_error(404, f"No object with id {object_id}.")
+        return Reply(200, orjson.dumps({"id": object_id, "deleted": True}))

@@ -1,0 +1,474 @@
+"""One team per worker: who may call, what they own, what they used, what they may still use.
+
+Protocol-neutral: the HTTP gate (gate.py) calls it today; a WebSocket or gRPC relay asks
+the same questions (`admit`, `check`, `record_usage`, `claim`, `owns`) with what its own
+framing carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy.exc import SQLAlchemyError
+
+from grok_proxy.auth import Caller, CallerAuth
+from grok_proxy.config import Settings
+from grok_proxy.errors import MissingApiKey
+from grok_proxy.logs import key_fingerprint
+from grok_proxy.teams.errors import (
+    BudgetExceeded,
+    NotAllowed,
+    NoUpstreamKey,
+    ObjectNotFound,
+    RateLimited,
+)
+from grok_proxy.teams.members import Limits, Member, hash_key, settings_member
+from grok_proxy.teams.pricing import NANOS_PER_DOLLAR, Prices, from_language_models, parse_overrides
+from grok_proxy.teams.scope import Decision, classify
+from grok_proxy.teams.store import USAGE_COLUMNS, Directory, Store, engine_url, windows
+
+log = logging.getLogger("grok_proxy.teams")
+
+# Failures that mean "the database is not answering", as opposed to bugs.
+DB_ERRORS = (SQLAlchemyError, OSError, asyncio.TimeoutError)
+USAGE_FLUSH_SECONDS = 1.0
+PRICES_REFRESH_SECONDS = 3600.0
+# Unwritten usage rows kept through a database outage; beyond this the oldest are dropped.
+MAX_PENDING_ROWS = 100_000
+
+
+def build_store(settings: Settings) -> Store:
+    """The store the settings name (no connection is opened yet)."""
+    database_url = settings.database_url.get_secret_value() if settings.database_url else ""
+    return Store(engine_url(database_url, settings.grok_proxy_data_dir))
+
+
+class Team:
+    """The members, limits, ownership and usage of one shared proxy, seen from one worker."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or build_store(settings)
+        self.server_key = settings.xai_api_key.get_secret_value() if settings.xai_api_key else ""
+        self.prices = Prices(parse_overrides(settings.model_prices))
+        # Members from GROK_PROXY_API_KEYS, by key hash: they need no database row.
+        self.settings_keys = {hash_key(key): settings_member(key) for key in settings.access_keys()}
+        self.directory = Directory({}, {})
+        self.pending: dict[tuple[str, str, str], list[int]] = defaultdict(
+            lambda: [0] * len(USAGE_COLUMNS)
+        )
+        self.pending_claims: dict[tuple[str, str], str] = {}
+        # Per member: the largest tokens and cost of one request seen by this worker, and
+        # the turn that requests near a budget take one at a time.
+        self.largest: dict[str, tuple[int, int]] = {}
+        self.turns: dict[str, asyncio.Lock] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.db_down = False
+
+    def caller_auth(self) -> TeamAuth:
+        """The CallerAuth every route uses in shared mode: member keys in, the account's out."""
+        return TeamAuth(self.settings, self)
+
+    def install(self, app: Any) -> None:
+        """Put the HTTP gate (and /admin) in front of the app's routes."""
+        from grok_proxy.teams.admin import admin_app
+        from grok_proxy.teams.gate import TeamGate
+
+        app.add_middleware(
+            TeamGate,
+            team=self,
+            admin=admin_app(self),
+            max_body_bytes=self.settings.max_body_bytes,
+        )
+
+    # lifecycle
+    async def start(self) -> None:
+        """Migrate the schema, load the members, and start the background loops."""
+        await self.store.migrate()
+        await self.reload()
+        # Before the first request, so its cost is known; bounded by the connect timeout.
+        await self.fetch_prices()
+        self.tasks = [
+            asyncio.create_task(self._every(self.settings.team_refresh_seconds, self.reload)),
+            asyncio.create_task(self._every(USAGE_FLUSH_SECONDS, self.flush)),
+            asyncio.create_task(self._every(PRICES_REFRESH_SECONDS, self.fetch_prices)),
+        ]
+
+    async def aclose(self) -> None:
+        """Stop the loops and write what is still pending."""
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:
+            await self.flush()
+        except DB_ERRORS as exc:
+            log.warning(
+                "team database unreachable at shutdown (%s): usage of %s member-days lost",
+                type(exc).__name__,
+                len(self.pending),
+            )
+        await self.store.aclose()
+
+    async def _every(self, seconds: float, job: Any) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except DB_ERRORS as exc:
+                self._database_failed(exc)
+            except Exception:
+                log.exception("team background job %s failed", job.__name__)
+
+    def _database_failed(self, exc: BaseException) -> None:
+        if not self.db_down:
+            log.warning("team database unreachable (%s): limits fail open", type(exc).__name__)
+        self.db_down = True
+
+    async def reload(self) -> None:
+        """Reload members and keys (other workers and the CLI change them)."""
+        self.directory = await self.store.directory()
+        if self.db_down:
+            log.warning("team database reachable again")
+            self.db_down = False
+
+    async def fetch_prices(self) -> None:
+        """Prices from the upstream's /language-models, with the server's key."""
+        if not self.server_key:
+            return
+        url = f"{self.settings.upstream_base_url()}/language-models"
+        headers = {"authorization": f"Bearer {self.server_key}"}
+        try:
+            async with httpx.AsyncClient(timeout=self.settings.xai_connect_timeout) as client:
+                response = await client.get(url, headers=headers)
+            response.raise_for_status()
+            self.prices.published = from_language_models(orjson.loads(response.content))
+        except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+            log.warning("could not read prices from %s: %s", url, type(exc).__name__)
+
+    # who is calling
+    def admit(self, presented: str | None, where: str = "an `Authorization` header") -> Member:
+        """The member behind an access key; 401 when there is none or it is disabled."""
+        if not presented:
+            raise MissingApiKey(f"No API key provided. Send your access key in {where}.")
+        hashed = hash_key(presented)
+        member = self.settings_keys.get(hashed)
+        if member is None:
+            member_id = self.directory.keys.get(hashed)
+            member = self.directory.members.get(member_id) if member_id else None
+        # The lookup is by hash, so its timing says nothing about any stored key's bytes.
+        if member is None:
+            raise MissingApiKey(
+                "The API key is not one of this proxy's access keys.", code="invalid_api_key"
+            )
+        if member.disabled:
+            raise MissingApiKey(
+                f"Member {member.name} is disabled on this proxy.", code="member_disabled"
+            )
+        return member
+
+    def upstream_key(self, member: Member) -> str:
+        """The xAI key this member's requests go upstream with."""
+        if member.xai_key_env:
+            own = os.environ.get(member.xai_key_env, "")
+            if own:
+                return own
+        if not self.server_key:
+            raise NoUpstreamKey(
+                "This proxy has no xAI key for this member: set XAI_API_KEY, or the member's "
+                f"own key in ${member.xai_key_env or '<its xai_key_env>'}."
+            )
+        return self.server_key
+
+    def scope_path(self, method: str, route: str) -> Decision:
+        """What the HTTP layer does with this path in shared mode (see scope.py)."""
+        return classify(method, route)
+
+    # limits
+    async def check(self, member: Member, route: str, model: str | None) -> Admission:
+        """Raise before anything goes upstream when the member may not make this request.
+
+        The Admission goes back with `record_usage`: near a budget it holds the member's
+        turn in this worker, so each worker has at most one such request in flight.
+        """
+        limits = member.limits
+        if not limits.allows_route(route):
+            raise NotAllowed(f"Member {member.name} may not use /{route} on this proxy.")
+        if model is not None and not limits.allows_model(model):
+            raise NotAllowed(
+                f"Member {member.name} may not use model {model} on this proxy.",
+                code="model_not_allowed",
+                param="model",
+            )
+        admission = Admission()
+        if not limits.counted or self.db_down:
+            # While the database is down (the reload loop notices its return), limits fail
+            # open without each request waiting for a connection timeout first.
+            return admission
+        now = datetime.now(UTC)
+        minute, day, month = windows(now)
+        names = (minute, day, month)
+        try:
+            if limits.metered:
+                counted = await self.store.counted(member.id, names)
+                _check_budgets(member, limits, counted, now=now, names=names)
+                if self._near(member, counted, names):
+                    # Close to a budget: one request of this member at a time in this
+                    # worker, and it sees what the one before it used.
+                    admission.lock = self.turns.setdefault(member.id, asyncio.Lock())
+                    await admission.lock.acquire()
+                    counted = await self.store.counted(member.id, names)
+                    _check_budgets(member, limits, counted, now=now, names=names)
+            if limits.rpm is not None and not await self.store.take_request(
+                member.id, minute, limits.rpm
+            ):
+                raise RateLimited(
+                    f"Member {member.name} reached its limit of {limits.rpm} requests per minute.",
+                    _seconds_to_next_minute(now),
+                )
+        except DB_ERRORS as exc:
+            # Refusing every request while the database is away would stop the whole team;
+            # the limits are a budget guard, not an authorization. Documented in docs/teams.md.
+            admission.release()
+            self._database_failed(exc)
+        except BaseException:
+            admission.release()
+            raise
+        return admission
+
+    def _near(
+        self, member: Member, counted: dict[str, tuple[int, int]], names: tuple[str, str, str]
+    ) -> bool:
+        """Whether one more request as large as the member's largest so far could cross a budget."""
+        largest_tokens, largest_nanos = self.largest.get(member.id, (0, 0))
+        if not largest_tokens and not largest_nanos:
+            return False
+        limits = member.limits
+        minute, day, month = names
+        used = {name: counted.get(name, (0, 0)) for name in names}
+        checks = (
+            (limits.tpm, used[minute][0], largest_tokens),
+            (limits.tokens_per_day, used[day][0], largest_tokens),
+            (limits.tokens_per_month, used[month][0], largest_tokens),
+            (_nanos(limits.dollars_per_day), used[day][1], largest_nanos),
+            (_nanos(limits.dollars_per_month), used[month][1], largest_nanos),
+        )
+        return any(limit is not None and limit - spent <= step for limit, spent, step in checks)
+
+    async def record_usage(
+        self,
+        member: Member,
+        model: str | None,
+        usage: dict[str, int] | None,
+        admission: Admission | None = None,
+    ) -> None:
+        """Count one finished request: per member, model and day, and in the limit windows."""
+        try:
+            await self._record_usage(member, model, usage)
+        finally:
+            if admission is not None:
+                admission.release()
+
+    async def _record_usage(
+        self, member: Member, model: str | None, usage: dict[str, int] | None
+    ) -> None:
+        model = model or "-"
+        usage = usage or {}
+        cost = self.prices.cost(model, usage) if usage else 0
+        now = datetime.now(UTC)
+        row = self.pending[(member.id, f"{now:%Y-%m-%d}", model)]
+        for index, value in enumerate(
+            (
+                1,
+                usage.get("prompt", 0),
+                usage.get("completion", 0),
+                usage.get("reasoning", 0),
+                usage.get("cached", 0),
+                cost,
+            )
+        ):
+            row[index] += value
+        if member.limits.metered and usage and not self.db_down:
+            tokens = usage.get("prompt", 0) + usage.get("completion", 0) + usage.get("reasoning", 0)
+            largest = self.largest.get(member.id, (0, 0))
+            self.largest[member.id] = (max(largest[0], tokens), max(largest[1], cost))
+            try:
+                await self.store.add_to_counters(member.id, windows(now), tokens, cost)
+            except DB_ERRORS as exc:
+                self._database_failed(exc)
+
+    async def flush(self) -> None:
+        """Write the usage gathered since the last flush (kept for later if that fails)."""
+        for (kind, object_id), member_id in list(self.pending_claims.items()):
+            await self.store.claim(member_id, kind, [object_id])
+            del self.pending_claims[(kind, object_id)]
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, defaultdict(lambda: [0] * len(USAGE_COLUMNS))
+        rows = [
+            {
+                "member_id": member_id,
+                "day": day,
+                "model": model,
+                **dict(zip(USAGE_COLUMNS, counts, strict=True)),
+            }
+            for (member_id, day, model), counts in batch.items()
+        ]
+        try:
+            await self.store.add_usage(rows)
+        except BaseException:
+            for key, counts in batch.items():
+                row = self.pending[key]
+                for index, value in enumerate(counts):
+                    row[index] += value
+            while len(self.pending) > MAX_PENDING_ROWS:
+                del self.pending[next(iter(self.pending))]
+            raise
+        minute = int(datetime.now(UTC).timestamp()) // 60
+        await self.store.prune_counters(minute - 2)
+
+    # ownership
+    async def claim(self, member: Member, kind: str, object_ids: list[str]) -> None:
+        """The member created these objects: only it will reach them through the proxy."""
+        try:
+            await self.store.claim(member.id, kind, object_ids)
+        except DB_ERRORS as exc:
+            # The object exists upstream already: keep the claim and write it when the
+            # database is back (this worker answers for it meanwhile).
+            self._database_failed(exc)
+            for object_id in object_ids:
+                self.pending_claims[(kind, object_id)] = member.id
+
+    async def owns(self, member: Member, kind: str, object_id: str) -> bool:
+        """Whether the member created this object through the proxy."""
+        if self.pending_claims.get((kind, object_id)) == member.id:
+            return True
+        return object_id in await self.store.owned(member.id, kind, [object_id])
+
+    async def owned_among(self, member: Member, kind: str, object_ids: list[str]) -> set[str]:
+        """The member's objects among `object_ids` (for filtering lists)."""
+        return await self.store.owned(member.id, kind, object_ids)
+
+    async def require(self, member: Member, kind: str, object_id: str) -> None:
+        """404, as if absent, unless the member owns the object."""
+        if not await self.owns(member, kind, object_id):
+            raise ObjectNotFound(f"No {kind} with id {object_id} was found.")
+
+    def key_view(self, member: Member, presented: str) -> dict[str, Any]:
+        """GET /api-key for a member: its own key and limits, never the account's."""
+        return {
+            "redacted_api_key": f"{presented[:4]}...{presented[-4:]}",
+            "name": member.name,
+            "api_key_id": key_fingerprint(presented),
+            "member_id": member.id,
+            "limits": member.limits.to_json(),
+            "acls": [f"api-key:model:{model}" for model in member.limits.models or ("*",)]
+            + [f"api-key:endpoint:{route}" for route in member.limits.routes or ("*",)],
+            "api_key_blocked": False,
+            "api_key_disabled": member.disabled,
+            "team_blocked": False,
+        }
+
+    def settings_names(self) -> dict[str, str]:
+        """Names of the GROK_PROXY_API_KEYS members, by member id."""
+        return {member.id: member.name for member in self.settings_keys.values()}
+
+    # members (admin API and CLI)
+    async def members(self) -> list[tuple[Member, int]]:
+        """Database members with their key counts, then the GROK_PROXY_API_KEYS members."""
+        listed = await self.store.list_members()
+        return listed + [(member, 1) for member in self.settings_keys.values()]
+
+
+def _check_budgets(
+    member: Member,
+    limits: Limits,
+    counted: dict[str, tuple[int, int]],
+    *,
+    now: datetime,
+    names: tuple[str, str, str],
+) -> None:
+    minute, day, month = names
+    tokens = {name: counted.get(name, (0, 0))[0] for name in (minute, day, month)}
+    nanos = {name: counted.get(name, (0, 0))[1] for name in (minute, day, month)}
+    if limits.tpm is not None and tokens[minute] >= limits.tpm:
+        raise RateLimited(
+            f"Member {member.name} reached its limit of {limits.tpm} tokens per minute.",
+            _seconds_to_next_minute(now),
+        )
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    next_month = (now.replace(day=1) + timedelta(days=32)).replace(
+        day=1, hour=0, minute=0, second=0, microsecond=0
+    )
+    budgets = (
+        (limits.tokens_per_day, tokens[day], "tokens per day", tomorrow),
+        (limits.tokens_per_month, tokens[month], "tokens per month", next_month),
+        (_nanos(limits.dollars_per_day), nanos[day], "dollars per day", tomorrow),
+        (_nanos(limits.dollars_per_month), nanos[month], "dollars per month", next_month),
+    )
+    for limit, used, unit, resets in budgets:
+        if limit is not None and used >= limit:
+            shown = limit / NANOS_PER_DOLLAR if unit.startswith("dollars") else limit
+            raise BudgetExceeded(
+                f"Member {member.name} used its budget of {shown:g} {unit}; it renews at "
+                f"{resets:%Y-%m-%d %H:%M} UTC.",
+                (resets - now).total_seconds(),
+            )
+
+
+def _nanos(dollars: float | None) -> int | None:
+    return None if dollars is None else round(dollars * NANOS_PER_DOLLAR)
+
+
+def _seconds_to_next_minute(now: datetime) -> float:
+    return 60 - now.second - now.microsecond / 1e6
+
+
+class TeamAuth(CallerAuth):
+    """CallerAuth for a shared proxy: member access keys in, the member's upstream key out."""
+
+    def __init__(self, settings: Settings, team: Team) -> None:
+        super().__init__(settings)
+        self.team = team
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    def admit(self, presented: str | None, *, where: str) -> Caller:
+        member = self.team.admit(presented, where)
+        assert presented is not None
+        fingerprint = key_fingerprint(presented)
+        if not member.from_settings:  # those are named by their fingerprint already
+            fingerprint = f"{member.name}/{fingerprint}"
+        return MemberCaller(self.team.upstream_key(member), fingerprint, member)
+
+
+@dataclass(slots=True)
+class Admission:
+    """An admitted request; near a budget it holds its member's turn in this worker."""
+
+    lock: asyncio.Lock | None = None
+
+    def release(self) -> None:
+        """Give the turn to the member's next request (once; later calls do nothing)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberCaller(Caller):
+    """A Caller that also says which member it is."""
+
+    member: Member
