@@ -113,10 +113,10 @@ class Settings(BaseSettings):
         default=64 * 1024, ge=1024, description="Largest total size of request headers (431 above)."
     )
     default_image_model: str = Field(
-        default="grok-2-image", description="Model used by image routes when none is given."
+        default="grok-imagine-image", description="Model used by image routes when none is given."
     )
     default_vision_model: str = Field(
-        default="grok-2-vision-latest", description="Model used by /vision/analyze by default."
+        default="grok-4.3", description="Model used by /vision/analyze by default."
     )
     forwarded_allow_ips: str = Field(
         default="",
