@@ -22,6 +22,7 @@ from grok_proxy.config import Settings, get_settings
 from grok_proxy.errors import Flavor, ProxyError, envelope_bytes, error_envelope
 from grok_proxy.logs import configure_logging
 from grok_proxy.middleware import RequestLog, V1Alias
+from grok_proxy.routes import anthropic as anthropic_routes
 from grok_proxy.routes import api, chat, health, images, metrics, vision
 from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
 from grok_proxy.upstream import Upstream
@@ -44,8 +45,10 @@ EXPOSED_HEADERS = [
 
 
 def flavor_of(request: Request) -> Flavor:
-    """Anthropic's envelope on the Anthropic-style route, OpenAI's everywhere else."""
-    return Flavor.ANTHROPIC if request.url.path.endswith("/messages") else Flavor.OPENAI
+    """Anthropic's envelope on Anthropic-style routes (/messages, /messages/...), else OpenAI's."""
+    path = request.url.path
+    anthropic = path.endswith("/messages") or "/messages/" in path
+    return Flavor.ANTHROPIC if anthropic else Flavor.OPENAI
 
 
 def create_app(
@@ -92,6 +95,8 @@ def create_app(
     app.router.routes.clear()
     for area in (chat, api, images, vision, health, metrics):
         app.router.routes.extend(area.router.routes)
+    # Anthropic-style routes beside /messages (count_tokens), before the pass-through.
+    app.router.routes.extend(anthropic_routes.router.routes)
     app.router.routes.extend(builtin)
     app.router.routes.extend(api.passthrough.routes)
     app.add_middleware(V1Alias)

@@ -468,3 +468,25 @@ def test_cache_affinity_reaches_xai(oai: openai.OpenAI, fresh_sim: Simulator) ->
     assert fresh_sim.last_request()["headers"]["x-grok-conv-id"] == "conv-42"
     oai.responses.create(model="grok-4", input="Hi", prompt_cache_key="conv-42")
     assert orjson.loads(fresh_sim.last_request()["body"])["prompt_cache_key"] == "conv-42"
+
+
+def test_unknown_content_part_and_tool_choice_kinds_reach_xai(
+    live: Proxy, fresh_sim: Simulator
+) -> None:
+    body = {
+        "model": "grok-4",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Listen"},
+                    {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+                ],
+            }
+        ],
+        "tools": [WEATHER_TOOL],
+        "tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}},
+    }
+    response = httpx.post(f"{live.api}/chat/completions", json=body, headers=AUTH)
+    assert response.status_code == 200
+    assert orjson.loads(fresh_sim.last_request()["body"]) == body
