@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     )
     xai_model_aliases: str = Field(
         default="",
-        description="Extra model names, `caller=upstream` pairs: `grok-4=x-ai/grok-4-0709`.",
+        description="Extra model names, `caller=upstream` pairs: `grok=x-ai/grok-4.3`.",
     )
     cloudflare_account_id: str = Field(default="", description="For the cloudflare preset.")
     cloudflare_gateway_id: str = Field(default="", description="For the cloudflare preset.")

@@ -148,14 +148,14 @@ class ChatCompletionRequest(Open):
         json_schema_extra={
             "examples": [
                 {
-                    "model": "grok-4",
+                    "model": "grok-4.3",
                     "messages": [
                         {"role": "system", "content": "You are a helpful assistant."},
                         {"role": "user", "content": "Say hello in one word."},
                     ],
                 },
                 {
-                    "model": "grok-4",
+                    "model": "grok-4.3",
                     "stream": True,
                     "stream_options": {"include_usage": True},
                     "messages": [{"role": "user", "content": "Count to five."}],
@@ -164,7 +164,7 @@ class ChatCompletionRequest(Open):
         }
     )
 
-    model: str = Field(min_length=1, description="Model id or alias, e.g. `grok-4`.")
+    model: str = Field(min_length=1, description="Model id or alias, e.g. `grok-4.3`.")
     messages: list[Message] = Field(min_length=1)
     temperature: Probability | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None

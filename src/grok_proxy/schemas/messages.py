@@ -102,7 +102,7 @@ class MessagesRequest(Open):
         json_schema_extra={
             "examples": [
                 {
-                    "model": "grok-4",
+                    "model": "grok-4.3",
                     "max_tokens": 256,
                     "messages": [{"role": "user", "content": "Hello, world"}],
                 }
