@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 JSON = dict[str, Any]
-MAX_DEPTH = 8
+MAX_DEPTH = 12
+# Below this depth optional properties and array items are left out.
+SHALLOW = 4
 
 # Strings in a known `format` must look the part, or strict validators reject them.
 FORMATS = {
@@ -41,6 +43,8 @@ def instance(schema: Any, root: JSON | None = None, name: str = "value", depth: 
     for key in ("anyOf", "oneOf"):
         if isinstance(schema.get(key), list) and schema[key]:
             options = [o for o in schema[key] if not (isinstance(o, dict) and _is_null(o))]
+            if depth >= SHALLOW and len(options) < len(schema[key]):
+                return None  # deep down, a nullable branch ends the recursion
             return instance((options or schema[key])[0], root, name, depth + 1)
     if isinstance(schema.get("allOf"), list):
         merged: JSON = {}
@@ -63,16 +67,19 @@ def instance(schema: Any, root: JSON | None = None, name: str = "value", depth: 
 def _of_type(kind: str, schema: JSON, root: JSON, name: str, depth: int) -> Any:
     if kind == "object":
         properties = schema.get("properties") or {}
+        required = set(schema.get("required") or [])
+        # Deep down, only what is required: recursive schemas (trees) must end somewhere.
         return {
             key: instance(sub, root, key, depth + 1)
             for key, sub in properties.items()
-            if isinstance(sub, dict)
+            if isinstance(sub, dict) and (depth < SHALLOW or key in required)
         }
     if kind == "array":
         items = schema.get("items")
         if isinstance(schema.get("prefixItems"), list):
             return [instance(s, root, name, depth + 1) for s in schema["prefixItems"]]
-        count = max(1, int(schema.get("minItems", 1)))
+        least = int(schema.get("minItems", 0))
+        count = least if depth >= SHALLOW else max(1, least)
         if "maxItems" in schema:
             count = min(count, int(schema["maxItems"]))
         return [instance(items or {}, root, name, depth + 1) for _ in range(count)]
