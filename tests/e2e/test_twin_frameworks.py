@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+
+import httpx
 import instructor
 import openai
 import pytest
@@ -30,8 +34,12 @@ def get_weather(city: str, days: int) -> str:
 
 
 @pytest.fixture
-def chat(live: Proxy) -> ChatOpenAI:
-    return ChatOpenAI(model="grok-4.3", base_url=live.api, api_key=KEY, max_retries=0)
+def chat(live: Proxy) -> Iterator[ChatOpenAI]:
+    # Our own HTTP client: LangChain's default one is shared and never closed.
+    with httpx.Client() as http:
+        yield ChatOpenAI(
+            model="grok-4.3", base_url=live.api, api_key=KEY, max_retries=0, http_client=http
+        )
 
 
 def test_langchain_structured_output(chat: ChatOpenAI) -> None:
@@ -62,6 +70,11 @@ def test_instructor_json_schema_mode(live: Proxy) -> None:
 
 
 def test_pydantic_ai_output_type(live: Proxy) -> None:
-    model = OpenAIChatModel("grok-4.3", provider=OpenAIProvider(base_url=live.api, api_key=KEY))
-    result = Agent(model, output_type=City).run_sync("Describe a city.")
-    assert isinstance(result.output, City)
+    async def ask() -> City:
+        # Our own client, so its sockets are closed when the test ends.
+        async with openai.AsyncOpenAI(base_url=live.api, api_key=KEY, max_retries=0) as client:
+            model = OpenAIChatModel("grok-4.3", provider=OpenAIProvider(openai_client=client))
+            result = await Agent(model, output_type=City).run("Describe a city.")
+            return result.output
+
+    assert isinstance(asyncio.run(ask()), City)
