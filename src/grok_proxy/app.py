@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -20,12 +19,15 @@ from starlette.responses import Response
 from grok_proxy import __version__
 from grok_proxy.config import Settings, get_settings
 from grok_proxy.errors import Flavor, ProxyError, envelope_bytes, error_envelope
+from grok_proxy.forwarder import Forwarder
 from grok_proxy.logs import configure_logging
 from grok_proxy.middleware import RequestLog, V1Alias
+from grok_proxy.ops_auth import OpsGuard
+from grok_proxy.paths import DotSegments
+from grok_proxy.redact import remember_secrets
 from grok_proxy.routes import anthropic as anthropic_routes
 from grok_proxy.routes import api, chat, health, images, metrics, vision
 from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
-from grok_proxy.upstream import Upstream
 
 log = logging.getLogger("grok_proxy")
 
@@ -51,23 +53,20 @@ def flavor_of(request: Request) -> Flavor:
     return Flavor.ANTHROPIC if anthropic else Flavor.OPENAI
 
 
-def create_app(
-    settings: Settings | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-    *,
-    handle_signals: bool = False,
-) -> FastAPI:
-    """Build the proxy; `transport` replaces the network in tests.
+def create_app(settings: Settings | None = None, *, handle_signals: bool = False) -> FastAPI:
+    """Build the proxy.
 
     `handle_signals` lets the app hear SIGTERM to drain gracefully (only under a server).
     """
     settings = settings or get_settings()
+    # Relayed upstream errors never show these (redact.redact, in errors.upstream_error).
+    remember_secrets(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.upstream = Upstream(settings, transport)
+        app.state.forwarder = Forwarder(settings)
         if handle_signals:
-            app.state.upstream.drain.install()
+            app.state.forwarder.drain.install()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight, so full collections stay short and do not stall requests.
         gc.collect()
@@ -75,7 +74,7 @@ def create_app(
         try:
             yield
         finally:
-            await app.state.upstream.aclose()
+            await app.state.forwarder.aclose()
 
     app = FastAPI(
         title="grok-proxy",
@@ -100,6 +99,10 @@ def create_app(
     app.router.routes.extend(builtin)
     app.router.routes.extend(api.passthrough.routes)
     app.add_middleware(V1Alias)
+    # Operational routes need a token in shared deployments (see ops_auth).
+    app.add_middleware(OpsGuard, settings=settings)
+    # Outside V1Alias: dot-segments are resolved (or refused) before any prefix or route.
+    app.add_middleware(DotSegments)
     if settings.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -20,9 +20,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
 
     serve = commands.add_parser("serve", help="run the proxy (the default)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    # Unset flags fall back to HOST, PORT and WORKERS (config.Settings), so a container is
+    # configured by environment without repeating its whole command.
+    serve.add_argument("--host", help="address to listen on (default: HOST, else 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: PORT, else 8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (default: WORKERS, else 1)")
 
     simulate = commands.add_parser("simulate", help="run the offline stand-in for api.x.ai")
     simulate.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -44,15 +46,20 @@ def main(argv: list[str] | None = None) -> None:
     serve(args.host, args.port, args.workers)
 
 
-def serve(host: str, port: int, workers: int) -> None:
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the proxy under uvicorn with its fast loop and HTTP parser."""
     import uvicorn
 
-    from grok_proxy.config import get_settings
     from grok_proxy.logs import configure_logging
+    from grok_proxy.server_protocol import PROTOCOL, raise_open_files_limit
+    from grok_proxy.startup import settings_or_exit
 
-    settings = get_settings()
+    settings = settings_or_exit()
+    host = settings.host if host is None else host
+    port = settings.port if port is None else port
+    workers = settings.workers if workers is None else workers
     configure_logging(settings.log_level, settings.log_format)
+    raise_open_files_limit()
     if workers > 1:
         # Each worker is its own process: metrics add up only through a shared directory.
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
@@ -68,7 +75,8 @@ def serve(host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        # httptools with limits on head size, head and body time, and connections.
+        http=PROTOCOL,
         log_level=settings.log_level,
         # grok-proxy's own logging set-up (logs.configure_logging) formats every line.
         log_config=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Literal
 
@@ -10,11 +11,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from grok_proxy.presets import PRESETS
 
+# A comment in a keys setting or file: from a `#` at the line's start or after whitespace.
+COMMENT = re.compile(r"(?:^|\s)#.*$")
+
 
 class Settings(BaseSettings):
     """Typed settings; the environment variable of each field is its name in upper case."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # hide_input_in_errors: a configuration error must not print the values (keys) it read.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     xai_upstream: Literal["xai", "openrouter", "cometapi", "cloudflare"] = Field(
         default="xai", description="Which access point serves Grok (docs/configuration.md)."
@@ -46,6 +53,41 @@ class Settings(BaseSettings):
         default=900.0,
         gt=0,
         description="Longest wait in seconds for the next byte from upstream, first or later.",
+    )
+    xai_write_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest wait in seconds for the upstream to take more of a request body.",
+    )
+    xai_total_timeout: float = Field(
+        default=3600.0,
+        ge=0,
+        description=(
+            "Longest time in seconds for a complete non-streamed answer; 0: none. Streams "
+            "have no total deadline."
+        ),
+    )
+    xai_http2: bool = Field(
+        default=True,
+        description="Offer HTTP/2 to https upstreams (ALPN); false keeps HTTP/1.1.",
+    )
+    xai_proxy_url: str = Field(
+        default="",
+        description=(
+            "Forward proxy for upstream traffic, e.g. `http://proxy.corp:3128`. Empty: "
+            "HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY from the environment; "
+            "`direct`: no proxy at all."
+        ),
+    )
+    xai_ca_bundle: str = Field(
+        default="",
+        description="PEM file of extra CA certificates to trust upstream (TLS-inspecting proxies).",
+    )
+    ssl_cert_file: str = Field(
+        default="", description="PEM file of extra CA certificates (as OpenSSL reads it)."
+    )
+    ssl_cert_dir: str = Field(
+        default="", description="Directories of extra CA certificate files, `:`-separated."
     )
     xai_pool_size: int = Field(
         default=1000, ge=1, description="Most upstream connections open at once, per worker."
@@ -107,7 +149,25 @@ class Settings(BaseSettings):
         ),
     )
     max_body_bytes: int = Field(
-        default=25 * 1024 * 1024, ge=1, description="Largest request body accepted, in bytes."
+        default=64 * 1024 * 1024,
+        ge=1,
+        description=(
+            "Largest request body accepted, in bytes (two 20 MiB images as base64 fit; "
+            "uploads stream, so it costs no memory there)."
+        ),
+    )
+    max_response_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=1,
+        description=(
+            "Largest JSON answer the proxy reads whole (usage, rewrites); 502 above. Other "
+            "answers stream through and have no limit."
+        ),
+    )
+    max_sse_event_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Largest single event of an upstream stream; larger ends it with an error.",
     )
     max_header_bytes: int = Field(
         default=64 * 1024, ge=1024, description="Largest total size of request headers (431 above)."
@@ -131,6 +191,59 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="`json` for one JSON object per line, `text` for people."
     )
+    headers_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Seconds a caller has to send a request's line and headers, from the connection's "
+            "start or the request's first byte; then 408 and the connection is closed."
+        ),
+    )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Longest silence in seconds while a request body arrives, and the grace before "
+            "BODY_MIN_RATE applies; then 408 and the connection is closed."
+        ),
+    )
+    body_min_rate: int = Field(
+        default=1024,
+        ge=0,
+        description=(
+            "Slowest average upload in bytes per second once BODY_TIMEOUT has passed "
+            "(1 KiB/s: 25 MiB take 7 hours); 0: no minimum."
+        ),
+    )
+    grok_proxy_ops_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Token for /metrics, /docs, /openapi.json and /health?upstream=1 (Bearer, or "
+            "the password of Basic auth). Unset: those need an access key when "
+            "GROK_PROXY_API_KEYS is set, and nothing otherwise."
+        ),
+    )
+    max_connections: int = Field(
+        default=4096,
+        ge=1,
+        description=(
+            "Most caller connections open at once per worker (lowered to fit the open-files "
+            "limit); further ones get 503 and are closed."
+        ),
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address `grok-proxy serve` listens on when `--host` is not given.",
+    )
+    port: int = Field(
+        default=8000,
+        ge=1,
+        le=65535,
+        description="Port `grok-proxy serve` listens on when `--port` is not given.",
+    )
+    workers: int = Field(
+        default=1, ge=1, description="Worker processes when `--workers` is not given."
+    )
 
     @field_validator("xai_base_url")
     @classmethod
@@ -149,7 +262,7 @@ class Settings(BaseSettings):
             account_id=self.cloudflare_account_id, gateway_id=self.cloudflare_gateway_id
         )
 
-    @field_validator("xai_api_key", "cloudflare_aig_token", mode="before")
+    @field_validator("xai_api_key", "cloudflare_aig_token", "grok_proxy_ops_token", mode="before")
     @classmethod
     def _empty_key_is_no_key(cls, value: object) -> object:
         # `XAI_API_KEY=` in a .env file means "not set", not "the empty key".
@@ -159,6 +272,8 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.grok_proxy_api_keys and self.xai_api_key is None:
             raise ValueError("GROK_PROXY_API_KEYS is set, so XAI_API_KEY must be set too")
+        if self.grok_proxy_api_keys.strip():
+            self._require_access_keys()
         cloudflare_ids = self.cloudflare_account_id and self.cloudflare_gateway_id
         if self.xai_upstream == "cloudflare" and not self.xai_base_url and not cloudflare_ids:
             raise ValueError(
@@ -167,13 +282,37 @@ class Settings(BaseSettings):
         return self
 
     def access_keys(self) -> tuple[str, ...]:
-        """The keys callers must present; empty for pure pass-through of their own keys."""
+        """The keys callers must present; empty for pure pass-through of their own keys.
+
+        A `#` at the start of a line or after a space starts a comment, to the line's end:
+        `# old: a, b` yields no key.
+        """
         source = self.grok_proxy_api_keys.strip()
         if source.startswith("@"):
             with open(source[1:], encoding="utf-8") as keys_file:
                 source = keys_file.read()
-        keys = (key.strip() for key in source.replace(",", "\n").splitlines())
-        return tuple(key for key in keys if key and not key.startswith("#"))
+        keys: list[str] = []
+        for line in source.splitlines():
+            text = COMMENT.sub("", line)
+            keys.extend(key.strip() for key in text.split(",") if key.strip())
+        return tuple(keys)
+
+    def _require_access_keys(self) -> None:
+        """A keys setting that yields no key would silently turn access control off."""
+        source = self.grok_proxy_api_keys.strip()
+        try:
+            keys = self.access_keys()
+        except OSError as exc:
+            raise ValueError(
+                f"GROK_PROXY_API_KEYS names a keys file that cannot be read: {source[1:]} "
+                f"({exc.strerror})"
+            ) from None
+        if not keys:
+            where = f"the file {source[1:]}" if source.startswith("@") else "GROK_PROXY_API_KEYS"
+            raise ValueError(
+                f"{where} holds no key (only comments or blanks); refusing to start with "
+                "access control off. Unset GROK_PROXY_API_KEYS for pass-through."
+            )
 
     @staticmethod
     def split(value: str) -> list[str]:

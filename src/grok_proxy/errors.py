@@ -5,6 +5,7 @@ Exception tree::
     ProxyError                  any failure answered with an error envelope
     ├── MissingApiKey           401, no key on the request; nothing was sent upstream
     ├── InvalidRequest          400, body is not JSON or is not usable
+    │   └── CallerGone          the caller hung up while sending; nobody reads the answer
     ├── ValidationFailed        422, body JSON does not match the route's schema
     ├── PayloadTooLarge         413, body over `max_body_bytes`
     ├── UpstreamError           upstream answered 4xx/5xx; keeps its status and message
@@ -20,6 +21,8 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
+
+from grok_proxy.redact import redact
 
 
 class Flavor(Enum):
@@ -81,6 +84,10 @@ class InvalidRequest(ProxyError):
     code = "invalid_request"
 
 
+class CallerGone(InvalidRequest):
+    code = "caller_gone"
+
+
 class ValidationFailed(ProxyError):
     status = 422
     code = "invalid_value"
@@ -131,12 +138,24 @@ def error_envelope(
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def upstream_error(status: int, body: bytes, content_type: str) -> UpstreamError:
+def upstream_error(
+    status: int, body: bytes, content_type: str, *, caller_key: str | None = None
+) -> UpstreamError:
     """Read the reason out of an upstream error body, whatever shape it came in.
 
     xAI sends `{"code": "...", "error": "..."}`; OpenAI-style providers send
-    `{"error": {"message": ...}}`; a CDN in between may send an HTML page.
+    `{"error": {"message": ...}}`; a CDN in between may send an HTML page. Secrets are
+    redacted from the message (redact.redact); `caller_key`, the key the caller sent, may stay.
     """
+    error = _upstream_error(status, body, content_type)
+    error.message = redact(error.message, caller_key)
+    error.args = (error.message,)
+    if error.code is not None:
+        error.code = redact(error.code, caller_key)
+    return error
+
+
+def _upstream_error(status: int, body: bytes, content_type: str) -> UpstreamError:
     reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
     try:
         data = orjson.loads(body) if body else None

@@ -10,6 +10,7 @@ import atexit
 import contextlib
 import hashlib
 import logging
+import re
 import sys
 import threading
 import time
@@ -35,6 +36,53 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
         return True
+
+
+# Characters that could end a log line or disguise one: C0 and C1 controls, DEL, and the
+# Unicode line and paragraph separators.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """`text` with control characters written as escapes (`\\n`), so it stays on one line."""
+    if text.isprintable():
+        return text
+    return CONTROL_CHARACTERS.sub(
+        lambda match: (
+            _ESCAPES.get(match.group(), f"\\x{ord(match.group()):02x}")
+            if ord(match.group()) <= 0xFF
+            else f"\\u{ord(match.group()):04x}"
+        ),
+        text,
+    )
+
+
+class TextFormatter(logging.Formatter):
+    """The text format, one line per record, whatever the logged values contain."""
+
+    # Values (URLs, model names) come from callers: escaped, they cannot forge a line. A
+    # traceback follows indented by four spaces, so every line at the margin is a record.
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = escape_controls(record.getMessage())
+        request = escape_controls(str(getattr(record, "request_id", "-")))
+        exc_text = record.exc_text
+        if record.exc_info and not exc_text:
+            exc_text = self.formatException(record.exc_info)
+        saved = record.msg, record.args, record.exc_info, record.exc_text, record.stack_info
+        record.msg, record.args, record.exc_info, record.exc_text = message, None, None, None
+        record.stack_info = None
+        record.request_id = request
+        try:
+            line = super().format(record)
+        finally:
+            record.msg, record.args, record.exc_info, record.exc_text, record.stack_info = saved
+        extra = [text for text in (exc_text, saved[4]) if text]
+        for text in extra:
+            lines = text.splitlines() or [""]
+            line += "\n" + "\n".join("    " + escape_controls(part) for part in lines)
+        return line
 
 
 class JsonFormatter(logging.Formatter):
@@ -181,7 +229,7 @@ def configure_logging(level: str, fmt: str) -> None:
     if _writer is not None:
         _writer.stop()
     _writer = LogWriter(
-        sys.stderr, JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+        sys.stderr, JsonFormatter() if fmt == "json" else TextFormatter(TEXT_FORMAT)
     )
     _writer.start()
     atexit.register(_writer.stop)

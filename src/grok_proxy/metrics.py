@@ -3,12 +3,15 @@
 With `--workers N` the CLI points PROMETHEUS_MULTIPROC_DIR at a fresh directory before the
 workers start, so every worker writes its samples there and /metrics adds them up.
 Label values that callers control (model names) are capped, so a flood of made-up model
-names cannot grow the metrics without bound.
+names cannot grow the metrics without bound: a model gets its own label only once the
+upstream accepted a request for it (a 2xx), at most MAX_MODELS of them and each at most
+MAX_LABEL_LENGTH long; every other name counts as `other`.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -44,6 +47,7 @@ LATENCY_BUCKETS = (
 )
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 MAX_MODELS = 100
+MAX_LABEL_LENGTH = 64
 
 REQUESTS = Counter(
     "grok_proxy_requests_total",
@@ -92,12 +96,13 @@ _models: set[str] = set()
 _tokens: dict[tuple[str, str], Counter] = {}
 
 
-def model_label(model: str | None) -> str:
+def model_label(model: str | None, accepted: bool = False) -> str:
+    """The model's own label once an upstream accepted it (now, or before), else `other`."""
     if not model:
         return "-"
     if model in _models:
         return model
-    if len(_models) < MAX_MODELS:
+    if accepted and len(_models) < MAX_MODELS and len(model) <= MAX_LABEL_LENGTH:
         _models.add(model)
         return model
     return "other"
@@ -130,7 +135,8 @@ def observe(record: RequestRecord, status: int, duration: float, first_byte: flo
     """Everything one finished request tells the metrics."""
     route = record.route or "unmatched"
     series = _series(route)
-    model = model_label(record.model)
+    # Accepted: upstream answered, and not with an error (a made-up key or model gets 4xx).
+    model = model_label(record.model, record.upstream_seconds is not None and status < 400)
     counter = series.requests.get((model, status))
     if counter is None:
         counter = series.requests[model, status] = REQUESTS.labels(route, model, str(status))
@@ -155,9 +161,24 @@ def observe(record: RequestRecord, status: int, duration: float, first_byte: flo
         UNKNOWN_USAGE.labels(model).inc()
 
 
+def forget_dead_workers(directory: str) -> None:
+    """Drop the live gauges of workers that are gone: a crashed one's streams stop counting."""
+    # A worker killed outright (OOM, SIGKILL) runs no exit hook and uvicorn's supervisor has
+    # none to offer, so the check happens where the numbers are read: at every scrape.
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+        except PermissionError:
+            pass  # alive, owned by someone else
+
+
 def render() -> tuple[bytes, str]:
     """The exposition text, summed over every worker in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if directory := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        forget_dead_workers(directory)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST

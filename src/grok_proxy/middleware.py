@@ -19,6 +19,8 @@ from grok_proxy.record import RequestRecord
 API_PREFIX = "/api/v1"
 
 access_log = logging.getLogger("grok_proxy.access")
+# Longest model name written to an access line (longer ones are cut, with an ellipsis).
+MAX_LOGGED_MODEL = 200
 
 # A caller's X-Request-ID is kept when it is a plausible id, replaced otherwise (it ends
 # up in log lines and upstream headers, so nothing that could forge either gets through).
@@ -140,6 +142,10 @@ def _log_access(
     duration_ms = (perf_counter() - started) * 1000
     path = scope["path"]
     client = scope.get("client")
+    # A model name comes from the caller's body: a megabyte of it would make a megabyte line.
+    model = record.model
+    if model and len(model) > MAX_LOGGED_MODEL:
+        model = model[:MAX_LOGGED_MODEL] + "…"
     fields = {
         "method": scope["method"],
         "path": path,
@@ -150,7 +156,7 @@ def _log_access(
         if record.upstream_seconds
         else None,
         "attempts": record.attempts or None,
-        "model": record.model,
+        "model": model,
         "key": record.key_fingerprint,
         "client": client[0] if client else None,
         "tokens": record.usage,
@@ -162,7 +168,7 @@ def _log_access(
         path,
         status or 499,
         duration_ms,
-        record.model or "-",
+        model or "-",
         record.key_fingerprint or "-",
         extra={"fields": fields},
     )

@@ -1,4 +1,19 @@
-"""What the proxy learns about one request on its way, for the access log and metrics."""
+"""What the proxy learns about one request on its way, for the access log and metrics.
+
+Each field has one writer, so the record reads the same whatever path a request took:
+
+| field            | written by                                                   |
+|------------------|--------------------------------------------------------------|
+| request_id       | middleware.RequestLog, when the request arrives              |
+| route            | routes.shared.LeanRoute, once a route matched                |
+| key_fingerprint  | routes.shared.authorized, after caller authentication        |
+| model            | routes.shared.validated_body, from the validated body        |
+| upstream_seconds | forwarder.Forwarder, when the upstream's headers arrived     |
+| attempts         | forwarder.Forwarder, after the last attempt (retry.Tally)    |
+| error_kind       | forwarder.Forwarder before the answer; relay.* after it      |
+| usage            | forwarder.Forwarder for JSON bodies; relay.SseRelay streams  |
+| streamed         | relay.SseRelay, when a stream starts                         |
+"""
 
 from __future__ import annotations
 

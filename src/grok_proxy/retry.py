@@ -1,30 +1,52 @@
 """One retry policy for every route: only what is safe, only before the caller saw a byte.
 
-Retried: connect failures (nothing reached upstream) and 429/502/503/504 (upstream said
-"not now"). Never retried: other 4xx (the request itself is wrong), read timeouts and
-dropped connections after sending (upstream may be working on it), anything after a
-stream started. Waits grow exponentially with jitter; Retry-After wins, up to a cap; no
-retry starts after the overall deadline.
+Always retried: a request that never left (no connection). Retried on 429/502/503/504 only
+when sending it again cannot do the work twice: an idempotent method, a request carrying
+an Idempotency-Key, a 429 that says when to come back (Retry-After), or a 503 (the upstream
+says it is not serving). A POST answered 502 or 504 may still be generating, and billed:
+it is not sent again. Never retried: other 4xx, timeouts and dropped connections after
+sending, streamed request bodies (they cannot be replayed), anything after a stream
+started. A caller whose SDK retries by itself (it sends `x-stainless-retry-count`) gets
+no status retries here, so retries do not multiply; `x-grok-proxy-max-retries` caps them
+per request. Waits grow exponentially with jitter; Retry-After wins, up to a cap; no retry
+starts after the overall deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from time import time
-
-import httpx
+from typing import Protocol
 
 from grok_proxy.config import Settings
-from grok_proxy.transport import Connector, UpstreamResponse
+from grok_proxy.transport import (
+    Body,
+    BodyTooLarge,
+    NothingSent,
+    UpstreamFailure,
+    UpstreamResponse,
+)
 
 log = logging.getLogger("grok_proxy.retry")
 
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 ATTEMPTS_HEADER = "x-grok-proxy-attempts"
+# Sent by the OpenAI and Anthropic SDKs, which retry by themselves.
+CLIENT_RETRIES_HEADER = "x-stainless-retry-count"
+MAX_RETRIES_HEADER = "x-grok-proxy-max-retries"
+
+
+class Sender(Protocol):
+    async def send(
+        self, method: str, url: str, headers: list[tuple[str, str]], body: Body
+    ) -> UpstreamResponse: ...
 
 
 def retry_after_seconds(retry_after_ms: str, retry_after: str) -> float | None:
@@ -42,6 +64,14 @@ def retry_after_seconds(retry_after_ms: str, retry_after: str) -> float | None:
         except (TypeError, ValueError):
             return None
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """How many retries one request may take, and whether status answers count."""
+
+    retries: int
+    status_retries: bool = True
 
 
 @dataclass(slots=True)
@@ -66,43 +96,62 @@ class RetryPolicy:
         step = self.backoff * 2.0 ** (attempt - 1)
         return min(self.max_wait, step * random.uniform(0.5, 1.0))  # noqa: S311 - not crypto
 
+    def budget(self, caller_headers: Mapping[str, str]) -> Budget:
+        """The retries the caller's request headers allow."""
+        retries = self.max_retries
+        cap = caller_headers.get(MAX_RETRIES_HEADER, "").strip()
+        if cap.isdigit():
+            retries = min(retries, int(cap))
+        return Budget(retries, status_retries=CLIENT_RETRIES_HEADER not in caller_headers)
+
     async def send(
         self,
-        connector: Connector,
+        client: Sender,
         method: str,
         url: str,
         *,
-        headers: dict[str, str],
-        body: bytes | None,
+        headers: list[tuple[str, str]],
+        body: Body,
         tally: Tally,
+        budget: Budget,
     ) -> UpstreamResponse:
         """Send, retrying what is safe to retry; the last answer or error is the caller's."""
+        retries, status_retries = budget.retries, budget.status_retries
+        if body is not None and not isinstance(body, bytes):
+            retries = 0  # a streamed body is consumed by the first attempt
+        replayable = method in IDEMPOTENT or any(name == "idempotency-key" for name, _ in headers)
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self.deadline
         while True:
             tally.attempts += 1
             try:
-                response = await connector.send(method, url, headers, body)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                response = await client.send(method, url, headers, body)
+            except NothingSent as exc:
                 wait = self.wait_before(tally.attempts, None)
-                if not self._may_retry(tally.attempts, wait, loop.time(), give_up_at):
+                if not self._may_retry(tally.attempts, retries, wait, loop.time(), give_up_at):
                     raise
                 log.warning(
                     "attempt %d could not connect (%s); retrying in %.2fs",
                     tally.attempts,
-                    exc,
+                    exc.message,
                     wait,
                 )
             else:
-                if response.status not in RETRYABLE_STATUSES:
+                if response.status not in RETRYABLE_STATUSES or not status_retries:
                     return response
                 hinted = retry_after_seconds(
                     response.header("retry-after-ms"), response.header("retry-after")
                 )
-                wait = self.wait_before(tally.attempts, hinted)
-                if not self._may_retry(tally.attempts, wait, loop.time(), give_up_at):
+                unstarted = response.status == 503 or (
+                    response.status == 429 and hinted is not None
+                )
+                if not (replayable or unstarted):
                     return response
-                await response.read()  # small error body: read it so the connection is reused
+                wait = self.wait_before(tally.attempts, hinted)
+                if not self._may_retry(tally.attempts, retries, wait, loop.time(), give_up_at):
+                    return response
+                with contextlib.suppress(BodyTooLarge, UpstreamFailure):
+                    await response.read(64 * 1024)  # read so the connection is reused
                 log.warning(
                     "attempt %d answered %d; retrying in %.2fs",
                     tally.attempts,
@@ -111,5 +160,6 @@ class RetryPolicy:
                 )
             await asyncio.sleep(wait)
 
-    def _may_retry(self, attempt: int, wait: float, now: float, give_up_at: float) -> bool:
-        return attempt <= self.max_retries and now + wait <= give_up_at
+    @staticmethod
+    def _may_retry(attempt: int, retries: int, wait: float, now: float, give_up_at: float) -> bool:
+        return attempt <= retries and now + wait <= give_up_at

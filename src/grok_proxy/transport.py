@@ -1,33 +1,80 @@
-"""The bottom of the forwarding path: send one request upstream, get status, headers, bytes.
+"""What the forwarder needs from an HTTP client, and the failures it can report.
 
-Two backends share one small interface (`Connector` -> `UpstreamResponse`):
+The forwarder talks to the upstream only through `UpstreamResponse` and the failure tree
+below; `grok_proxy.client` is the one implementation and maps its library's exceptions
+onto this tree in one place. Failure tree::
 
-- `Http1Connector` (grok_proxy.http1), used in production: an HTTP/1.1 client written for
-  this one job, several times cheaper per request than aiohttp's or httpx's
-  (docs/benchmarks.md).
-- `HttpxConnector`, below, which drives any httpx transport, so unit tests mock the
-  upstream with respx or `httpx.MockTransport`.
-
-Both report failures with httpx's exception types, whose names say what happened: refused
-(ConnectError), slow to connect (ConnectTimeout), silent (ReadTimeout), dropped (ReadError /
-RemoteProtocolError). URLs are sent exactly as given: `%2F` stays `%2F`.
+    UpstreamFailure            the exchange with upstream failed; no answer to relay
+    ├── NothingSent            the request never left: always safe to try again
+    │   ├── ConnectFailed      refused, unresolvable, TLS rejected, proxy refused
+    │   ├── ConnectTimedOut    no connection within the connect timeout
+    │   └── PoolTimedOut       no free connection slot within the pool timeout
+    ├── ReadTimedOut           upstream silent for longer than the read timeout
+    ├── WriteTimedOut          upstream stopped taking the request body
+    ├── ConnectionLost         dropped mid-exchange: reset, or a body cut short
+    └── ProtocolViolation      an answer no HTTP peer may send (e.g. 101 to a plain request)
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-import httpx
-
 RawHeaders = list[tuple[bytes, bytes]]
+
+# What goes upstream as a body: bytes already read, or bytes as the caller sends them.
+Body = bytes | AsyncIterator[bytes] | None
+
+
+class UpstreamFailure(Exception):
+    """The exchange with the upstream failed before a usable answer arrived."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NothingSent(UpstreamFailure):
+    """The request did not reach the upstream at all."""
+
+
+class ConnectFailed(NothingSent):
+    pass
+
+
+class ConnectTimedOut(NothingSent):
+    pass
+
+
+class PoolTimedOut(NothingSent):
+    pass
+
+
+class ReadTimedOut(UpstreamFailure):
+    pass
+
+
+class WriteTimedOut(UpstreamFailure):
+    pass
+
+
+class ConnectionLost(UpstreamFailure):
+    pass
+
+
+class ProtocolViolation(UpstreamFailure):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     connect: float
+    # Longest silence while waiting for upstream bytes, first or later.
     read: float
-    # Waiting for a free pooled connection.
+    # Longest time upstream may leave the request body untaken.
+    write: float
+    # Waiting for a free connection slot.
     pool: float
 
 
@@ -36,12 +83,14 @@ class UpstreamResponse(Protocol):
 
     status: int
     raw_headers: RawHeaders
+    # "HTTP/1.1" or "HTTP/2.0", as negotiated.
+    version: str
 
     def header(self, name: str) -> str:
         """One header's value ("" when absent); `name` is lower case."""
 
-    async def read(self) -> bytes:
-        """The whole body; the connection is released afterwards."""
+    async def read(self, limit: int) -> bytes:
+        """The whole body; `BodyTooLarge` past `limit` bytes. Releases the connection."""
 
     async def read_chunk(self) -> bytes:
         """The next body bytes as soon as some arrive; b"" at the end.
@@ -53,60 +102,9 @@ class UpstreamResponse(Protocol):
         """Release the connection, or drop it if the body was not read to the end."""
 
 
-class Connector(Protocol):
-    async def send(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None
-    ) -> UpstreamResponse:
-        """Send a request and return once the response headers have arrived."""
+class BodyTooLarge(Exception):
+    """An answer the proxy must hold in memory is larger than its limit."""
 
-    async def aclose(self) -> None:
-        """Close every pooled connection."""
-
-
-class HttpxConnector:
-    """Test and fallback backend: any httpx transport (respx, MockTransport, httpx's own pool)."""
-
-    def __init__(self, transport: httpx.AsyncBaseTransport, timeouts: Timeouts) -> None:
-        self.transport = transport
-        self.timeout = {
-            "connect": timeouts.connect,
-            "read": timeouts.read,
-            "write": timeouts.read,
-            "pool": timeouts.pool,
-        }
-
-    async def send(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None
-    ) -> UpstreamResponse:
-        request = httpx.Request(
-            method, url, headers=headers, content=body, extensions={"timeout": self.timeout}
-        )
-        return _HttpxResponse(await self.transport.handle_async_request(request))
-
-    async def aclose(self) -> None:
-        await self.transport.aclose()
-
-
-class _HttpxResponse:
-    __slots__ = ("body", "raw_headers", "response", "status")
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self.status = response.status_code
-        self.raw_headers: RawHeaders = list(response.headers.raw)
-        self.body = response.aiter_raw()
-
-    def header(self, name: str) -> str:
-        return str(self.response.headers.get(name, ""))
-
-    async def read(self) -> bytes:
-        try:
-            return await self.response.aread()
-        finally:
-            await self.response.aclose()
-
-    async def read_chunk(self) -> bytes:
-        return await anext(self.body, b"")
-
-    async def aclose(self) -> None:
-        await self.response.aclose()
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit

@@ -1,211 +1,85 @@
-"""Streams are relayed whole-event by whole-event, and never end looking complete when they are not."""
+"""The SSE parser: every framing a server may use, split anywhere, comes out as the same events."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-
-import httpx
-import orjson
 import pytest
-from starlette.types import Message
 
-from grok_proxy.errors import Flavor, UpstreamUnreachable
-from grok_proxy.sse import KEEPALIVE, SseRelay, last_event_end
-from tests.unit.harness import AUTH, chat, proxied, upstream
+from grok_proxy.route import ANTHROPIC_END, OPENAI_END, RESPONSES_END
+from grok_proxy.sse import Event, EventTooLarge, SseParser
 
-pytestmark = pytest.mark.anyio
-
-ROLE = b'data: {"choices":[{"index":0,"delta":{"role":"assistant"}}]}\n\n'
-HELLO = b'data: {"choices":[{"index":0,"delta":{"content":"Hello"}}]}\n\n'
-DONE = b"data: [DONE]\n\n"
-
-
-class Pieces(httpx.AsyncByteStream):
-    """An upstream body delivered in the given pieces, optionally failing after them."""
-
-    def __init__(self, *pieces: bytes, then: Exception | None = None) -> None:
-        self.pieces = pieces
-        self.then = then
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for piece in self.pieces:
-            yield piece
-        if self.then is not None:
-            raise self.then
+LF = b'data: {"a":1}\n\n: a comment\n\nevent: delta\ndata: line one\ndata: line two\n\ndata: [DONE]\n\n'
+EXPECTED = [
+    (None, b'{"a":1}'),
+    (None, None),
+    (b"delta", b"line one\nline two"),
+    (None, b"[DONE]"),
+]
 
 
-def sse(stream: Pieces, status: int = 200) -> httpx.Response:
-    return httpx.Response(status, headers={"content-type": "text/event-stream"}, stream=stream)
+def framed(line_end: bytes) -> bytes:
+    return LF.replace(b"\n", line_end)
 
 
-async def relay(stream: Pieces) -> httpx.Response:
-    router = upstream()
-    router.post("/chat/completions").mock(return_value=sse(stream))
-    async with proxied(router) as client:
-        return await client.post("/api/v1/chat/completions", json=chat(stream=True), headers=AUTH)
+def parse(stream: bytes, pieces: list[int]) -> list[Event]:
+    parser = SseParser(max_event=1 << 20)
+    events: list[Event] = []
+    start = 0
+    for end in [*pieces, len(stream)]:
+        events += parser.feed(stream[start:end])
+        start = end
+    events += parser.close()
+    assert parser.pending() == b""
+    return events
 
 
-@pytest.mark.parametrize(
-    ("data", "end"),
-    [
-        (b"", 0),
-        (b"data: x", 0),
-        (b"data: x\n\n", 9),
-        (b"data: x\n\ndata: y", 9),
-        (b"a\r\n\r\nb", 5),
-    ],
-)
-def test_last_event_end(data: bytes, end: int) -> None:
-    assert last_event_end(data) == end
+@pytest.mark.parametrize("line_end", [b"\n", b"\r\n", b"\r"], ids=["LF", "CRLF", "CR"])
+def test_every_line_ending_and_every_split_point_give_the_same_events(line_end: bytes) -> None:
+    stream = framed(line_end)
+    for split in range(len(stream) + 1):
+        events = parse(stream, [split])
+        assert [(event.name, event.data) for event in events] == EXPECTED, split
+        # The raw bytes of the events are the stream itself, byte for byte.
+        assert b"".join(event.raw for event in events) == stream
 
 
-async def test_complete_stream_is_relayed_unchanged_with_no_buffering_headers() -> None:
-    # Events split across network reads at awkward places must come out whole and identical.
-    response = await relay(Pieces(ROLE[:10], ROLE[10:] + HELLO[:5], HELLO[5:], DONE))
-    assert response.status_code == 200
-    assert response.content == ROLE + HELLO + DONE
-    assert response.headers["content-type"] == "text/event-stream"
-    assert response.headers["cache-control"] == "no-cache"
-    assert response.headers["x-accel-buffering"] == "no"
+def test_several_events_in_one_read_and_one_event_over_many_reads() -> None:
+    stream = framed(b"\r\n")
+    one_read = parse(stream, [])
+    byte_by_byte = parse(stream, list(range(1, len(stream))))
+    assert one_read == byte_by_byte
+    assert len(one_read) == 4
 
 
-async def test_cut_mid_stream_ends_with_an_error_event_and_no_done() -> None:
-    half = HELLO[: HELLO.index(b"Hello") + 3]
-    response = await relay(Pieces(ROLE, half, then=httpx.ReadError("connection reset")))
-    events = response.content.split(b"\n\n")
-    assert response.content.startswith(ROLE)
-    # The half event is dropped rather than passed on as garbage.
-    assert b'"content"' not in response.content
-    error = orjson.loads(events[1].removeprefix(b"data: "))["error"]
-    assert "Stream interrupted" in error["message"]
-    assert b"[DONE]" not in response.content
+def test_data_field_details_follow_the_spec() -> None:
+    events = parse(b"data:no space\ndata:  two spaces\ndata\n\n", [])
+    assert events[0].data == b"no space\n two spaces\n"
 
 
-async def test_stall_mid_stream_is_reported_as_a_timeout() -> None:
-    response = await relay(Pieces(ROLE, then=httpx.ReadTimeout("read timed out")))
-    error = orjson.loads(response.content.split(b"\n\n")[1].removeprefix(b"data: "))["error"]
-    assert error["code"] == "upstream_timeout"
-    assert "sent nothing for 900 seconds" in error["message"]
-    assert b"[DONE]" not in response.content
+def test_an_unfinished_event_stays_pending() -> None:
+    parser = SseParser(max_event=1 << 20)
+    assert parser.feed(b"data: [DONE]\n") == []
+    assert parser.pending() == b"data: [DONE]\n"
 
 
-async def test_stream_that_ends_without_done_is_not_presented_as_complete() -> None:
-    response = await relay(Pieces(ROLE, HELLO))
-    assert response.content.startswith(ROLE + HELLO)
-    assert b"ended the stream before it was complete" in response.content
-    assert b"[DONE]" not in response.content
+def test_an_event_over_the_limit_is_refused() -> None:
+    parser = SseParser(max_event=1024)
+    parser.feed(b"data: " + b"x" * 1000)
+    with pytest.raises(EventTooLarge):
+        parser.feed(b"x" * 100)
 
 
-async def test_upstream_error_before_the_stream_keeps_its_status() -> None:
-    router = upstream()
-    router.post("/chat/completions").respond(
-        429, json={"code": "Some resource has been exhausted", "error": "Too many tokens"}
-    )
-    async with proxied(router) as client:
-        response = await client.post(
-            "/api/v1/chat/completions", json=chat(stream=True), headers=AUTH
-        )
-    assert response.status_code == 429
-    assert response.headers["content-type"] == "application/json"
-    assert response.json()["error"]["message"] == "Too many tokens"
+def test_done_quoted_inside_content_is_not_the_end() -> None:
+    quoted = parse(b'data: {"content":"data: [DONE]"}\n\n', [])[0]
+    assert not OPENAI_END.reached(quoted)
+    assert OPENAI_END.reached(parse(b"data: [DONE]\r\n\r\n", [])[0])
 
 
-class Upstream:
-    """An open upstream stream whose chunks the test hands over one at a time."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.raw_headers: list[tuple[bytes, bytes]] = []
-        self.chunks: asyncio.Queue[bytes] = asyncio.Queue()
-        self.closed = False
-
-    def header(self, name: str) -> str:
-        return ""
-
-    async def read(self) -> bytes:
-        raise AssertionError("a stream is read chunk by chunk")
-
-    async def read_chunk(self) -> bytes:
-        return await self.chunks.get()  # cancel-safe: a queued chunk is never lost
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
-class Caller:
-    """The ASGI send side: what the caller receives, and a way to wait for keep-alives."""
-
-    def __init__(self) -> None:
-        self.body = b""
-        self.ended = False
-        self.keepalives = 0
-        self.heard = asyncio.Event()
-
-    async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.body":
-            self.body += message["body"]
-            self.ended = not message["more_body"]
-            if message["body"] == KEEPALIVE:
-                self.keepalives += 1
-                self.heard.set()
-
-    async def keepalive(self) -> None:
-        self.heard.clear()
-        await asyncio.wait_for(self.heard.wait(), 5)
-
-
-async def receive() -> Message:
-    await asyncio.Event().wait()  # the caller never hangs up
-    raise AssertionError
-
-
-def relay_of(source: Upstream, keepalive: float) -> SseRelay:
-    return SseRelay(
-        source,
-        headers=[],
-        flavor=Flavor.OPENAI,
-        done_markers=(b"[DONE]",),
-        describe_failure=lambda exc: UpstreamUnreachable(str(exc)),
-        keepalive=keepalive,
-    )
-
-
-async def test_keepalive_comments_fill_silences_without_splitting_an_event() -> None:
-    source, caller = Upstream(), Caller()
-    relay = relay_of(source, keepalive=0.02)
-    task = asyncio.ensure_future(relay({"type": "http"}, receive, caller.send))
-    source.chunks.put_nowait(ROLE)
-    await caller.keepalive()
-    source.chunks.put_nowait(HELLO[:10])  # half an event: held back while the silence lasts
-    await caller.keepalive()
-    await caller.keepalive()
-    source.chunks.put_nowait(HELLO[10:] + DONE)
-    source.chunks.put_nowait(b"")
-    await asyncio.wait_for(task, 5)
-    assert caller.body.replace(KEEPALIVE, b"") == ROLE + HELLO + DONE
-    assert caller.body.startswith(ROLE + KEEPALIVE)
-    assert caller.body.endswith(KEEPALIVE + HELLO + DONE)
-    assert caller.keepalives >= 3
-    assert caller.ended
-    assert source.closed
-
-
-async def test_a_shutdown_at_the_moment_of_a_keepalive_still_ends_the_stream() -> None:
-    source, caller = Upstream(), Caller()
-    relay = relay_of(source, keepalive=3600)
-    task = asyncio.ensure_future(relay({"type": "http"}, receive, caller.send))
-    source.chunks.put_nowait(ROLE)
-    while caller.body != ROLE:
-        await asyncio.sleep(0)
-    # The clock rings and the shutdown comes before the relay runs again: both cancel it.
-    assert relay.clock is not None
-    relay.clock.waiting_since = -3600.0
-    relay.clock._tick()
-    relay.end("The proxy is shutting down.")
-    await asyncio.wait_for(task, 5)
-    assert caller.body.startswith(ROLE)
-    assert b"proxy_shutting_down" in caller.body
-    assert KEEPALIVE not in caller.body
-    assert caller.ended
-    assert source.closed
+def test_terminal_event_types_by_name_or_by_json_type() -> None:
+    named = parse(b"event: message_stop\ndata: {}\n\n", [])[0]
+    assert ANTHROPIC_END.reached(named)
+    typed = parse(b'data: {"type":"response.completed","response":{}}\n\n', [])[0]
+    assert RESPONSES_END.reached(typed)
+    mention = parse(
+        b'data: {"type":"response.output_text.delta","delta":"response.completed"}\n\n', []
+    )[0]
+    assert not RESPONSES_END.reached(mention)

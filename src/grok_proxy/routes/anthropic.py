@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from grok_proxy.errors import Flavor
+from grok_proxy.route import MESSAGES
 from grok_proxy.routes.shared import add_validated_route, area_router
 from grok_proxy.schemas.messages import CountTokensRequest
 
@@ -14,5 +14,5 @@ add_validated_route(
     CountTokensRequest,
     summary="Count a Messages request's input tokens (xAI /v1/messages/count_tokens)",
     description="Takes `x-api-key` or Bearer; errors come in Anthropic's envelope.",
-    flavor=Flavor.ANTHROPIC,
+    route=MESSAGES,
 )

@@ -8,15 +8,8 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from grok_proxy.errors import Flavor
-from grok_proxy.routes.shared import (
-    ANTHROPIC_DONE,
-    OPENAI_DONE,
-    RESPONSES_DONE,
-    add_validated_route,
-    area_router,
-    forward_as_is,
-)
+from grok_proxy.route import CHAT, MESSAGES, RESPONSES, Route
+from grok_proxy.routes.shared import add_validated_route, area_router, forward_as_is
 from grok_proxy.schemas.completions import CompletionRequest
 from grok_proxy.schemas.embeddings import EmbeddingRequest
 from grok_proxy.schemas.messages import MessagesRequest
@@ -35,7 +28,7 @@ class Validated(NamedTuple):
     tag: str
     summary: str
     description: str
-    done_markers: tuple[bytes, ...] = OPENAI_DONE
+    route: Route = CHAT
 
 
 TOKENIZE = "xAI's `token_ids` (token_id, string_token, token_bytes) as returned."
@@ -50,7 +43,7 @@ VALIDATED_ROUTES = [
               "Tokenize text (alias of /tokenize-text)", TOKENIZE),
     Validated("/responses", "/responses", ResponsesRequest, "responses",
               "Create a response (xAI /v1/responses)",
-              "xAI's recommended API; streams its events with `\"stream\": true`.", RESPONSES_DONE),
+              "xAI's recommended API; streams its events with `\"stream\": true`.", RESPONSES),
 ]  # fmt: skip
 
 for route in VALIDATED_ROUTES:
@@ -62,7 +55,7 @@ for route in VALIDATED_ROUTES:
         tag=route.tag,
         summary=route.summary,
         description=route.description,
-        done_markers=route.done_markers,
+        route=route.route,
     )
 
 add_validated_route(
@@ -72,8 +65,7 @@ add_validated_route(
     tag="messages",
     summary="Anthropic-compatible Messages (xAI /v1/messages)",
     description="Takes `x-api-key` or Bearer; errors and stream errors use Anthropic's envelope.",
-    flavor=Flavor.ANTHROPIC,
-    done_markers=ANTHROPIC_DONE,
+    route=MESSAGES,
 )
 
 

@@ -16,10 +16,10 @@ from starlette.responses import Response
 
 from grok_proxy.routes.shared import (
     area_router,
-    authorized_key,
+    authorized,
     forward_translated,
+    forwarder_of,
     request_body,
-    upstream_of,
     validated_body,
 )
 from grok_proxy.schemas.images import UNSUPPORTED_IMAGE_FIELDS, ImageGenerationRequest
@@ -41,18 +41,18 @@ router = area_router("images")
 )
 async def generate_images(request: Request) -> Response:
     """Generate 1-10 images as URLs or base64 JPEG."""
-    key = authorized_key(request)
+    caller = authorized(request)
     raw, _ = await validated_body(request, ImageGenerationRequest)
     payload = orjson.loads(raw)
     dropped = [name for name in UNSUPPORTED_IMAGE_FIELDS if payload.pop(name, None) is not None]
     if dropped:
         log.debug("dropped image fields xAI does not support: %s", ", ".join(dropped))
     if not payload.get("model"):
-        payload["model"] = upstream_of(request).settings.default_image_model
+        payload["model"] = forwarder_of(request).settings.default_image_model
     return await forward_translated(
         request,
         "/images/generations",
-        key=key,
+        caller=caller,
         body=orjson.dumps(payload),
         on_json=partial(stamp_images, payload["model"]),
     )

@@ -1,4 +1,4 @@
-"""What every route does before forwarding: find the key, read and validate the body."""
+"""What every route does before forwarding: find the caller, read and validate the body."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from pydantic_core import ErrorDetails
 from starlette.requests import Request
 from starlette.responses import Response
 
-from grok_proxy.auth import bearer_token
+from grok_proxy.auth import Caller, bearer_token
+from grok_proxy.bodies import StreamedBody, read_body
 from grok_proxy.errors import Flavor, InvalidRequest, ValidationFailed
+from grok_proxy.forwarder import Forwarder, Outgoing
 from grok_proxy.middleware import API_PREFIX
 from grok_proxy.record import record_of
-from grok_proxy.upstream import JsonHook, Upstream, read_body
+from grok_proxy.route import CHAT, PASS_THROUGH, JsonHook, Route
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -29,38 +31,28 @@ JSON_BODY = {"content-type": "application/json"}
 DOCUMENTED_MODELS: dict[str, type[BaseModel]] = {}
 
 
-# What complete streams end with, per protocol: a stream ending otherwise was cut short.
-OPENAI_DONE = (b"data: [DONE]",)
-ANTHROPIC_DONE = (b"event: message_stop",)
-RESPONSES_DONE = (b"response.completed", b"response.failed", b"response.incomplete", b"[DONE]")
+def forwarder_of(request: Request) -> Forwarder:
+    """The worker's forwarder (upstream client and the path through it)."""
+    forwarder: Forwarder = request.app.state.forwarder
+    return forwarder
 
 
-def upstream_of(request: Request) -> Upstream:
-    """The worker's shared upstream client."""
-    upstream: Upstream = request.app.state.upstream
-    return upstream
-
-
-def authorized_key(
-    request: Request, *, allow_x_api_key: bool = False, upstream: Upstream | None = None
-) -> str:
-    """Check the caller's key (401 when missing or not allowed); return the key for upstream."""
+def authorized(request: Request, *, allow_x_api_key: bool = False) -> Caller:
+    """The caller behind the request's key (401 when missing or not allowed)."""
     presented = bearer_token(request.headers.get("authorization", ""))
     where = "an `Authorization: Bearer <key>` header"
     if allow_x_api_key:
         presented = presented or request.headers.get("x-api-key", "").strip()
         where += " or an `x-api-key` header"
-    caller = (upstream or upstream_of(request)).auth.admit(presented, where=where)
+    caller = forwarder_of(request).auth.admit(presented, where=where)
     record_of(request.scope).key_fingerprint = caller.fingerprint
-    return caller.upstream_key
+    return caller
 
 
-async def validated_body(
-    request: Request, schema: type[M], upstream: Upstream | None = None
-) -> tuple[bytes, M]:
+async def validated_body(request: Request, schema: type[M]) -> tuple[bytes, M]:
     """The raw body (to forward as sent) and its validated model (to decide with)."""
-    limit = (upstream or upstream_of(request)).settings.max_body_bytes
-    body = await read_body(request, limit)
+    limit = forwarder_of(request).settings.max_body_bytes
+    body = await read_body(request.receive, limit, request.headers.get("content-length"))
     parsed = parse_body(body, schema)
     model = getattr(parsed, "model", None)
     if isinstance(model, str):
@@ -120,34 +112,21 @@ def json_path(data: Any, loc: tuple[int | str, ...]) -> str:
 
 
 async def forward_validated(
-    request: Request,
-    path: str,
-    schema: type[BaseModel],
-    *,
-    flavor: Flavor = Flavor.OPENAI,
-    done_markers: tuple[bytes, ...] = OPENAI_DONE,
+    request: Request, target: str, schema: type[BaseModel], route: Route
 ) -> Response:
     """Check the key, validate the JSON body, then forward the caller's bytes unchanged."""
-    upstream = upstream_of(request)
-    key = authorized_key(request, allow_x_api_key=flavor is Flavor.ANTHROPIC, upstream=upstream)
-    body, parsed = await validated_body(request, schema, upstream)
+    forwarder = forwarder_of(request)
+    caller = authorized(request, allow_x_api_key=route.flavor is Flavor.ANTHROPIC)
+    body, parsed = await validated_body(request, schema)
     strip_usage = False
-    if upstream.settings.capture_stream_usage and _streams_without_usage(parsed):
+    if forwarder.settings.capture_stream_usage and _streams_without_usage(parsed):
         # Ask xAI for the usage chunk so metrics are complete; the relay removes it again,
         # so the caller receives exactly the stream it asked for.
         payload = orjson.loads(body)
         payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
         body, strip_usage = orjson.dumps(payload), True
-    return await upstream.forward(
-        request,
-        path,
-        key=key,
-        body=body,
-        headers=JSON_BODY,
-        flavor=flavor,
-        done_markers=done_markers,
-        strip_usage=strip_usage,
-    )
+    outgoing = Outgoing(target, body, JSON_BODY, strip_usage=strip_usage)
+    return await forwarder.forward(request, route, caller, outgoing)
 
 
 def add_validated_route(
@@ -159,16 +138,13 @@ def add_validated_route(
     description: str,
     tag: str | None = None,
     upstream_path: str | None = None,
-    flavor: Flavor = Flavor.OPENAI,
-    done_markers: tuple[bytes, ...] = OPENAI_DONE,
+    route: Route = CHAT,
 ) -> None:
     """A POST route that validates its body with `schema` and forwards it unchanged."""
     target = upstream_path or path
 
     async def endpoint(request: Request) -> Response:
-        return await forward_validated(
-            request, target, schema, flavor=flavor, done_markers=done_markers
-        )
+        return await forward_validated(request, target, schema, route)
 
     router.add_api_route(
         path,
@@ -191,22 +167,37 @@ def _streams_without_usage(parsed: BaseModel) -> bool:
 
 
 async def forward_translated(
-    request: Request, path: str, *, key: str, body: bytes, on_json: JsonHook | None = None
+    request: Request, target: str, *, caller: Caller, body: bytes, on_json: JsonHook | None = None
 ) -> Response:
     """Forward a body the route built (a translation); `on_json` rewrites the answer."""
-    return await upstream_of(request).forward(
-        request, path, key=key, body=body, headers=JSON_BODY, on_json=on_json
-    )
+    outgoing = Outgoing(target, body, JSON_BODY, on_json=on_json)
+    return await forwarder_of(request).forward(request, CHAT, caller, outgoing)
 
 
 async def forward_as_is(request: Request) -> Response:
-    """Forward a request to the same path upstream: method, query string and body as sent."""
-    key = authorized_key(request)
-    upstream = upstream_of(request)
-    body = await read_body(request, upstream.settings.max_body_bytes)
-    return await upstream.forward(
-        request, upstream_path(request), key=key, body=body or None, query=request.url.query
-    )
+    """Forward a request to the same path upstream: method, query string and body as sent.
+
+    The body streams upstream as it arrives, and the answer streams back, so file uploads
+    and downloads cost no memory. A JSON body is read whole only where a preset must
+    rewrite its model name.
+    """
+    caller = authorized(request)
+    forwarder = forwarder_of(request)
+    limit = forwarder.settings.max_body_bytes
+    target = upstream_path(request)
+    if request.url.query:
+        target = f"{target}?{request.url.query}"
+    length = request.headers.get("content-length")
+    headers = {"content-length": length} if length is not None else {}
+    if request.method in ("GET", "HEAD", "DELETE", "OPTIONS") and not length:
+        outgoing = Outgoing(target, None, headers)
+    elif not forwarder.models.identity and "json" in request.headers.get("content-type", ""):
+        body = await read_body(request.receive, limit, length)
+        outgoing = Outgoing(target, body, {})
+    else:
+        streamed = StreamedBody(request.receive, limit, length)
+        outgoing = Outgoing(target, streamed.chunks(), headers, streamed=streamed)
+    return await forwarder.forward(request, PASS_THROUGH, caller, outgoing)
 
 
 def upstream_path(request: Request) -> str:

@@ -15,10 +15,10 @@ from starlette.responses import Response
 from grok_proxy.errors import InvalidRequest
 from grok_proxy.routes.shared import (
     area_router,
-    authorized_key,
+    authorized,
     forward_translated,
+    forwarder_of,
     request_body,
-    upstream_of,
     validated_body,
 )
 from grok_proxy.schemas.vision import VisionImage, VisionRequest
@@ -43,9 +43,9 @@ MAGIC = (
 )
 async def analyze(request: Request) -> Response:
     """`{model, created, content, usage}` from a vision model's chat completion."""
-    key = authorized_key(request)
+    caller = authorized(request)
     _, ask = await validated_body(request, VisionRequest)
-    model = ask.model or upstream_of(request).settings.default_vision_model
+    model = ask.model or forwarder_of(request).settings.default_vision_model
     chat: dict[str, Any] = {
         "model": model,
         "messages": [
@@ -68,7 +68,7 @@ async def analyze(request: Request) -> Response:
     return await forward_translated(
         request,
         "/chat/completions",
-        key=key,
+        caller=caller,
         body=orjson.dumps(chat),
         on_json=partial(summarize, model),
     )

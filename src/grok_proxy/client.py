@@ -1,0 +1,289 @@
+"""The upstream HTTP client: pyqwest (Rust reqwest/hyper), the only one, in production and tests.
+
+Why pyqwest: it brings HTTP/1.1 and HTTP/2 (ALPN), HTTP(S) proxies with CONNECT
+tunnelling, rustls, pooling and streamed bodies both ways from a maintained library, and
+a cancelled call aborts the request in Rust, so a caller hanging up closes the upstream
+connection at once. pyreqwest costs less CPU but keeps a cancelled request running until
+the upstream answers (docs/benchmarks.md has the A/B and the reasons). What the forwarding
+path needs from it:
+
+- proxies as curl has them: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY from the
+  environment (reqwest reads them itself), or `XAI_PROXY_URL` (`direct` ignores them);
+- certificates checked against certifi's roots plus any CA bundle named by
+  `XAI_CA_BUNDLE`, `SSL_CERT_FILE` or `SSL_CERT_DIR` (from the environment or `.env`);
+- connect, read (longest silence) and write (upstream not taking the body) timeouts;
+- no redirects followed and nothing decompressed: the caller gets what upstream sent,
+  `Content-Encoding` included.
+
+Library exceptions become `grok_proxy.transport` failures here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from importlib.metadata import version
+from pathlib import Path
+
+import certifi
+import pyqwest
+
+from grok_proxy.config import Settings
+from grok_proxy.transport import (
+    Body,
+    BodyTooLarge,
+    ConnectFailed,
+    ConnectionLost,
+    ConnectTimedOut,
+    ProtocolViolation,
+    RawHeaders,
+    ReadTimedOut,
+    Timeouts,
+    UpstreamFailure,
+    WriteTimedOut,
+)
+
+log = logging.getLogger("grok_proxy.client")
+
+USER_AGENT = f"grok-proxy/{version('grok-proxy')}"
+# Bodies above this go out as slices of it, so a stalled upstream is noticed between slices.
+SLICE = 256 * 1024
+
+
+def timeouts_of(settings: Settings) -> Timeouts:
+    return Timeouts(
+        connect=settings.xai_connect_timeout,
+        read=settings.xai_read_timeout,
+        write=settings.xai_write_timeout,
+        pool=settings.xai_connect_timeout,
+    )
+
+
+def trusted_pems(settings: Settings) -> list[bytes]:
+    """Extra root certificates: a company CA bundle, SSL_CERT_FILE, every file in SSL_CERT_DIR."""
+    files = [Path(name) for name in (settings.xai_ca_bundle, settings.ssl_cert_file) if name]
+    if settings.ssl_cert_dir:
+        for directory in settings.ssl_cert_dir.split(":"):
+            files.extend(sorted(p for p in Path(directory).glob("*") if p.is_file()))
+    pems = []
+    for path in files:
+        data = path.read_bytes()
+        if b"-----BEGIN CERTIFICATE-----" in data:
+            pems.append(data)
+    return pems
+
+
+def build_transport(settings: Settings) -> pyqwest.HTTPTransport:
+    """One pooled transport per worker, configured from the settings."""
+    timeouts = timeouts_of(settings)
+    roots = Path(certifi.where()).read_bytes() + b"".join(trusted_pems(settings))
+    proxy = None
+    if settings.xai_proxy_url == "direct":
+        # Any explicit proxy turns the environment's off (as in reqwest); this one matches
+        # no host, so every connection is direct.
+        proxy = pyqwest.Proxy("http://127.0.0.1:9", no_proxy="*")
+    elif settings.xai_proxy_url:
+        proxy = pyqwest.Proxy(settings.xai_proxy_url, no_proxy=no_proxy_list())
+    return pyqwest.HTTPTransport(
+        tls_ca_cert=roots,
+        http_version=None if settings.xai_http2 else pyqwest.HTTPVersion.HTTP1,
+        proxy=proxy,
+        connect_timeout=timeouts.connect,
+        read_timeout=timeouts.read,
+        pool_idle_timeout=30.0,
+        max_connections_per_address=settings.xai_pool_size,
+        enable_gzip=False,
+        enable_brotli=False,
+        enable_zstd=False,
+        follow_redirects=False,
+        # The proxy has its own metrics and logs; per-request spans would cost CPU.
+        enable_otel=False,
+    )
+
+
+def no_proxy_list() -> str | None:
+    return os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or None
+
+
+class HttpClient:
+    """Sends one request upstream and hands back the answer once its headers arrived."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.timeouts = timeouts_of(settings)
+        self.transport = build_transport(settings)
+
+    async def send(
+        self, method: str, url: str, headers: list[tuple[str, str]], body: Body
+    ) -> UpstreamAnswer:
+        clock: _WriteClock | None = None
+        content: bytes | AsyncIterator[bytes]
+        if body is None:
+            content = b""
+        elif isinstance(body, bytes) and len(body) <= SLICE:
+            content = body
+        else:
+            clock = _WriteClock(self.timeouts.write)
+            content = clock.watch(_slices(body) if isinstance(body, bytes) else body)
+        request = pyqwest.Request(method, url, pyqwest.Headers(headers), content)
+        try:
+            if clock is None:
+                response = await self.transport.execute(request)
+            else:
+                async with clock:
+                    response = await self.transport.execute(request)
+        except TimeoutError as exc:
+            if clock is not None and clock.expired:
+                raise WriteTimedOut(
+                    f"the upstream took none of the request body for {self.timeouts.write:g} s"
+                ) from None
+            raise failure_of(exc) from None
+        except (OSError, pyqwest.RemoteProtocolError, pyqwest.ReadError, pyqwest.WriteError) as exc:
+            raise failure_of(exc) from None
+        if response.status == 101:
+            await response.aclose()
+            raise ProtocolViolation("the upstream switched protocols on a plain HTTP request")
+        return UpstreamAnswer(response)
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
+class UpstreamAnswer:
+    """An upstream response whose body is read on demand (see transport.UpstreamResponse).
+
+    Cancelling a pyqwest read aborts the response, so `read_chunk` must not be cancelled
+    directly: a relay cancels its wait to send keep-alives. Reads therefore go through one
+    pump task per response, started on the first read, which hands chunks over through a
+    queue of one: a cancelled wait loses nothing, and back-pressure is kept.
+    """
+
+    __slots__ = ("body", "chunks", "pump", "raw_headers", "response", "status", "version")
+
+    def __init__(self, response: pyqwest.Response) -> None:
+        self.response = response
+        self.status = response.status
+        self.version = str(response.http_version)
+        self.raw_headers: RawHeaders = [
+            (name.encode("latin-1"), value.encode("latin-1"))
+            for name, value in response.headers.items()
+        ]
+        self.body = aiter(response.content)
+        self.chunks: asyncio.Queue[bytes | UpstreamFailure] = asyncio.Queue(maxsize=1)
+        self.pump: asyncio.Task[None] | None = None
+
+    def header(self, name: str) -> str:
+        return self.response.headers.get(name, "")
+
+    async def read(self, limit: int) -> bytes:
+        declared = self.header("content-length")
+        try:
+            if declared.isdigit() and int(declared) > limit:
+                raise BodyTooLarge(limit)
+            chunks = []
+            size = 0
+            while chunk := await self._next():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(limit)
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            await self.aclose()
+
+    async def read_chunk(self) -> bytes:
+        if self.pump is None:
+            self.pump = asyncio.ensure_future(self._pump())
+        item = await self.chunks.get()
+        if isinstance(item, UpstreamFailure):
+            raise item
+        return item
+
+    async def _next(self) -> bytes:
+        try:
+            chunk = await anext(self.body, None)
+        except (
+            OSError,
+            pyqwest.RemoteProtocolError,
+            pyqwest.ReadError,
+            pyqwest.WriteError,
+        ) as exc:
+            raise failure_of(exc) from None
+        return b"" if chunk is None else bytes(chunk)
+
+    async def _pump(self) -> None:
+        while True:
+            try:
+                chunk = await self._next()
+            except UpstreamFailure as failure:
+                await self.chunks.put(failure)
+                return
+            await self.chunks.put(chunk)
+            if not chunk:
+                return
+
+    async def aclose(self) -> None:
+        if self.pump is not None:
+            self.pump.cancel()
+        await self.response.aclose()
+
+
+class _WriteClock:
+    """The write timeout: upstream must take the next body slice within `limit` seconds.
+
+    The clock runs only while a slice is waiting to be taken; while the caller is slow to
+    send, it is the caller's time, not the upstream's. Expiry cancels the send through
+    `asyncio.timeout`, which the client reports as WriteTimedOut.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.timeout: asyncio.Timeout | None = None
+        self.expired = False
+
+    async def __aenter__(self) -> _WriteClock:
+        self.timeout = asyncio.timeout(None)
+        await self.timeout.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        timeout, self.timeout = self.timeout, None
+        assert timeout is not None
+        self.expired = timeout.expired()
+        await timeout.__aexit__(*exc_info)  # type: ignore[arg-type]
+
+    def _arm(self, armed: bool) -> None:
+        if self.timeout is not None:
+            when = asyncio.get_running_loop().time() + self.limit if armed else None
+            self.timeout.reschedule(when)
+
+    async def watch(self, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in body:
+            self._arm(True)
+            yield chunk
+            self._arm(False)
+
+
+async def _slices(body: bytes) -> AsyncIterator[bytes]:
+    view = memoryview(body)
+    for start in range(0, len(body), SLICE):
+        yield bytes(view[start : start + SLICE])
+
+
+def failure_of(exc: BaseException) -> UpstreamFailure:
+    """pyqwest's exception as one of the forwarder's failures, named by its innermost cause."""
+    text = str(exc)
+    reason = text.rsplit(": ", 1)[-1] or type(exc).__name__
+    # hyper marks errors of the connect phase (DNS, TCP, TLS, proxy tunnel) "(Connect)":
+    # only those prove that the request never left.
+    connecting = "(Connect)" in text or isinstance(exc, pyqwest.ConnectTimeout)
+    if isinstance(exc, TimeoutError):
+        if connecting:
+            return ConnectTimedOut(f"no connection within the connect timeout ({reason})")
+        return ReadTimedOut(reason)
+    if connecting:
+        return ConnectFailed(reason)
+    if isinstance(exc, pyqwest.RemoteProtocolError) and "switching protocols" in text.lower():
+        return ProtocolViolation(reason)
+    return ConnectionLost(reason)

@@ -1,0 +1,399 @@
+"""The forwarding core: one path that every HTTP route uses to reach the upstream API.
+
+A request travels: the route has authenticated the caller and chosen the body (bytes it
+validated, or the caller's stream) -> allow-listed headers and the upstream key -> the
+client, retried where that is safe -> the upstream status checked first -> a JSON answer
+read (bounded) or a body streamed through, or an SSE stream relayed event by event. Every
+wait on the upstream is watched for the caller hanging up, so an abandoned request is
+closed upstream at once and nobody pays for tokens that no one reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from time import perf_counter
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from grok_proxy.auth import Caller, CallerAuth
+from grok_proxy.bodies import StreamedBody
+from grok_proxy.client import HttpClient
+from grok_proxy.config import Settings
+from grok_proxy.errors import (
+    NotOnThisUpstream,
+    ProxyError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    envelope_bytes,
+    upstream_error,
+)
+from grok_proxy.lifecycle import Drain
+from grok_proxy.presets import PRESETS, ModelNames, parse_aliases
+from grok_proxy.record import RequestRecord, record_of
+from grok_proxy.relay import BodyRelay, RelayConfig, SseRelay
+from grok_proxy.retry import ATTEMPTS_HEADER, RetryPolicy, Tally
+from grok_proxy.route import JsonHook, Route
+from grok_proxy.transport import (
+    Body,
+    BodyTooLarge,
+    ConnectTimedOut,
+    NothingSent,
+    PoolTimedOut,
+    ReadTimedOut,
+    UpstreamFailure,
+    UpstreamResponse,
+    WriteTimedOut,
+)
+from grok_proxy.usage import from_body
+from grok_proxy.watch import HangUpWatch
+
+log = logging.getLogger("grok_proxy.forwarder")
+
+# Request headers a caller may send upstream. Everything else (Cookie, Host, hop-by-hop
+# headers, proxy credentials) stays here; Authorization is rebuilt from the caller's key.
+FORWARDED_REQUEST_HEADERS = frozenset(
+    {
+        "accept",
+        "content-type",
+        "user-agent",
+        "x-grok-conv-id",
+        "anthropic-version",
+        "anthropic-beta",
+        "idempotency-key",
+    }
+)
+FORWARDED_REQUEST_PREFIXES = ("x-stainless-",)
+
+# Response headers worth handing back: ids for support tickets, rate-limit state, back-off,
+# and how the body is encoded (it is relayed as sent, compressed or not).
+RELAYED_RESPONSE_HEADERS = frozenset(
+    {
+        b"content-type",
+        b"content-encoding",
+        b"content-disposition",
+        b"retry-after",
+        b"retry-after-ms",
+        b"request-id",
+        b"cf-ray",
+        b"location",
+    }
+)
+RELAYED_RESPONSE_PREFIXES = (b"x-ratelimit-", b"ratelimit", b"anthropic-ratelimit-", b"x-xai-")
+
+# Streams must not be compressed or buffered by anyone on the way: each event has to
+# reach the caller as soon as it exists, and errors are injected at event boundaries.
+STREAM_HEADERS = (
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+)
+
+# An upstream error body is read to build the envelope; past this it is not worth reading.
+ERROR_BODY_LIMIT = 1024 * 1024
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One request as it goes upstream."""
+
+    # Path (and query) below the upstream base URL, still percent-encoded as received.
+    target: str
+    body: Body
+    # Headers the route sets itself (e.g. the content type of a body it validated).
+    headers: dict[str, str]
+    # The route asked upstream for the usage chunk; the relay removes it again.
+    strip_usage: bool = False
+    # Rewrites a successful JSON answer (translated routes).
+    on_json: JsonHook | None = None
+    # The caller's own stream, when `body` is one: failures on its side are reported.
+    streamed: StreamedBody | None = None
+
+
+def relayed_headers(raw_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The upstream response headers the caller gets back, names in lower case for ASGI.
+
+    X-Request-ID is the proxy's own (it names the request in the proxy's logs), so the
+    upstream's comes back as X-Upstream-Request-ID.
+    """
+    relayed = []
+    for name, value in raw_headers:
+        lowered = name.lower()
+        if lowered == b"x-request-id":
+            relayed.append((b"x-upstream-request-id", value))
+        elif lowered in RELAYED_RESPONSE_HEADERS or lowered.startswith(RELAYED_RESPONSE_PREFIXES):
+            relayed.append((lowered, value))
+    return relayed
+
+
+class Forwarder:
+    """The upstream client of one worker, and the one way to forward a request through it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.base_url = settings.upstream_base_url()
+        self.preset = PRESETS[settings.xai_upstream]
+        self.models = ModelNames(
+            self.preset.model_prefix, parse_aliases(settings.xai_model_aliases)
+        )
+        self.preset_headers = dict(self.preset.extra_headers)
+        # The gateway's token is for Cloudflare only: never hand it to another upstream.
+        if settings.cloudflare_aig_token is not None and self.preset.name == "cloudflare":
+            token = settings.cloudflare_aig_token.get_secret_value()
+            self.preset_headers["cf-aig-authorization"] = f"Bearer {token}"
+        self.client = HttpClient(settings)
+        self.auth = CallerAuth(settings)
+        self.retries = RetryPolicy(settings)
+        self.drain = Drain(settings.shutdown_grace_seconds)
+        self.relay = RelayConfig(
+            keepalive=settings.sse_keepalive_seconds,
+            max_event=settings.max_sse_event_bytes,
+            drain=self.drain,
+            rewrite=None if self.models.identity else self.models.answer,
+            describe=self.describe,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def describe(self, failure: UpstreamFailure) -> ProxyError:
+        """A failure to reach or read the upstream as the caller's error: 502 or 504."""
+        settings = self.settings
+        if isinstance(failure, ReadTimedOut):
+            return UpstreamTimeout(
+                f"The upstream API sent nothing for {settings.xai_read_timeout:g} seconds."
+            )
+        if isinstance(failure, ConnectTimedOut):
+            return UpstreamTimeout("The upstream API did not accept a connection in time.")
+        if isinstance(failure, PoolTimedOut):
+            return UpstreamTimeout(f"The proxy has no free upstream connection: {failure.message}.")
+        if isinstance(failure, WriteTimedOut):
+            return UpstreamTimeout(
+                f"The upstream API took none of the request body for "
+                f"{settings.xai_write_timeout:g} seconds."
+            )
+        if isinstance(failure, NothingSent):
+            return UpstreamUnreachable(f"Could not reach the upstream API: {failure.message}.")
+        return UpstreamUnreachable(f"The upstream connection was lost: {failure.message}.")
+
+    async def probe(self) -> dict[str, object]:
+        """Whether the upstream answers at all (any HTTP status counts), without any key."""
+        report: dict[str, object] = {"name": self.preset.name, "base_url": self.base_url}
+        started = perf_counter()
+        try:
+            async with asyncio.timeout(self.settings.xai_connect_timeout):
+                answer = await self.client.send("GET", f"{self.base_url}/models", [], None)
+                await answer.read(ERROR_BODY_LIMIT)
+        except (UpstreamFailure, BodyTooLarge, TimeoutError) as exc:
+            report.update(reachable=False, error=type(exc).__name__)
+        else:
+            report.update(reachable=True, status=answer.status)
+        report["latency_ms"] = round((perf_counter() - started) * 1000, 1)
+        return report
+
+    def headers_for(
+        self, request: Request, caller: Caller, outgoing: Outgoing
+    ) -> list[tuple[str, str]]:
+        """Allow-listed caller headers (every value of repeated ones) and the upstream key."""
+        headers = [
+            (name, value)
+            for name, value in request.headers.items()
+            if (name in FORWARDED_REQUEST_HEADERS or name.startswith(FORWARDED_REQUEST_PREFIXES))
+            and name not in outgoing.headers
+        ]
+        headers.extend(outgoing.headers.items())
+        headers.extend(self.preset_headers.items())
+        headers.append(("authorization", f"Bearer {caller.upstream_key}"))
+        headers.append(("accept-encoding", "identity"))
+        headers.append(("x-request-id", record_of(request.scope).request_id))
+        return headers
+
+    async def forward(
+        self, request: Request, route: Route, caller: Caller, outgoing: Outgoing
+    ) -> Response:
+        """Send one request upstream and turn the answer into the caller's response."""
+        path = outgoing.target.split("?", 1)[0]
+        if not self.preset.serves(path):
+            raise NotOnThisUpstream(
+                f"The configured upstream ({self.preset.name}) has no {path} route; "
+                "use XAI_UPSTREAM=xai (or cloudflare) for it."
+            )
+        body = outgoing.body
+        if isinstance(body, bytes) and body and not self.models.identity:
+            body = self.models.request_body(body)
+        headers = self.headers_for(request, caller, outgoing)
+        url = f"{self.base_url}{outgoing.target}"
+        streamed = outgoing.streamed
+        watch = HangUpWatch(request.receive, body_done=streamed.done if streamed else None)
+        record = record_of(request.scope)
+        tally = Tally()
+        response: Response | None = None
+        try:
+            with watch:
+                response = await self._exchange(
+                    request,
+                    url,
+                    headers,
+                    body,
+                    route=route,
+                    outgoing=outgoing,
+                    caller=caller,
+                    tally=tally,
+                    record=record,
+                )
+        except asyncio.CancelledError:
+            if not watch.gone:
+                raise
+        except UpstreamFailure as exc:
+            if streamed is not None and streamed.failure is not None:
+                raise streamed.failure from None  # the caller's side failed, not upstream
+            error = self.describe(exc)
+            error.headers[ATTEMPTS_HEADER] = str(tally.attempts)
+            record.error_kind = (
+                "unreachable" if isinstance(error, UpstreamUnreachable) else "timeout"
+            )
+            raise error from None
+        finally:
+            record.attempts = tally.attempts
+        if watch.gone:
+            if isinstance(response, SseRelay | BodyRelay):
+                await response.answer.aclose()
+            log.info("caller hung up before the answer; upstream request closed: %s", path)
+            # 499 is nginx's "client closed request": it only ever reaches the access log.
+            return Response(status_code=499)
+        assert response is not None
+        return response
+
+    async def _exchange(
+        self,
+        request: Request,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: Body,
+        *,
+        route: Route,
+        outgoing: Outgoing,
+        caller: Caller,
+        tally: Tally,
+        record: RequestRecord,
+    ) -> Response:
+        started = perf_counter()
+        deadline = self.settings.xai_total_timeout
+        try:
+            async with asyncio.timeout(deadline or None) as total:
+                answer = await self.retries.send(
+                    self.client,
+                    request.method,
+                    url,
+                    headers=headers,
+                    body=body,
+                    tally=tally,
+                    budget=self.retries.budget(request.headers),
+                )
+                record.upstream_seconds = perf_counter() - started
+                attempts = (ATTEMPTS_HEADER.encode(), str(tally.attempts).encode())
+                content_type = answer.header("content-type")
+                if answer.status < 400 and content_type.startswith("text/event-stream"):
+                    total.reschedule(None)  # streams have no total deadline
+                    return SseRelay(
+                        answer,
+                        [*relayed_headers(answer.raw_headers), *STREAM_HEADERS, attempts],
+                        route,
+                        self.relay,
+                        record,
+                        strip_usage=outgoing.strip_usage,
+                    )
+                if answer.status >= 400:
+                    return await self._error_answer(answer, route, caller, attempts)
+                if not self._reads(route, answer):
+                    total.reschedule(None)  # bounded by the read timeout while it flows
+                    return BodyRelay(
+                        answer,
+                        [*relayed_headers(answer.raw_headers), *_length(answer), attempts],
+                        record,
+                    )
+                return await self._json_answer(answer, outgoing, attempts, record)
+        except TimeoutError:
+            record.error_kind = "timeout"
+            raise UpstreamTimeout(
+                f"The upstream API gave no complete answer within {deadline:g} seconds "
+                "(setting XAI_TOTAL_TIMEOUT)."
+            ) from None
+
+    def _reads(self, route: Route, answer: UpstreamResponse) -> bool:
+        if not answer.header("content-type").startswith("application/json"):
+            return False
+        if answer.header("content-encoding") not in ("", "identity"):
+            return False  # compressed although identity was asked for: relayed as sent
+        # Model names must come back in the caller's form, so a preset reads JSON answers.
+        return route.reads_answer or not self.models.identity
+
+    async def _error_answer(
+        self,
+        answer: UpstreamResponse,
+        route: Route,
+        caller: Caller,
+        attempts: tuple[bytes, bytes],
+    ) -> Response:
+        content_type = answer.header("content-type")
+        try:
+            content = await answer.read(ERROR_BODY_LIMIT)
+        except BodyTooLarge:
+            content = b""
+        # Secrets an upstream echoes (the server's key, above all) never reach the caller.
+        error = upstream_error(answer.status, content, content_type, caller_key=caller.upstream_key)
+        response = Response(
+            envelope_bytes(route.flavor, error), error.status, media_type="application/json"
+        )
+        response.raw_headers.extend(
+            pair for pair in relayed_headers(answer.raw_headers) if pair[0] != b"content-type"
+        )
+        response.raw_headers.append(attempts)
+        return response
+
+    async def _json_answer(
+        self,
+        answer: UpstreamResponse,
+        outgoing: Outgoing,
+        attempts: tuple[bytes, bytes],
+        record: RequestRecord,
+    ) -> Response:
+        limit = self.settings.max_response_bytes
+        try:
+            content = await answer.read(limit)
+        except BodyTooLarge:
+            record.error_kind = "too_large"
+            raise UpstreamError(
+                502,
+                f"The upstream answer is larger than {limit} bytes (setting MAX_RESPONSE_BYTES).",
+                code="upstream_response_too_large",
+            ) from None
+        if content:
+            try:
+                record.usage = from_body(orjson.loads(content))
+            except orjson.JSONDecodeError:
+                # A success that cannot be read is not a success: say so instead of relaying it.
+                record.error_kind = "malformed"
+                raise UpstreamError(
+                    502,
+                    f"Upstream answered {answer.status} with {len(content)} bytes of "
+                    "malformed JSON.",
+                    code="upstream_malformed_response",
+                ) from None
+            if not self.models.identity:
+                content = self.models.answer(content)
+            if outgoing.on_json is not None:
+                content = outgoing.on_json(content)
+        response = Response(content, answer.status)
+        response.raw_headers.extend(relayed_headers(answer.raw_headers))
+        response.raw_headers.append(attempts)
+        return response
+
+
+def _length(answer: UpstreamResponse) -> list[tuple[bytes, bytes]]:
+    """The upstream's Content-Length, so the caller can tell a complete body from a cut one."""
+    length = answer.header("content-length")
+    return [(b"content-length", length.encode())] if length.isdigit() else []

@@ -1,0 +1,107 @@
+"""Operational routes (/metrics, /docs, /openapi.json, /health?upstream=1) behind a token.
+
+In a shared deployment (GROK_PROXY_API_KEYS set) these routes would tell anyone the traffic,
+the API surface and the upstream, and let them make the proxy call upstream. They then need
+GROK_PROXY_OPS_TOKEN, or an access key while no ops token is set; GROK_PROXY_OPS_TOKEN
+alone also closes them in pass-through mode. The token comes as `Authorization: Bearer`
+(Prometheus' `authorization`) or as the password of Basic auth (a browser's prompt, for
+/docs). Plain /health stays open for liveness probes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from urllib.parse import parse_qs
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from grok_proxy.auth import bearer_token
+from grok_proxy.config import Settings
+from grok_proxy.errors import Flavor, error_envelope
+
+OPS_PATHS = frozenset({"/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+HEALTH_PATHS = frozenset({"/health", "/api/v1/health", "/v1/health"})
+UPSTREAM_CHECK = frozenset({"1", "true", "yes"})
+CHALLENGE = b'Basic realm="grok-proxy operations", Bearer'
+
+
+def ops_tokens(settings: Settings) -> tuple[bytes, ...]:
+    """The tokens that open the operational routes; empty when they are open to all."""
+    if settings.grok_proxy_ops_token is not None:
+        return (settings.grok_proxy_ops_token.get_secret_value().encode(),)
+    return tuple(key.encode() for key in settings.access_keys())
+
+
+def presented_token(authorization: str) -> str | None:
+    """A Bearer token, or the password of Basic credentials."""
+    token = bearer_token(authorization)
+    if token is not None:
+        return token
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[2] or None
+
+
+def is_operational(scope: Scope) -> bool:
+    """Whether the request is for an operational route."""
+    path: str = scope["path"]
+    if path in OPS_PATHS:
+        return True
+    if path in HEALTH_PATHS:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        return any(value in UPSTREAM_CHECK for value in query.get("upstream", []))
+    return False
+
+
+class OpsGuard:
+    """ASGI middleware: 401 on operational routes without a valid token."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.tokens = ops_tokens(settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.tokens and scope["type"] == "http" and is_operational(scope):
+            authorization = ""
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    authorization = value.decode("latin-1")
+            token = presented_token(authorization)
+            if token is None or not self._valid(token.encode("utf-8", "replace")):
+                await _refuse(send)
+                return
+        await self.app(scope, receive, send)
+
+    def _valid(self, candidate: bytes) -> bool:
+        # Compared with every token in constant time, as access keys are (auth.CallerAuth).
+        matched = False
+        for token in self.tokens:
+            matched |= hmac.compare_digest(candidate, token)
+        return matched
+
+
+async def _refuse(send: Send) -> None:
+    body = orjson.dumps(
+        error_envelope(
+            Flavor.OPENAI,
+            401,
+            "This operational route needs GROK_PROXY_OPS_TOKEN (or, while that is unset, an "
+            "access key) as a Bearer token or the password of Basic auth.",
+            code="ops_token_required",
+        )
+    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"www-authenticate", CHALLENGE),
+    ]
+    await send({"type": "http.response.start", "status": 401, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,249 @@
+"""Relaying an upstream answer that is not read whole: SSE streams and large plain bodies.
+
+An SSE stream goes out event by event as the parser completes them, each event's bytes
+exactly as upstream sent them. Filters look at parsed events only (usage, model names)
+and never touch the bytes of other events. A stream that is cut, stalls, or ends without
+its route's terminal event gets an error event and no terminator: a truncated answer never
+looks complete. A plain body that is cut short cannot change its status any more, so the
+caller's connection is closed without a clean end, which every HTTP client reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from grok_proxy import metrics
+from grok_proxy.errors import Flavor, ProxyError, UpstreamUnreachable
+from grok_proxy.lifecycle import Drain
+from grok_proxy.record import RequestRecord
+from grok_proxy.route import Route
+from grok_proxy.sse import Event, EventTooLarge, SseParser
+from grok_proxy.transport import ReadTimedOut, UpstreamFailure, UpstreamResponse
+from grok_proxy.usage import USAGE_MARK, from_event, is_usage_only_chunk, merge
+from grok_proxy.watch import HangUpWatch, KeepAliveClock
+
+log = logging.getLogger("grok_proxy.relay")
+
+KEEPALIVE = b": keep-alive\n\n"
+
+
+def error_event(flavor: Flavor, error: ProxyError) -> bytes:
+    """An SSE event that makes the caller's SDK raise `error`."""
+    envelope = orjson.dumps(error.envelope(flavor))
+    if flavor is Flavor.ANTHROPIC:
+        return b"event: error\ndata: " + envelope + b"\n\n"
+    return b"data: " + envelope + b"\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """What every relay of one worker shares."""
+
+    keepalive: float
+    max_event: int
+    drain: Drain
+    # Model names back to the caller's form (some presets), on whole events or bodies.
+    rewrite: Callable[[bytes], bytes] | None
+    describe: Callable[[UpstreamFailure], ProxyError]
+
+
+class SseRelay(Response):
+    """ASGI response that relays an open upstream SSE answer and closes it on every path."""
+
+    def __init__(
+        self,
+        answer: UpstreamResponse,
+        headers: list[tuple[bytes, bytes]],
+        route: Route,
+        config: RelayConfig,
+        record: RequestRecord,
+        *,
+        strip_usage: bool = False,
+    ) -> None:
+        self.answer = answer
+        self.status_code = answer.status
+        self.raw_headers = headers
+        self.route = route
+        self.config = config
+        self.record = record
+        record.streamed = True
+        self.strip_usage = strip_usage
+        self.ended: str | None = None
+        self.background = None
+        self.clock: KeepAliveClock | None = None  # started with the stream, in __call__
+
+    def end(self, reason: str) -> None:
+        """End the stream now with an error event saying `reason` (used at shutdown)."""
+        self.ended = reason
+        self.task.cancel()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Starlette's StreamingResponse only watches for a disconnect on ASGI 2.3 servers,
+        # and uvicorn's send() stays quiet after one: watch for it here, on every server.
+        watch = HangUpWatch(receive)
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        drain = self.config.drain
+        drain.streams.add(self)
+        metrics.OPEN_STREAMS.inc()
+        keepalive = self.config.keepalive
+        self.clock = KeepAliveClock(task, keepalive) if keepalive else None
+        try:
+            with watch:
+                await self._pump(send)
+        except asyncio.CancelledError:
+            if watch.gone:
+                log.info("caller hung up mid-stream; upstream stream closed")
+            elif self.ended is not None:
+                task.uncancel()
+                self.record.error_kind = "shutdown"
+                await self._finish(
+                    send, UpstreamUnreachable(self.ended, code="proxy_shutting_down")
+                )
+            else:
+                raise
+        finally:
+            if self.clock is not None:
+                self.clock.stop()
+            metrics.OPEN_STREAMS.dec()
+            drain.streams.discard(self)
+            await self.answer.aclose()
+
+    async def _next_chunk(self, send: Send) -> bytes:
+        """The next upstream bytes; during long silences, keep-alive comments to the caller.
+
+        Load balancers cut connections idle for 60-180 s while reasoning models think for
+        minutes. The comment goes out only between whole events (partial ones are held
+        back), and SSE clients ignore comment lines.
+        """
+        clock = self.clock
+        if clock is None:
+            return await self.answer.read_chunk()
+        while True:
+            clock.waiting_since = clock.loop.time()
+            try:
+                return await self.answer.read_chunk()
+            except asyncio.CancelledError:
+                if not clock.answered():
+                    raise
+            finally:
+                clock.waiting_since = None
+            await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
+
+    async def _pump(self, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        parser = SseParser(self.config.max_event)
+        end = self.route.stream_end
+        completed = not end.known
+        failure: ProxyError | None = None
+        try:
+            while True:
+                chunk = await self._next_chunk(send)
+                events = parser.feed(chunk) if chunk else parser.close()
+                out = []
+                for event in events:
+                    completed = completed or end.reached(event)
+                    raw = self._filter(event)
+                    if raw:
+                        out.append(raw)
+                if out:
+                    body = out[0] if len(out) == 1 else b"".join(out)
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                if not chunk:
+                    break
+        except UpstreamFailure as exc:
+            failure = self.config.describe(exc)
+            failure.message = f"Stream interrupted: {failure.message}"
+            self.record.error_kind = (
+                "stream_stalled" if isinstance(exc, ReadTimedOut) else "stream_cut"
+            )
+        except EventTooLarge as exc:
+            self.record.error_kind = "stream_event_too_large"
+            failure = UpstreamUnreachable(
+                f"Stream interrupted: an upstream event exceeded {exc.limit} bytes "
+                "(setting MAX_SSE_EVENT_BYTES)."
+            )
+        if failure is None and not completed:
+            # An event the upstream did not finish is dropped, as SSE clients drop it.
+            self.record.error_kind = "stream_incomplete"
+            failure = UpstreamUnreachable(
+                "Stream interrupted: the upstream ended the stream before it was complete."
+            )
+        if failure is not None:
+            log.warning("upstream stream failed: %s", failure.message)
+        await self._finish(send, failure)
+
+    def _filter(self, event: Event) -> bytes:
+        """The bytes to relay for one event: as sent, minus what the proxy itself asked for."""
+        raw = event.raw
+        if event.data is not None and USAGE_MARK in event.data:
+            try:
+                payload = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                payload = None
+            found = from_event(payload)
+            if found is not None:
+                self.record.usage = merge(self.record.usage, found)
+                if self.strip_usage and is_usage_only_chunk(payload):
+                    return b""
+        rewrite = self.config.rewrite
+        return raw if rewrite is None else rewrite(raw)
+
+    async def _finish(self, send: Send, failure: ProxyError | None) -> None:
+        """End the response, with an error event first when the stream is incomplete."""
+        if failure is not None:
+            event = error_event(self.route.flavor, failure)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class BodyRelay(Response):
+    """ASGI response that streams a plain upstream body through as it arrives.
+
+    Memory stays flat whatever the size (file downloads): at most one chunk is held.
+    """
+
+    def __init__(
+        self, answer: UpstreamResponse, headers: list[tuple[bytes, bytes]], record: RequestRecord
+    ) -> None:
+        self.answer = answer
+        self.status_code = answer.status
+        self.raw_headers = headers
+        self.record = record
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watch = HangUpWatch(receive)
+        try:
+            with watch:
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": self.status_code,
+                        "headers": self.raw_headers,
+                    }
+                )
+                while chunk := await self.answer.read_chunk():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not watch.gone:
+                raise
+            log.info("caller hung up mid-body; upstream answer closed")
+        except UpstreamFailure as exc:
+            # The status is sent: returning without ending the body makes the server close
+            # the connection, so the caller sees a cut, never a complete-looking answer.
+            self.record.error_kind = "body_cut"
+            log.warning("upstream body cut short: %s", exc.message)
+        finally:
+            await self.answer.aclose()
