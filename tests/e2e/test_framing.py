@@ -45,14 +45,8 @@ def test_simulator_frames_as_asked(sim: Simulator, framing: str) -> None:
         assert b'data: {\ndata:   "id"' in sent
 
 
-# Today's relay answers a CRLF-framed stream with an empty body: fixed by the reach issue.
-CRLF_XFAIL = pytest.mark.xfail(reason="relay fix in the reach issue", strict=False)
-
-
 @pytest.mark.parametrize("route", sorted(ROUTES))
-@pytest.mark.parametrize(
-    "framing", [pytest.param(f, marks=CRLF_XFAIL) if "crlf" in f else f for f in FRAMINGS]
-)
+@pytest.mark.parametrize("framing", FRAMINGS)
 def test_framings_relay_byte_exact(live: Proxy, sim: Simulator, framing: str, route: str) -> None:
     body = {"model": f"grok-4@frame={framing}", "stream": True, **ROUTES[route]}
     received = streamed(f"{live.api}/{route}", body)
