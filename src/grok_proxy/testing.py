@@ -18,12 +18,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import httpx
+import orjson
 import pytest
 
 HOST = "127.0.0.1"
@@ -47,12 +49,20 @@ class GrokTwin:
 
     def requests(self) -> list[dict[str, Any]]:
         """Every request the simulator received since the last reset (method, path, body...)."""
-        found: list[dict[str, Any]] = httpx.get(f"{self.simulator_url}/_sim/requests").json()
+        found: list[dict[str, Any]] = orjson.loads(fetch(f"{self.simulator_url}/_sim/requests"))
         return found
 
     def reset(self) -> None:
         """Forget received requests, stored responses, files and counters."""
-        httpx.post(f"{self.simulator_url}/_sim/reset").raise_for_status()
+        fetch(f"{self.simulator_url}/_sim/reset", method="POST")
+
+
+def fetch(url: str, method: str = "GET", timeout: float = 10.0) -> bytes:
+    """The body of a loopback URL built here (the standard library: grok-proxy needs no httpx)."""
+    request = urllib.request.Request(url, method=method)  # noqa: S310 - http://127.0.0.1 only
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        body: bytes = response.read()
+        return body
 
 
 def free_port() -> int:
@@ -81,9 +91,11 @@ def running(
             if process.poll() is not None:
                 raise RuntimeError(f"grok-proxy {args[0]} exited with {process.returncode}")
             try:
-                httpx.get(ready_url, timeout=1.0)
+                fetch(ready_url, timeout=1.0)
                 break
-            except httpx.TransportError:
+            except urllib.error.HTTPError:
+                break  # it answered, if not with 200: it is up
+            except OSError:
                 if time.monotonic() > deadline:
                     raise TimeoutError(
                         f"{ready_url} did not answer in {STARTUP_SECONDS} s"
