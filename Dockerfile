@@ -50,6 +50,8 @@ ENV PATH="/app/.venv/bin:$PATH" \
     SHUTDOWN_GRACE_SECONDS=8
 USER 10001:10001
 EXPOSE 8000
+# gRPC for xAI's own SDK (GROK_PROXY_GRPC_PORT)
+EXPOSE 8001
 # Probes where the server really listens (its flags, else HOST/PORT), never via HTTP_PROXY.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-m", "grok_proxy.healthcheck"]

@@ -62,10 +62,11 @@ def wait_for(url: str, timeout: float = 20.0) -> None:
 
 @contextmanager
 def process(
-    command: list[str], ready: str, env: dict[str, str] | None = None
+    command: list[str], ready: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(
         command,
+        cwd=cwd,
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -84,14 +85,21 @@ def process(
 
 def simulator(port: int) -> AbstractContextManager[subprocess.Popen[bytes]]:
     command = [sys.executable, "-m", "grok_proxy", "simulate", "--host", HOST, "--port", str(port)]
+    command += ["--grpc-port", "0"]  # HTTP only: a fixed gRPC port could be taken
     return process(pinned(LOAD_CORE, command), f"http://{HOST}:{port}/_sim/stats")
 
 
 def proxy(
-    port: int, upstream: str, workers: int = 1, log_level: str = "warning"
+    port: int,
+    upstream: str,
+    workers: int = 1,
+    log_level: str = "warning",
+    checkout: Path | None = None,
 ) -> AbstractContextManager[subprocess.Popen[bytes]]:
-    command = [sys.executable, "-m", "grok_proxy", "serve", "--host", HOST, "--port", str(port)]
-    command += ["--workers", str(workers)]
+    """The proxy of this tree, or of another checkout (its own virtualenv) for an A/B."""
+    python = sys.executable if checkout is None else str(checkout / ".venv" / "bin" / "python")
+    command = [python, "-m", "grok_proxy", "serve", "--host", HOST, "--port", str(port)]
+    command += ["--workers", str(workers), "--grpc-port", "0"]
     # Access lines off unless asked for (--log-level info): the table measures forwarding;
     # docs/benchmarks.md gives the cost of the access log separately.
     env = {"XAI_BASE_URL": upstream, "LOG_LEVEL": log_level}
@@ -100,7 +108,20 @@ def proxy(
         pinned(PROXY_CORE, command) if workers == 1 else command,
         f"http://{HOST}:{port}/health",
         env,
+        checkout,
     )
+
+
+@contextmanager
+def checkout_of(revision: str) -> Iterator[Path]:
+    """A temporary worktree of `revision` with its locked dependencies installed."""
+    directory = Path(tempfile.mkdtemp(prefix="grok-proxy-baseline-"))
+    run_tool(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(directory), revision])
+    try:
+        subprocess.run(["uv", "sync", "--frozen", "--quiet"], cwd=directory, check=True)
+        yield directory
+    finally:
+        run_tool(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(directory)])
 
 
 NGINX_CONF = """
@@ -340,6 +361,11 @@ def main() -> None:
     )
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
     parser.add_argument(
+        "--baseline",
+        metavar="REVISION",
+        help="also run the proxy of this git revision, alternating with today's (an A/B)",
+    )
+    parser.add_argument(
         "--log-level",
         default="warning",
         help="the proxy's LOG_LEVEL (info adds an access line per request; implies --no-write)",
@@ -377,6 +403,8 @@ def main() -> None:
             )
             results["streams_proxy"] = streams(through_proxy, stream_count, chunks, pace)
             results["proxy_peak_rss_mb"] = peak_rss_mb(proc.pid)
+        if args.baseline:
+            results["ab"] = ab(args.baseline, upstream, sim.pid, seconds, args.log_level)
         port2 = free_port()
         with proxy(port2, upstream, workers=2, log_level=args.log_level) as proc2:
             url2 = f"http://{HOST}:{port2}/api/v1/chat/completions"
@@ -387,12 +415,63 @@ def main() -> None:
             results["streams_proxy2"] = streams(url2, stream_count, chunks, pace)
 
     report = render(results, smoke)
+    ab_result, direct_c1 = results.get("ab"), results["direct_c1"]
+    if isinstance(ab_result, AB) and isinstance(direct_c1, Load):
+        report += "\n" + render_ab(ab_result, direct_c1)
     print(report)
     failures = check(results)
     if failures:
         sys.exit("benchmark failed:\n" + "\n".join(failures))
     if not smoke and not args.no_write and args.log_level == "warning":
         (ROOT / "docs" / "benchmarks.md").write_text(DOC_HEAD + report + DOC_TAIL)
+
+
+@dataclass
+class AB:
+    """Today's proxy against another revision's, in alternating rounds of the same load."""
+
+    revision: str
+    today: list[Load] = field(default_factory=list)
+    baseline: list[Load] = field(default_factory=list)
+    today_c1: list[Load] = field(default_factory=list)
+    baseline_c1: list[Load] = field(default_factory=list)
+
+
+def ab(revision: str, upstream: str, sim_pid: int, seconds: float, log_level: str) -> AB:
+    result = AB(revision)
+    with checkout_of(revision) as tree:
+        for _ in range(2):
+            for loads, c1, checkout in (
+                (result.today, result.today_c1, None),
+                (result.baseline, result.baseline_c1, tree),
+            ):
+                port = free_port()
+                with proxy(port, upstream, log_level=log_level, checkout=checkout) as proc:
+                    url = f"http://{HOST}:{port}/api/v1/chat/completions"
+                    wrk(url, 32, 1)  # warm-up
+                    c1.append(wrk(url, 1, seconds))
+                    loads.append(wrk(url, 32, seconds, {"proxy": proc.pid, "simulator": sim_pid}))
+    return result
+
+
+def render_ab(result: AB, direct_c1: Load) -> str:
+    def span(values: list[float], fmt: str) -> str:
+        return " - ".join(format(value, fmt) for value in sorted(values))
+
+    rows = [
+        f"A/B against revision `{result.revision}`, alternating rounds (2 each):",
+        "",
+        "| | today | baseline |",
+        "|---|---|---|",
+        f"| 32 connections: req/s | {span([r.requests_per_s for r in result.today], ',.0f')} | "
+        f"{span([r.requests_per_s for r in result.baseline], ',.0f')} |",
+        f"| proxy CPU per request (us) | {span([r.cpu_us['proxy'] for r in result.today], '.0f')} | "
+        f"{span([r.cpu_us['proxy'] for r in result.baseline], '.0f')} |",
+        f"| 1 connection: added p50 (ms) | "
+        f"{span([r.p50_ms - direct_c1.p50_ms for r in result.today_c1], '.3f')} | "
+        f"{span([r.p50_ms - direct_c1.p50_ms for r in result.baseline_c1], '.3f')} |",
+    ]
+    return "\n".join(rows) + "\n"
 
 
 def check(results: dict[str, object]) -> list[str]:

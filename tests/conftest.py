@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.processes import Proxy, Simulator, proxy, simulator
+from tests.processes import Proxy, Simulator, free_port, proxy, simulator
 
 KEY = "xai-test-key-0123456789"
 
@@ -22,7 +22,13 @@ def sim() -> Iterator[Simulator]:
 def live(sim: Simulator) -> Iterator[Proxy]:
     """The proxy, as a real process, in front of the simulator."""
     # Default settings, except that retries wait milliseconds instead of seconds.
-    with proxy(sim.base_url, xai_retry_backoff="0.01") as running:
+    # Its gRPC listener relays to the simulator's gRPC API (xai-sdk examples use it).
+    with proxy(
+        sim.base_url,
+        xai_retry_backoff="0.01",
+        grok_proxy_grpc_port=str(free_port()),
+        xai_grpc_url=f"grpc://{sim.grpc_target}",
+    ) as running:
         yield running
 
 

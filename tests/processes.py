@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -41,14 +41,25 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 6
 
 @contextmanager
 def running(
-    args: list[str], ready_url: str, env: dict[str, str] | None = None
+    args: list[str],
+    ready_url: str,
+    env: Mapping[str, str | None] | None = None,
+    cwd: str | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
+    """The grok_proxy module as a process; `env` adds variables (None removes one)."""
+    environment = {**os.environ}
+    for name, value in (env or {}).items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
     # Output goes to a file, not a pipe: nobody reads a pipe while tests run, and once its
     # 64 KiB buffer is full every log write would block the process.
     with tempfile.NamedTemporaryFile(prefix="grok-proxy-", suffix=".log") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "grok_proxy", *args],
-            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -79,6 +90,8 @@ class Simulator:
     """A running simulator and the ways tests look inside it."""
 
     url: str
+    # host:port of its gRPC API (xai-sdk's protocol)
+    grpc_target: str = ""
 
     @property
     def base_url(self) -> str:
@@ -110,16 +123,19 @@ class Simulator:
 
 @contextmanager
 def simulator() -> Iterator[Simulator]:
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     url = f"http://{HOST}:{port}"
-    with running(["simulate", "--host", HOST, "--port", str(port)], f"{url}/_sim/stats"):
-        yield Simulator(url)
+    args = ["simulate", "--host", HOST, "--port", str(port), "--grpc-port", str(grpc_port)]
+    with running(args, f"{url}/_sim/stats"):
+        yield Simulator(url, f"{HOST}:{grpc_port}")
 
 
 @dataclass
 class Proxy:
     url: str
     process: subprocess.Popen[bytes]
+    # host:port of its gRPC listener, when the test turned it on (grok_proxy_grpc_port)
+    grpc_target: str = ""
 
     @property
     def api(self) -> str:
@@ -131,10 +147,16 @@ def proxy(upstream: str, workers: int = 1, **settings: str) -> Iterator[Proxy]:
     """The real proxy in front of `upstream`; `settings` are extra environment variables."""
     port = free_port()
     url = f"http://{HOST}:{port}"
-    env = {"XAI_BASE_URL": upstream, **{k.upper(): v for k, v in settings.items()}}
+    # gRPC off unless a test asks for it: its default port would be shared by every proxy.
+    env = {
+        "XAI_BASE_URL": upstream,
+        "GROK_PROXY_GRPC_PORT": "0",
+        **{k.upper(): v for k, v in settings.items()},
+    }
     args = ["serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
+    grpc_port = env["GROK_PROXY_GRPC_PORT"]
     with running(args, f"{url}/health", env) as process:
-        yield Proxy(url, process)
+        yield Proxy(url, process, f"{HOST}:{grpc_port}" if grpc_port != "0" else "")
 
 
 def open_fds(pid: int) -> int:

@@ -123,7 +123,12 @@ def serve_app() -> FastAPI:
     """The factory uvicorn runs in each worker: logging first, then the app."""
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings, handle_signals=True)
+    app = create_app(settings, handle_signals=True)
+    if settings.grok_proxy_grpc_port:  # xAI's own SDK speaks gRPC, on a port of its own
+        from grok_proxy.grpc_relay import attach
+
+        attach(app, settings)
+    return app
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -25,10 +25,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default: HOST, else 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: PORT, else 8000)")
     serve.add_argument("--workers", type=int, help="worker processes (default: WORKERS, else 1)")
+    serve.add_argument(
+        "--grpc-port", type=int, help="gRPC port (default: GROK_PROXY_GRPC_PORT, 8001; 0: off)"
+    )
 
     simulate = commands.add_parser("simulate", help="run the offline stand-in for api.x.ai")
     simulate.add_argument("--host", default="127.0.0.1", help="address to listen on")
     simulate.add_argument("--port", type=int, default=9100, help="port to listen on")
+    simulate.add_argument("--grpc-port", type=int, default=9101, help="gRPC port (0: off)")
     return parser
 
 
@@ -41,8 +45,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "simulate":
         from grok_proxy.simulator.server import serve as simulate
 
-        simulate(args.host, args.port)
+        simulate(args.host, args.port, args.grpc_port)
         return
+    if args.grpc_port is not None:
+        os.environ["GROK_PROXY_GRPC_PORT"] = str(args.grpc_port)  # workers read it from there
     serve(args.host, args.port, args.workers)
 
 
@@ -60,6 +66,10 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     workers = settings.workers if workers is None else workers
     configure_logging(settings.log_level, settings.log_format)
     raise_open_files_limit()
+    if settings.grok_proxy_grpc_port:
+        from grok_proxy.grpc_relay import announce
+
+        announce(settings, host, port)
     if workers > 1:
         # Each worker is its own process: metrics add up only through a shared directory.
         directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(

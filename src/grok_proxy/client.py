@@ -25,12 +25,11 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from importlib.metadata import version
-from pathlib import Path
 
-import certifi
 import pyqwest
 
 from grok_proxy.config import Settings
+from grok_proxy.tls import trusted_roots
 from grok_proxy.transport import (
     Body,
     BodyTooLarge,
@@ -61,24 +60,9 @@ def timeouts_of(settings: Settings) -> Timeouts:
     )
 
 
-def trusted_pems(settings: Settings) -> list[bytes]:
-    """Extra root certificates: a company CA bundle, SSL_CERT_FILE, every file in SSL_CERT_DIR."""
-    files = [Path(name) for name in (settings.xai_ca_bundle, settings.ssl_cert_file) if name]
-    if settings.ssl_cert_dir:
-        for directory in settings.ssl_cert_dir.split(":"):
-            files.extend(sorted(p for p in Path(directory).glob("*") if p.is_file()))
-    pems = []
-    for path in files:
-        data = path.read_bytes()
-        if b"-----BEGIN CERTIFICATE-----" in data:
-            pems.append(data)
-    return pems
-
-
 def build_transport(settings: Settings) -> pyqwest.HTTPTransport:
     """One pooled transport per worker, configured from the settings."""
     timeouts = timeouts_of(settings)
-    roots = Path(certifi.where()).read_bytes() + b"".join(trusted_pems(settings))
     proxy = None
     if settings.xai_proxy_url == "direct":
         # Any explicit proxy turns the environment's off (as in reqwest); this one matches
@@ -87,7 +71,7 @@ def build_transport(settings: Settings) -> pyqwest.HTTPTransport:
     elif settings.xai_proxy_url:
         proxy = pyqwest.Proxy(settings.xai_proxy_url, no_proxy=no_proxy_list())
     return pyqwest.HTTPTransport(
-        tls_ca_cert=roots,
+        tls_ca_cert=trusted_roots(settings),
         http_version=None if settings.xai_http2 else pyqwest.HTTPVersion.HTTP1,
         proxy=proxy,
         connect_timeout=timeouts.connect,

@@ -244,6 +244,19 @@ class Settings(BaseSettings):
     workers: int = Field(
         default=1, ge=1, description="Worker processes when `--workers` is not given."
     )
+    grok_proxy_grpc_port: int = Field(
+        default=8001,
+        ge=0,
+        le=65535,
+        description="Port of the gRPC listener (xAI's own SDK), on the HTTP host; 0 turns it off.",
+    )
+    xai_grpc_url: str = Field(
+        default="",
+        description=(
+            "Where gRPC calls go: `grpcs://host:port` (TLS) or `grpc://host:port` (plaintext). "
+            "Empty: `grpcs://api.x.ai:443`, or the XAI_REGION host."
+        ),
+    )
 
     @field_validator("xai_base_url")
     @classmethod

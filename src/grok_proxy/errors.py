@@ -21,6 +21,7 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
+from starlette.types import Send
 
 from grok_proxy.redact import redact
 
@@ -181,6 +182,25 @@ def _upstream_error(status: int, body: bytes, content_type: str) -> UpstreamErro
     kind = content_type.split(";", 1)[0].strip() or "no content type"
     detail = f"{len(body)} bytes of {kind}" if body else "an empty body"
     return UpstreamError(status, f"Upstream answered {status} {reason} with {detail}.")
+
+
+async def send_error(
+    send: Send,
+    status: int,
+    message: str,
+    *,
+    code: str,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
+    """Answer with the OpenAI envelope straight from ASGI middleware (before any route)."""
+    body = orjson.dumps(error_envelope(Flavor.OPENAI, status, message, code=code))
+    head = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
 
 
 def envelope_bytes(flavor: Flavor, error: ProxyError) -> bytes:

@@ -8,11 +8,10 @@ import re
 import secrets
 from time import perf_counter
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from grok_proxy import metrics
-from grok_proxy.errors import Flavor, error_envelope
+from grok_proxy.errors import send_error
 from grok_proxy.logs import request_id
 from grok_proxy.record import RequestRecord
 
@@ -58,7 +57,7 @@ class RequestLog:
         if sum(len(name) + len(value) for name, value in scope["headers"]) > self.max_header_bytes:
             await _refuse_headers(send, self.max_header_bytes)
             return
-        rid = _incoming_request_id(scope) or _new_request_id()
+        rid = request_id_for(_presented_request_id(scope))
         record = RequestRecord(request_id=rid)
         scope.setdefault("state", {})["record"] = record
         token = request_id.set(rid)
@@ -95,33 +94,27 @@ class RequestLog:
 
 async def _refuse_headers(send: Send, limit: int) -> None:
     """431 in the error envelope: headers this large are not going upstream or into logs."""
-    body = orjson.dumps(
-        error_envelope(
-            Flavor.OPENAI,
-            431,
-            f"Request headers exceed the limit of {limit} bytes (setting MAX_HEADER_BYTES).",
-            code="request_headers_too_large",
-        )
-    )
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 431, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    message = f"Request headers exceed the limit of {limit} bytes (setting MAX_HEADER_BYTES)."
+    await send_error(send, 431, message, code="request_headers_too_large")
 
 
 _ID_PREFIX = secrets.token_hex(8)
 _id_counter = itertools.count(1)
 
 
-def _new_request_id() -> str:
-    """Unique per process by a random prefix and a counter: a tenth of uuid4's cost."""
+def request_id_for(presented: str | None) -> str:
+    """The caller's request id when it is a plausible one, else a new one (HTTP and gRPC)."""
+    if presented is not None and VALID_REQUEST_ID.fullmatch(presented):
+        return presented
+    # Unique per process by a random prefix and a counter: a tenth of uuid4's cost.
     return f"{_ID_PREFIX}{next(_id_counter):016x}"
 
 
-def _incoming_request_id(scope: Scope) -> str | None:
+def _presented_request_id(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"x-request-id":
-            text = value.decode("latin-1")
-            return text if VALID_REQUEST_ID.fullmatch(text) else None
+            text: str = value.decode("latin-1")
+            return text
     return None
 
 

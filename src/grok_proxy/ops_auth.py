@@ -15,12 +15,11 @@ import binascii
 import hmac
 from urllib.parse import parse_qs
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from grok_proxy.auth import bearer_token
 from grok_proxy.config import Settings
-from grok_proxy.errors import Flavor, error_envelope
+from grok_proxy.errors import send_error
 
 OPS_PATHS = frozenset({"/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 HEALTH_PATHS = frozenset({"/health", "/api/v1/health", "/v1/health"})
@@ -89,19 +88,14 @@ class OpsGuard:
 
 
 async def _refuse(send: Send) -> None:
-    body = orjson.dumps(
-        error_envelope(
-            Flavor.OPENAI,
-            401,
-            "This operational route needs GROK_PROXY_OPS_TOKEN (or, while that is unset, an "
-            "access key) as a Bearer token or the password of Basic auth.",
-            code="ops_token_required",
-        )
+    message = (
+        "This operational route needs GROK_PROXY_OPS_TOKEN (or, while that is unset, an "
+        "access key) as a Bearer token or the password of Basic auth."
     )
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"www-authenticate", CHALLENGE),
-    ]
-    await send({"type": "http.response.start", "status": 401, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_error(
+        send,
+        401,
+        message,
+        code="ops_token_required",
+        headers=((b"www-authenticate", CHALLENGE),),
+    )

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from grok_proxy.errors import Flavor, error_envelope
+from grok_proxy.errors import send_error
 
 # Paths below these prefixes must stay below them.
 API_PREFIXES = ("/api/v1", "/v1")
@@ -98,14 +97,6 @@ async def _refuse(scope: Scope, send: Send, reason: str) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
-    body = orjson.dumps(
-        error_envelope(
-            Flavor.OPENAI,
-            400,
-            f"{reason} Send the path without `.` or `..` segments.",
-            code="invalid_path",
-        )
+    await send_error(
+        send, 400, f"{reason} Send the path without `.` or `..` segments.", code="invalid_path"
     )
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 400, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -202,7 +202,9 @@ def test_nginx_config_is_valid_and_outwaits_the_proxy(tmp_path: Path) -> None:
 
 
 @contextmanager
-def nginx_in_front_of(upstreams: list[str]) -> Iterator[str]:
+def nginx_in_front_of(
+    upstreams: list[str], grpc_upstreams: list[str] | None = None, grpc_port: int = 0
+) -> Iterator[str]:
     """The repository's deploy/nginx.conf, with local upstreams and a free local port."""
     port = free_port()
     conf = (ROOT / "deploy" / "nginx.conf").read_text()
@@ -212,6 +214,10 @@ def nginx_in_front_of(upstreams: list[str]) -> Iterator[str]:
     conf = conf.replace("set $grok_proxy grok-proxy:8000;", "set $grok_proxy replicas;")
     conf = conf.replace("http {", f"http {{\n  upstream replicas {{\n{servers}  }}", 1)
     conf = conf.replace("listen 8000;", f"listen 127.0.0.1:{port};")
+    # The gRPC block: its own upstreams and port (unused placeholders when not asked for).
+    grpc_servers = "\n".join(f"    server {u};" for u in grpc_upstreams or upstreams)
+    conf = re.sub(r"^\s*server grok-proxy:8001[^\n]*$", grpc_servers, conf, flags=re.MULTILINE)
+    conf = conf.replace("listen 8001 ", f"listen 127.0.0.1:{grpc_port or free_port()} ")
     conf = conf.replace("worker_processes auto;", "worker_processes 1;")
     with tempfile.TemporaryDirectory() as tmp:
         head = f"daemon off;\npid {tmp}/nginx.pid;\nerror_log {tmp}/error.log warn;\n"
@@ -302,3 +308,31 @@ def test_nginx_hides_operator_pages_and_skips_a_stopped_replica(sim: Simulator) 
             for _ in range(6)
         ]
     assert statuses == [200] * 6
+
+
+def test_nginx_relays_grpc_for_xai_sdk(sim: Simulator) -> None:
+    from contextlib import closing
+
+    from xai_sdk import Client
+    from xai_sdk.chat import user
+
+    grpc_port = free_port()
+    settings = {
+        "grok_proxy_grpc_port": str(free_port()),
+        "xai_grpc_url": f"grpc://{sim.grpc_target}",
+    }
+    with (
+        proxy(sim.base_url, 1, **settings) as replica,
+        nginx_in_front_of([replica.url.removeprefix("http://")], [replica.grpc_target], grpc_port),
+        closing(
+            Client(
+                api_key=KEY,
+                api_host=f"127.0.0.1:{grpc_port}",
+                use_insecure_channel=True,
+                timeout=20,
+            )
+        ) as client,
+    ):
+        chat = client.chat.create(model="grok-4@chunks=3", messages=[user("hi")])
+        assert chat.sample().content == "tok0 tok1 tok2 "
+        assert [chunk.content for _, chunk in chat.stream()] == ["tok0 ", "tok1 ", "tok2 "]

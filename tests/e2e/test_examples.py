@@ -24,6 +24,7 @@ PNG = base64.b64decode(
 
 def run_example(language: str, code: str, live: Proxy, tmp_path: Path) -> str:
     code = code.replace("http://localhost:8000", live.url)
+    code = code.replace("localhost:8001", live.grpc_target)  # xai-sdk's api_host
     (tmp_path / "photo.png").write_bytes(PNG)
     if language == "bash":
         command = ["bash", "-c", code.replace("curl ", "curl --fail-with-body ", 1)]
@@ -72,6 +73,8 @@ def expected_output(code: str) -> list[str]:
     """What a user would see from each example, given the simulator's deterministic answers."""
     if "/health" in code:
         return ['"healthy"']
+    if "grpc.RpcError" in code:
+        return ["NOT_FOUND The model no-such-model does not exist"]
     if "/images/" in code or "images.generate" in code:
         extra = ["Hello!", "[", "tokens]"] if "OpenAI(" in code else []
         return ["https://imgen.x.ai/", *extra]

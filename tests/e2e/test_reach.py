@@ -10,11 +10,9 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,7 +25,7 @@ import orjson
 import pytest
 
 from tests.conftest import KEY
-from tests.processes import Proxy, Simulator, free_port, proxy
+from tests.processes import Simulator, free_port, proxy, running
 from tests.scripted import LAST_CHUNK, RESET, STALL, Route, Step, chunk, head, scripted
 from tests.tls_upstream import tls_upstream
 
@@ -136,37 +134,15 @@ def test_an_untrusted_upstream_certificate_is_502_naming_it() -> None:
 
 
 def test_ssl_cert_file_in_a_dotenv_file_is_honoured(tmp_path: Path) -> None:
+    # The TLS layer reads settings, not only the process environment: `.env` counts too.
     with tls_upstream() as upstream:
         (tmp_path / ".env").write_text(f"SSL_CERT_FILE={upstream.ca_file}\n")
         port = free_port()
-        env = {**os.environ, "XAI_BASE_URL": upstream.base_url}
-        env.pop("SSL_CERT_FILE", None)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "grok_proxy", "serve", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            running = Proxy(f"http://127.0.0.1:{port}", process)
-            wait_healthy(running.url)
-            assert chat(running.api).status_code == 200
-        finally:
-            process.terminate()
-            process.wait(10)
-
-
-def wait_healthy(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(f"{url}/health", timeout=1)
-            return
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        args = ["serve", "--port", str(port)]
+        env: dict[str, str | None] = {"XAI_BASE_URL": upstream.base_url, "SSL_CERT_FILE": None}
+        with running(args, f"{url}/health", env, cwd=str(tmp_path)):
+            assert chat(f"{url}/api/v1").status_code == 200
 
 
 # --- xAI's documented payload limits ----------------------------------------------------
@@ -490,3 +466,34 @@ def test_an_early_answer_wins_over_the_body_still_being_sent() -> None:
             answer = raw_exchange(port, request_head, (b"x" * MB for _ in range(32)))
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert b"File too large" in answer
+
+
+# --- a hostile or broken upstream -------------------------------------------------------
+
+
+def test_two_answers_in_one_read_only_the_first_counts() -> None:
+    first = b'{"id":"first","object":"chat.completion","choices":[]}'
+    second = b'{"id":"second"}'
+    both = (
+        head(200, {"content-type": "application/json", "content-length": str(len(first))}) + first
+        + head(500, {"content-type": "application/json", "content-length": str(len(second)), "x-ratelimit-remaining-requests": "0"}) + second
+    )  # fmt: skip
+    with scripted() as upstream:
+        upstream.routes["/v1/chat/completions"] = Route([both])
+        with proxy(upstream.base_url) as running:
+            response = chat(running.api)
+    assert response.status_code == 200
+    assert response.json()["id"] == "first"
+    assert "x-ratelimit-remaining-requests" not in response.headers
+
+
+def test_endless_upstream_headers_are_refused_with_502() -> None:
+    flood = b"HTTP/1.1 200 OK\r\n" + b"x-filler: " + b"y" * 1000 + b"\r\n"
+    steps: list[Step] = [flood] * 2000
+    with scripted() as upstream:
+        upstream.routes["/v1/chat/completions"] = Route([*steps, RESET])
+        with proxy(upstream.base_url) as running:
+            response = chat(running.api)
+            health = httpx.get(f"{running.url}/health")
+    assert response.status_code == 502
+    assert health.status_code == 200

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import Iterator
 
 import httpx
-import instructor
 import openai
 import pytest
 from langchain_core.messages import HumanMessage, ToolMessage
@@ -56,17 +55,6 @@ def test_langchain_bind_tools_and_tool_result(chat: ChatOpenAI) -> None:
     result = get_weather.invoke(call["args"])
     answer = with_tools.invoke([question, asked, ToolMessage(result, tool_call_id=call["id"])])
     assert result in str(answer.content)
-
-
-def test_instructor_json_schema_mode(live: Proxy) -> None:
-    with openai.OpenAI(base_url=live.api, api_key=KEY, max_retries=0) as sdk:
-        client = instructor.from_openai(sdk, mode=instructor.Mode.JSON_SCHEMA)
-        city = client.chat.completions.create(
-            model="grok-4.3",
-            response_model=City,
-            messages=[{"role": "user", "content": "Describe a city."}],
-        )
-    assert isinstance(city, City)
 
 
 def test_pydantic_ai_output_type(live: Proxy) -> None:

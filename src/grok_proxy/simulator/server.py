@@ -181,7 +181,7 @@ async def start(
     )
 
 
-def serve(host: str, port: int) -> None:
+def serve(host: str, port: int, grpc_port: int = 0) -> None:
     """Run the simulator until interrupted (the `grok-proxy simulate` command)."""
     from grok_proxy.simulator.xai import Simulator
 
@@ -195,6 +195,13 @@ def serve(host: str, port: int) -> None:
 
     async def main() -> None:
         simulator = Simulator()
+        if grpc_port:
+            from grok_proxy.simulator import grpc_sim
+
+            # gRPC first: once HTTP answers, tests take the whole simulator to be up.
+            # Held until serve_forever() returns: a grpc server no one holds stops serving.
+            grpc_server = await grpc_sim.start(simulator, host, grpc_port)  # noqa: F841
+            log.info("xAI simulator's gRPC API listening on %s:%d", host, grpc_port)
         server = await start(host, port, simulator.handle, simulator.count_cancel)
         log.info("xAI simulator listening on http://%s:%d/v1", host, port)
         async with server:

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -228,3 +229,18 @@ class Simulator:
     @property
     def stats(self) -> dict[str, Any]:
         return self.kit.stats
+
+    # What the gRPC simulator shares with the HTTP one: the request log, counters and ids.
+    @property
+    def requests(self) -> deque[SimRequest]:
+        return self.kit.requests
+
+    @property
+    def sequence(self) -> int:
+        return self.kit.sequence
+
+    def count(self, name: str) -> None:
+        self.kit.count(name)
+
+    def next_id(self) -> str:
+        return self.kit.next_id()

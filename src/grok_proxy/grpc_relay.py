@@ -1,0 +1,560 @@
+"""The gRPC relay: xAI's own SDK (`xai-sdk`) speaks gRPC, so the proxy relays gRPC too.
+
+Every method (`/package.Service/Method`) is relayed as raw bytes, never decoded, so a
+service xAI adds tomorrow works unchanged. All four call shapes take one path: on the
+wire every call is a stream of messages each way, so the relay serves every method as
+stream-stream and reads the upstream's answer as a stream, which the upstream ends as its
+own method does. Only the sending differs: a request that ends after one message goes up
+in one batch (see `GrpcRelay._call_upstream`), a longer one streams.
+
+Per call: the caller's key is checked (`CallerAuth`, as on HTTP), an allow-list of
+metadata goes upstream with the caller's deadline, messages flow both ways, and the
+upstream's initial metadata, trailing metadata, status code and details come back as
+they were. One shared channel per worker; one access line and metrics per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from time import perf_counter
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit
+
+import grpc
+from fastapi import FastAPI
+from prometheus_client import Counter, Gauge, Histogram
+
+from grok_proxy import __version__
+from grok_proxy.auth import CallerAuth, bearer_token
+from grok_proxy.config import Settings
+from grok_proxy.errors import MissingApiKey
+from grok_proxy.logs import request_id
+from grok_proxy.metrics import LATENCY_BUCKETS
+from grok_proxy.middleware import request_id_for
+from grok_proxy.tls import trusted_roots
+
+log = logging.getLogger("grok_proxy.grpc")
+access_log = logging.getLogger("grok_proxy.access")
+
+DEFAULT_UPSTREAM = "grpcs://api.x.ai:443"
+# Above the SDK's 20 MiB each way, so the limit a caller meets is always the SDK's or xAI's.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Request metadata that goes upstream; everything else (cookies, proxy credentials, ...)
+# stays here. `authorization` is rebuilt from the admitted key, `x-request-id` is ours.
+# (The caller's user agent cannot be relayed: grpc sets the header from the channel, so
+# xAI sees grok-proxy's; the SDK's own version still travels in `xai-sdk-version`.)
+FORWARDED_METADATA = frozenset({"x-grok-conv-id", "xai-sdk-version", "xai-sdk-language"})
+# Response metadata grpc manages itself and refuses to be handed.
+RESERVED_METADATA = frozenset({"content-type", "te", "user-agent", "date", "server"})
+# How long to wait for the end of a request after its first message (see _call_upstream).
+END_OF_REQUEST_WAIT = 0.02
+# The end of the caller's messages (None or b"" would be a message: Empty is b"").
+END = object()
+# What grpc.aio reports when a request write loses a race with the upstream's early status.
+LOST_STATUS = (grpc.StatusCode.INTERNAL, "Internal error from Core")
+WHERE_KEY = "the `authorization` call metadata (`Bearer <key>`)"
+MAX_METHODS = 200
+# Not a setting: how `grok-proxy serve` tells its workers the HTTP host (uvicorn does not).
+HOST_VARIABLE = "GROK_PROXY_GRPC_HOST"
+
+Metadata = Sequence[tuple[str, str | bytes]]
+
+CALLS = Counter(
+    "grok_proxy_grpc_calls_total",
+    "gRPC calls answered, by method and status code.",
+    ["method", "code"],
+)
+DURATION = Histogram(
+    "grok_proxy_grpc_call_duration_seconds",
+    "Whole gRPC call, streams to their end.",
+    ["method"],
+    buckets=LATENCY_BUCKETS,
+)
+MESSAGES = Counter(
+    "grok_proxy_grpc_messages_total",
+    "gRPC messages relayed, by method and direction (`in` from callers, `out` to them).",
+    ["method", "direction"],
+)
+OPEN_CALLS = Gauge(
+    "grok_proxy_grpc_open_calls", "gRPC calls being relayed.", multiprocess_mode="livesum"
+)
+
+
+class _MethodSeries:
+    """The labelled children of one method, looked up once: `labels()` costs a lock each time."""
+
+    __slots__ = ("calls", "duration", "label", "messages_in", "messages_out")
+
+    def __init__(self, method: str) -> None:
+        self.label = method
+        self.duration = DURATION.labels(method)
+        self.messages_in = MESSAGES.labels(method, "in")
+        self.messages_out = MESSAGES.labels(method, "out")
+        self.calls: dict[grpc.StatusCode, Counter] = {}
+
+
+_series: dict[str, _MethodSeries] = {}
+
+
+def method_series(method: str) -> _MethodSeries:
+    """The metrics of `method`; callers choose methods, so past MAX_METHODS they pool as `other`."""
+    series = _series.get(method)
+    if series is None:
+        label = method if len(_series) < MAX_METHODS else "other"
+        series = _series.get(label) or _MethodSeries(label)
+        _series[label] = series
+    return series
+
+
+def upstream_url(settings: Settings) -> str | None:
+    """Where gRPC calls go: XAI_GRPC_URL, else xAI's host (its region's); None: nowhere."""
+    if settings.xai_grpc_url:
+        return settings.xai_grpc_url
+    if settings.xai_upstream != "xai":
+        # OpenRouter, CometAPI and Cloudflare speak no gRPC, and their keys mean nothing
+        # to api.x.ai: sending them there would hand a third party's key to xAI.
+        return None
+    if settings.xai_region:
+        return f"grpcs://{settings.xai_region}.api.x.ai:443"
+    return DEFAULT_UPSTREAM
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A parsed upstream URL."""
+
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> Target:
+        parts = urlsplit(url)
+        if parts.scheme not in {"grpc", "grpcs"} or not parts.hostname:
+            raise ValueError(f"XAI_GRPC_URL must be grpcs://host:port or grpc://host:port: {url}")
+        tls = parts.scheme == "grpcs"
+        return cls(parts.hostname, parts.port or (443 if tls else 80), tls)
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def proxy_option(target: Target) -> list[tuple[str, Any]]:
+    """The HTTP CONNECT proxy for `target`, from HTTPS_PROXY/https_proxy and NO_PROXY.
+
+    grpc itself reads only lower-case `grpc_proxy`/`https_proxy`; urllib reads both cases
+    the way httpx does, so both upstreams obey the same variables.
+    """
+    if os.environ.get("grpc_proxy"):  # noqa: SIM112 - grpc reads the lower-case name
+        return []  # grpc's own variable wins, as grpc documents
+    proxy = urllib.request.getproxies().get("https" if target.tls else "http")
+    if not proxy or urllib.request.proxy_bypass(target.host):
+        return []
+    return [("grpc.http_proxy", proxy)]
+
+
+def channel_options(target: Target) -> list[tuple[str, Any]]:
+    """Options of the shared upstream channel: the SDK's limits and keepalive."""
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        # Callers retry as they see fit (the SDK does on UNAVAILABLE); a second retry
+        # layer here would multiply attempts and hide what xAI answered.
+        ("grpc.enable_retries", 0),
+        ("grpc.primary_user_agent", f"grok-proxy/{__version__}"),
+        *proxy_option(target),
+    ]
+
+
+SERVER_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # The SDK pings every 30 s, with or without calls; grpc's server default would answer
+    # such pings with GOAWAY ("too_many_pings") and drop the caller's connection.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 0),
+    # With --workers N, every worker listens on the same port and the kernel spreads
+    # connections among them (the CLI checks first that no other process holds the port).
+    ("grpc.so_reuseport", 1),
+]
+
+
+UpstreamCall = grpc.aio.UnaryStreamCall[bytes, bytes] | grpc.aio.StreamStreamCall[bytes, bytes]
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """What the access line and metrics say about one call."""
+
+    method: str
+    request_id: str
+    peer: str
+    key_fingerprint: str | None = None
+    messages_in: int = 0
+    messages_out: int = 0
+    code: grpc.StatusCode = grpc.StatusCode.OK
+
+
+class GrpcRelay(grpc.GenericRpcHandler):
+    """Relays every gRPC method to one upstream over one shared channel."""
+
+    def __init__(self, settings: Settings, url: str) -> None:
+        self.settings = settings
+        self.target = Target.parse(url)
+        self.auth = CallerAuth(settings)
+        self.read_timeout = settings.xai_read_timeout
+        self.channel: grpc.aio.Channel | None = None
+        self.server: grpc.aio.Server | None = None
+        self.stopping: asyncio.Task[None] | None = None
+
+    # lifecycle
+    async def start(self, host: str, port: int) -> None:
+        """Open the upstream channel and listen on host:port."""
+        options = channel_options(self.target)
+        if self.target.tls:
+            credentials = grpc.ssl_channel_credentials(trusted_roots(self.settings))
+            self.channel = grpc.aio.secure_channel(self.target.address, credentials, options)
+        else:
+            self.channel = grpc.aio.insecure_channel(self.target.address, options)
+        self.server = grpc.aio.server(options=SERVER_OPTIONS)
+        self.server.add_generic_rpc_handlers((self,))
+        listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.server.add_insecure_port(listen)
+        await self.server.start()
+        log.info(
+            "gRPC relay listening on %s, upstream %s://%s",
+            listen,
+            "grpcs" if self.target.tls else "grpc",
+            self.target.address,
+        )
+
+    def begin_drain(self) -> None:
+        """Refuse new calls, give open ones the shutdown grace (the SIGTERM path)."""
+        if self.server is not None and self.stopping is None:
+            # Held here: the loop keeps only a weak reference to a task.
+            self.stopping = asyncio.get_running_loop().create_task(
+                self.server.stop(self.settings.shutdown_grace_seconds)
+            )
+
+    async def stop(self) -> None:
+        """Wait for open calls (up to the grace), then close the listener and the channel."""
+        if self.server is not None:
+            await self.server.stop(self.settings.shutdown_grace_seconds)
+        if self.channel is not None:
+            await self.channel.close()
+
+    # grpc.GenericRpcHandler
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[bytes, bytes]:
+        """Every method is served by `relay`, with raw bytes both ways."""
+        relay = partial(
+            self.relay, handler_call_details.method, handler_call_details.invocation_metadata
+        )
+        return grpc.stream_stream_rpc_method_handler(relay)
+
+    # the relay
+    async def relay(
+        self,
+        method: str,
+        metadata: Metadata,
+        requests: AsyncIterator[bytes],
+        context: grpc.aio.ServicerContext[bytes, bytes],
+    ) -> AsyncIterator[bytes]:
+        """One call, any shape: caller's messages upstream, upstream's back, status kept."""
+        started = perf_counter()
+        incoming = dict(metadata)
+        record = CallRecord(method, _request_id(incoming.get("x-request-id")), context.peer())
+        # Each call runs in its own task, so the id stays on this call's log lines.
+        request_id.set(record.request_id)
+        OPEN_CALLS.inc()
+        call: UpstreamCall | None = None
+        following: asyncio.Future[object] | None = None
+        try:
+            try:
+                presented = incoming.get("authorization")
+                caller = self.auth.admit(
+                    bearer_token(presented) if isinstance(presented, str) else None,
+                    where=WHERE_KEY,
+                )
+            except MissingApiKey as refused:
+                record.code = grpc.StatusCode.UNAUTHENTICATED
+                context.set_code(record.code)
+                context.set_details(refused.message)
+                return
+            record.key_fingerprint = caller.fingerprint
+            upstream_metadata = _upstream_metadata(incoming, caller.upstream_key, record.request_id)
+            call, following = await self._call_upstream(
+                method, requests, record, upstream_metadata, context
+            )
+            initial = await self._within_read_timeout(call.initial_metadata())
+            await context.send_initial_metadata(
+                (*_relayable(initial), ("x-request-id", record.request_id))
+            )
+            while (message := await self._within_read_timeout(call.read())) is not grpc.aio.EOF:
+                record.messages_out += 1
+                yield message
+            record.code = await call.code()
+            context.set_trailing_metadata(_relayable(await call.trailing_metadata()))
+        except grpc.aio.AioRpcError as failed:
+            # What the upstream said, exactly: code, details and trailers.
+            code, details, trailing = failed.code(), failed.details(), failed.trailing_metadata()
+            if call is not None and (code, details) == LOST_STATUS:
+                code, details, trailing = await _settled_status(call)
+            record.code = code
+            context.set_trailing_metadata(_relayable(trailing))
+            context.set_code(code)
+            context.set_details(details or "")
+        except TimeoutError:
+            record.code = grpc.StatusCode.DEADLINE_EXCEEDED
+            context.set_code(record.code)
+            context.set_details(
+                f"The xAI API sent nothing for {self.read_timeout:g} s (XAI_READ_TIMEOUT)."
+            )
+        except asyncio.CancelledError:
+            # The caller cancelled, its deadline passed, or shutdown ran out of grace.
+            record.code = grpc.StatusCode.CANCELLED
+            raise
+        finally:
+            if call is not None and not call.done():
+                call.cancel()  # nobody pays for tokens no one reads
+            if following is not None and not following.done():
+                following.cancel()
+            OPEN_CALLS.dec()
+            _observe(record, perf_counter() - started)
+
+    async def _within_read_timeout(self, waiting: Any) -> Any:
+        """`waiting`, unless the upstream stays silent past XAI_READ_TIMEOUT."""
+        async with asyncio.timeout(self.read_timeout):
+            return await waiting
+
+    async def _call_upstream(
+        self,
+        method: str,
+        requests: AsyncIterator[bytes],
+        record: CallRecord,
+        metadata: Metadata,
+        context: grpc.aio.ServicerContext[bytes, bytes],
+    ) -> tuple[UpstreamCall, asyncio.Future[object] | None]:
+        """Start the upstream call once the caller's first message is in hand.
+
+        A request that ends after one message (unary and server-streaming calls: nearly all)
+        goes up in one batch with its end, so no later write can lose a race with an early
+        upstream status (grpc.aio would then report INTERNAL in its place), and grpc does
+        less work. Otherwise requests stream up as they come. Either way the answer comes
+        back the same way, and the caller's deadline goes with the call. Also returned: a
+        read of the caller's stream still under way.
+        """
+        assert self.channel is not None
+        first = await anext(requests, END)
+        following: asyncio.Future[object] | None = None
+        if isinstance(first, bytes):
+            following = asyncio.ensure_future(anext(requests, END))
+            # A unary request's end rides in the frame of its message: it is there at once.
+            await asyncio.wait((following,), timeout=END_OF_REQUEST_WAIT)
+            if following.done() and following.result() is END:
+                record.messages_in = 1
+                unary: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = self.channel.unary_stream(
+                    method
+                )  # no (de)serializers: raw bytes
+                return unary(first, metadata=metadata, timeout=context.time_remaining()), None
+        stream: grpc.aio.StreamStreamMultiCallable[bytes, bytes] = self.channel.stream_stream(
+            method
+        )
+        feed = _feed(first, following, requests, record)
+        return stream(feed, metadata=metadata, timeout=context.time_remaining()), following
+
+
+async def _feed(
+    first: object,
+    following: asyncio.Future[object] | None,
+    requests: AsyncIterator[bytes],
+    record: CallRecord,
+) -> AsyncIterator[bytes]:
+    """The caller's messages for a streamed request: the two already read, then the rest."""
+    if not isinstance(first, bytes):
+        return
+    record.messages_in += 1
+    yield first
+    # Awaited only now: a bidirectional caller may wait for an answer before sending more.
+    second = END if following is None else await following
+    if not isinstance(second, bytes):
+        return
+    record.messages_in += 1
+    yield second
+    async for message in requests:
+        record.messages_in += 1
+        yield message
+
+
+async def _settled_status(
+    call: UpstreamCall,
+) -> tuple[grpc.StatusCode, str | None, grpc.aio.Metadata]:
+    """The upstream's real status, after grpc.aio reported LOST_STATUS in its place.
+
+    When the upstream answers before reading the request (UNIMPLEMENTED, a refusal on
+    headers), the relay's write of the request can fail, and grpc.aio then reports INTERNAL
+    "Internal error from Core" although the upstream's own status is on its way; it lands on
+    the same call a moment later (grpc.aio records the received status after the error).
+    """
+    for _ in range(50):
+        if (await call.code(), await call.details()) != LOST_STATUS:
+            break
+        await asyncio.sleep(0.002)
+    return await call.code(), await call.details(), await call.trailing_metadata()
+
+
+def _request_id(presented: str | bytes | None) -> str:
+    """The caller's x-request-id when it is a plausible id (as on HTTP), else a new one."""
+    return request_id_for(presented if isinstance(presented, str) else None)
+
+
+def _upstream_metadata(incoming: dict[str, str | bytes], key: str, rid: str) -> Metadata:
+    forwarded = [(name, value) for name, value in incoming.items() if name in FORWARDED_METADATA]
+    return [("authorization", f"Bearer {key}"), ("x-request-id", rid), *forwarded]
+
+
+def _relayable(metadata: Iterable[tuple[str, str | bytes]] | None) -> Metadata:
+    if not metadata:
+        return ()
+    return tuple(
+        (name, value)
+        for name, value in metadata
+        if name not in RESERVED_METADATA and not name.startswith(("grpc-", ":"))
+    )
+
+
+def _observe(record: CallRecord, duration: float) -> None:
+    series = method_series(record.method)
+    calls = series.calls.get(record.code)
+    if calls is None:
+        calls = series.calls[record.code] = CALLS.labels(series.label, record.code.name)
+    calls.inc()
+    series.duration.observe(duration)
+    if record.messages_in:
+        series.messages_in.inc(record.messages_in)
+    if record.messages_out:
+        series.messages_out.inc(record.messages_out)
+    code = record.code.name
+    if access_log.isEnabledFor(logging.INFO):
+        fields = {
+            "protocol": "grpc",
+            "method": record.method,
+            "status": code,
+            "duration_ms": round(duration * 1000, 2),
+            "messages_in": record.messages_in,
+            "messages_out": record.messages_out,
+            "key": record.key_fingerprint,
+            "client": record.peer,
+        }
+        access_log.info(
+            "gRPC %s %s %.1fms in=%d out=%d key=%s",
+            record.method,
+            code,
+            duration * 1000,
+            record.messages_in,
+            record.messages_out,
+            record.key_fingerprint or "-",
+            extra={"fields": fields},
+        )
+
+
+def attach(app: FastAPI, settings: Settings) -> None:
+    """Run the gRPC relay inside the app's lifespan, on this worker's event loop."""
+    port = settings.grok_proxy_grpc_port
+    if not port:
+        return
+    url = upstream_url(settings)
+    if url is None:
+        log.warning(
+            "gRPC relay off: XAI_UPSTREAM=%s has no gRPC API (set XAI_GRPC_URL to relay anyway)",
+            settings.xai_upstream,
+        )
+        return
+    host = os.environ.get(HOST_VARIABLE, "127.0.0.1")
+    http_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        async with http_lifespan(app) as state:
+            relay = GrpcRelay(settings, url)
+            await relay.start(host, port)
+            _on_sigterm(relay.begin_drain)
+            try:
+                yield state
+            finally:
+                await relay.stop()
+
+    app.router.lifespan_context = lifespan
+
+
+def _on_sigterm(begin: Callable[[], None]) -> None:
+    """Chain `begin` onto the server's SIGTERM/SIGINT handlers, as lifecycle.Drain does."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def on_signal(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
+            loop.call_soon_threadsafe(begin)
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(sig, on_signal)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether nothing listens on host:port yet (workers then share it via SO_REUSEPORT)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As a listener would: connections of an earlier run in TIME_WAIT do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def announce(settings: Settings, host: str, http_port: int) -> None:
+    """Before the workers start: check the gRPC port is free, say where both listeners are."""
+    port = settings.grok_proxy_grpc_port
+    url = upstream_url(settings)
+    if url is None:
+        log.info("grok-proxy starting: HTTP on http://%s:%d, gRPC off", host, http_port)
+        return
+    Target.parse(url)  # a malformed XAI_GRPC_URL stops the start, not the first call
+    if not port_is_free(host, port):
+        raise SystemExit(
+            f"grok-proxy: the gRPC port {host}:{port} is in use; choose another with "
+            "--grpc-port or GROK_PROXY_GRPC_PORT (0 turns gRPC off)"
+        )
+    os.environ[HOST_VARIABLE] = host
+    log.info(
+        "grok-proxy starting: HTTP on http://%s:%d, gRPC on %s:%d (upstream %s)",
+        host,
+        http_port,
+        host,
+        port,
+        url,
+    )

@@ -1,0 +1,95 @@
+"""Where gRPC calls go, through which proxy, and which metadata follows them."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from grok_proxy import grpc_relay
+from grok_proxy.config import Settings
+from grok_proxy.grpc_relay import (
+    Target,
+    _relayable,
+    _upstream_metadata,
+    port_is_free,
+    proxy_option,
+    upstream_url,
+)
+
+
+def test_upstream_is_xai_its_region_or_the_setting() -> None:
+    assert upstream_url(Settings(_env_file=None)) == "grpcs://api.x.ai:443"
+    regional = Settings(_env_file=None, xai_region="us-east-1")
+    assert upstream_url(regional) == "grpcs://us-east-1.api.x.ai:443"
+    explicit = Settings(_env_file=None, xai_grpc_url="grpc://127.0.0.1:9101")
+    assert upstream_url(explicit) == "grpc://127.0.0.1:9101"
+
+
+def test_access_points_without_grpc_get_no_relay() -> None:
+    # An OpenRouter key must not be sent to api.x.ai.
+    assert upstream_url(Settings(_env_file=None, xai_upstream="openrouter")) is None
+
+
+def test_target_parsing() -> None:
+    assert Target.parse("grpcs://api.x.ai:443") == Target("api.x.ai", 443, tls=True)
+    assert Target.parse("grpc://127.0.0.1:9101").address == "127.0.0.1:9101"
+    assert Target.parse("grpcs://api.x.ai").port == 443
+    with pytest.raises(ValueError, match="XAI_GRPC_URL"):
+        Target.parse("https://api.x.ai")
+
+
+def test_https_proxy_in_either_case_and_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("grpc_proxy", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    xai = Target("api.x.ai", 443, tls=True)
+    assert proxy_option(xai) == []
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@proxy.corp:3128")
+    assert proxy_option(xai) == [("grpc.http_proxy", "http://user:pw@proxy.corp:3128")]
+    monkeypatch.setenv("NO_PROXY", "api.x.ai")
+    assert proxy_option(xai) == []
+    monkeypatch.delenv("NO_PROXY")
+    monkeypatch.setenv("grpc_proxy", "http://other:3128")
+    assert proxy_option(xai) == []  # grpc reads its own variable itself
+
+
+def test_only_allowed_metadata_goes_upstream() -> None:
+    incoming: dict[str, str | bytes] = {
+        "authorization": "Bearer caller",
+        "x-grok-conv-id": "c1",
+        "xai-sdk-version": "python/1.21.0",
+        "cookie": "a=b",
+        "proxy-authorization": "Basic eA==",
+        "x-request-id": "forged",
+    }
+    sent = dict(_upstream_metadata(incoming, "server-key", "rid-1"))
+    assert sent == {
+        "authorization": "Bearer server-key",
+        "x-request-id": "rid-1",
+        "x-grok-conv-id": "c1",
+        "xai-sdk-version": "python/1.21.0",
+    }
+
+
+def test_metadata_grpc_manages_itself_is_not_relayed_back() -> None:
+    upstream = [("content-type", "application/grpc"), ("grpc-status", "0"), ("x-trace", "t")]
+    assert _relayable(upstream) == (("x-trace", "t"),)
+    assert _relayable(None) == ()
+
+
+def test_port_in_use_is_noticed() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert not port_is_free("127.0.0.1", taken.getsockname()[1])
+
+
+def test_method_labels_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Callers name methods, so a flood of made-up ones must not grow the metrics unbounded.
+    monkeypatch.setattr(grpc_relay, "_series", {})
+    monkeypatch.setattr(grpc_relay, "MAX_METHODS", 2)
+    assert grpc_relay.method_series("/a.A/One").label == "/a.A/One"
+    assert grpc_relay.method_series("/a.A/Two").label == "/a.A/Two"
+    assert grpc_relay.method_series("/made.Up/Three").label == "other"
+    assert grpc_relay.method_series("/made.Up/Four").label == "other"
+    assert grpc_relay.method_series("/a.A/One").label == "/a.A/One"
