@@ -42,7 +42,7 @@ class GrokTwin:
     openai_base_url: str
     anthropic_base_url: str
     api_key: str = API_KEY
-    # host:port of the simulator's gRPC side for xai-sdk, once `simulate --grpc-port` exists.
+    # host:port for xai-sdk: Client(api_host=..., use_insecure_channel=True).
     xai_grpc_host: str | None = None
     proxy_url: str | None = None
     logs: dict[str, str] = field(default_factory=dict)
@@ -114,9 +114,9 @@ def running(
 @contextmanager
 def simulator_twin() -> Iterator[GrokTwin]:
     """The simulator alone: clients talk to it as to api.x.ai."""
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     url = f"http://{HOST}:{port}"
-    args = ["simulate", "--host", HOST, "--port", str(port)]
+    args = ["simulate", "--host", HOST, "--port", str(port), "--grpc-port", str(grpc_port)]
     with (
         tempfile.NamedTemporaryFile(prefix="grok-twin-sim-", suffix=".log") as log,
         running(args, f"{url}/_sim/stats", log),
@@ -125,6 +125,7 @@ def simulator_twin() -> Iterator[GrokTwin]:
             simulator_url=url,
             openai_base_url=f"{url}/v1",
             anthropic_base_url=url,
+            xai_grpc_host=f"{HOST}:{grpc_port}",
             logs={"simulator": log.name},
         )
 
@@ -132,10 +133,15 @@ def simulator_twin() -> Iterator[GrokTwin]:
 @contextmanager
 def proxied_twin(simulator: GrokTwin) -> Iterator[GrokTwin]:
     """grok-proxy in front of the simulator: clients talk to the proxy."""
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     url = f"http://{HOST}:{port}"
     args = ["serve", "--host", HOST, "--port", str(port)]
-    env = {"XAI_BASE_URL": simulator.openai_base_url}
+    env = {
+        "XAI_BASE_URL": simulator.openai_base_url,
+        # Its own free port: the default (8001) would be shared by every session.
+        "GROK_PROXY_GRPC_PORT": str(grpc_port),
+        "XAI_GRPC_URL": f"grpc://{simulator.xai_grpc_host}",
+    }
     with (
         tempfile.NamedTemporaryFile(prefix="grok-twin-proxy-", suffix=".log") as log,
         running(args, f"{url}/health", log, env),
@@ -144,7 +150,7 @@ def proxied_twin(simulator: GrokTwin) -> Iterator[GrokTwin]:
             simulator_url=simulator.simulator_url,
             openai_base_url=f"{url}/api/v1",
             anthropic_base_url=f"{url}/api",
-            xai_grpc_host=simulator.xai_grpc_host,
+            xai_grpc_host=f"{HOST}:{grpc_port}",
             proxy_url=url,
             logs={**simulator.logs, "proxy": log.name},
         )
