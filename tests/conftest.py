@@ -8,6 +8,9 @@ from tests.processes import Proxy, Simulator, free_port, proxy, simulator
 
 KEY = "xai-test-key-0123456789"
 
+# pytester runs user-style test files through the grok_proxy.testing plugin.
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(scope="session")
 def sim() -> Iterator[Simulator]:

@@ -23,7 +23,7 @@ from grok_proxy.config import Settings  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "postman_collection.json"
 # Path parameters get values the simulator (and xAI) know.
-PATH_VALUES = {"model_id": "grok-3"}
+PATH_VALUES = {"model_id": "grok-4.3"}
 SKIPPED = {
     "/api/v1/{path}",
     "/api/v1/responses/{response_id}",

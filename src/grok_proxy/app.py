@@ -25,6 +25,7 @@ from grok_proxy.middleware import RequestLog, V1Alias
 from grok_proxy.ops_auth import OpsGuard
 from grok_proxy.paths import DotSegments
 from grok_proxy.redact import remember_secrets
+from grok_proxy.routes import anthropic as anthropic_routes
 from grok_proxy.routes import api, chat, health, images, metrics, vision
 from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
 from grok_proxy.teams import team_from_settings
@@ -48,8 +49,10 @@ EXPOSED_HEADERS = [
 
 
 def flavor_of(request: Request) -> Flavor:
-    """Anthropic's envelope on the Anthropic-style route, OpenAI's everywhere else."""
-    return Flavor.ANTHROPIC if request.url.path.endswith("/messages") else Flavor.OPENAI
+    """Anthropic's envelope on Anthropic-style routes (/messages, /messages/...), else OpenAI's."""
+    path = request.url.path
+    anthropic = path.endswith("/messages") or "/messages/" in path
+    return Flavor.ANTHROPIC if anthropic else Flavor.OPENAI
 
 
 def create_app(settings: Settings | None = None, *, handle_signals: bool = False) -> FastAPI:
@@ -69,7 +72,7 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
         if handle_signals:
             app.state.forwarder.drain.install()
         if team is not None:  # teams (issue 17): members' keys in, the account's key out
-            await team.start()
+            await team.start(app.state.forwarder.client)
             app.state.forwarder.auth = team.caller_auth()
         # Everything built so far lives as long as the process: move it out of the
         # collector's sight, so full collections stay short and do not stall requests.
@@ -101,6 +104,8 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
     app.router.routes.clear()
     for area in (chat, api, images, vision, health, metrics):
         app.router.routes.extend(area.router.routes)
+    # Anthropic-style routes beside /messages (count_tokens), before the pass-through.
+    app.router.routes.extend(anthropic_routes.router.routes)
     app.router.routes.extend(builtin)
     app.router.routes.extend(api.passthrough.routes)
     if team is not None:  # teams (issue 17): innermost of ours, so paths are /api/v1 already

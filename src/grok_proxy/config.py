@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     )
     xai_model_aliases: str = Field(
         default="",
-        description="Extra model names, `caller=upstream` pairs: `grok-4=x-ai/grok-4-0709`.",
+        description="Extra model names, `caller=upstream` pairs: `grok=x-ai/grok-4.3`.",
     )
     cloudflare_account_id: str = Field(default="", description="For the cloudflare preset.")
     cloudflare_gateway_id: str = Field(default="", description="For the cloudflare preset.")
@@ -173,10 +173,10 @@ class Settings(BaseSettings):
         default=64 * 1024, ge=1024, description="Largest total size of request headers (431 above)."
     )
     default_image_model: str = Field(
-        default="grok-2-image", description="Model used by image routes when none is given."
+        default="grok-imagine-image", description="Model used by image routes when none is given."
     )
     default_vision_model: str = Field(
-        default="grok-2-vision-latest", description="Model used by /vision/analyze by default."
+        default="grok-4.3", description="Model used by /vision/analyze by default."
     )
     forwarded_allow_ips: str = Field(
         default="",

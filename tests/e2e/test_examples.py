@@ -82,7 +82,7 @@ def expected_output(code: str) -> list[str]:
     if "/tokenize" in code:
         return ['"string_token":"Hello"']
     if "/models" in code:
-        return ['"grok-4-0709"']
+        return ['"grok-4.7"']
     if "/language-models" in code:
         return ['"aliases"']
     if "Anthropic(" in code:

@@ -91,7 +91,7 @@ def test_tokenize_models_image_and_embeddings(relay: Proxy, fresh_sim: Simulator
         tokens = client.tokenize.tokenize_text("hello world", model="grok-4")
         assert [token.string_token for token in tokens] == ["hello", " world"]
         names = [model.name for model in client.models.list_language_models()]
-        assert "grok-4-0709" in names
+        assert "grok-4.7" in names
         image = client.image.sample("a cat", model="grok-imagine-image", image_format="url")
         assert image.url.startswith("https://")
         encoded = client.image.sample("a cat", model="grok-imagine-image", image_format="base64")

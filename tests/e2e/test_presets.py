@@ -125,9 +125,9 @@ def test_model_aliases_map_both_ways(sim: Simulator) -> None:
     with proxy(
         sim.url + "/api/v1",
         xai_upstream="openrouter",
-        xai_model_aliases="fast=x-ai/grok-4-fast-reasoning",
+        xai_model_aliases="fast=x-ai/grok-4.20-non-reasoning",
     ) as running:
         body = {"model": "fast", "messages": [{"role": "user", "content": "hi"}]}
         reply = httpx.post(f"{running.api}/chat/completions", json=body, headers=AUTH).json()
-    assert orjson.loads(sim.last_request()["body"])["model"] == "x-ai/grok-4-fast-reasoning"
+    assert orjson.loads(sim.last_request()["body"])["model"] == "x-ai/grok-4.20-non-reasoning"
     assert reply["model"] == "fast"

@@ -25,6 +25,8 @@ ADMIN_TOKEN = "admin-token-93b1d7e4c2"
 CHAT = {"model": "grok-4", "messages": [{"role": "user", "content": "hi"}]}
 # Dollars per million tokens: input, cached input, output.
 GROK_4_PRICE = (2.0, 0.5, 10.0)
+# A current model without a price override: its price comes from /language-models.
+PRICED_MODEL = "grok-4.20-0309-non-reasoning"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -129,7 +131,8 @@ def test_each_members_objects_are_absent_for_the_others(shared: Shared, sim: Sim
     deferred = shared.call("alice", "POST", "/chat/completions", json={**CHAT, "deferred": True})
     for created in (response, file, batch, video, deferred):
         assert created.status_code == 200, created.text
-    response_id, file_id, batch_id = response.json()["id"], file.json()["id"], batch.json()["id"]
+    response_id, file_id = response.json()["id"], file.json()["id"]
+    batch_id = batch.json()["batch_id"]  # xAI names a batch by `batch_id`
     video_id, deferred_id = video.json()["request_id"], deferred.json()["request_id"]
 
     before = upstream_count(sim)
@@ -182,7 +185,8 @@ def test_each_members_objects_are_absent_for_the_others(shared: Shared, sim: Sim
         f"/videos/{video_id}",
         f"/chat/deferred-completion/{deferred_id}",
     ):
-        assert shared.call("alice", "GET", path).status_code == 200, path
+        # A video still rendering answers 202, as xAI's does.
+        assert shared.call("alice", "GET", path).status_code in (200, 202), path
     assert shared.call("alice", "DELETE", f"/responses/{response_id}").json()["deleted"] is True
 
 
@@ -255,12 +259,12 @@ def test_usage_and_cost_of_plain_and_streamed_calls(shared: Shared) -> None:
                 streamed = httpx.Response(200, content=line[6:]).json()["usage"]
     assert streamed
     priced = shared.call(
-        "gina", "POST", "/chat/completions", json={**CHAT, "model": "grok-3"}
+        "gina", "POST", "/chat/completions", json={**CHAT, "model": PRICED_MODEL}
     ).json()["usage"]
 
     rows = shared.admin("GET", "/usage?member=gina").json()["data"]
     by_model = {row["model"]: row for row in rows}
-    grok_4, grok_3 = by_model["grok-4"], by_model["grok-3"]
+    grok_4, priced_row = by_model["grok-4"], by_model[PRICED_MODEL]
     assert grok_4["member"] == "gina"
     assert grok_4["requests"] == 2
     assert grok_4["prompt_tokens"] == plain["prompt_tokens"] + streamed["prompt_tokens"]
@@ -270,9 +274,9 @@ def test_usage_and_cost_of_plain_and_streamed_calls(shared: Shared) -> None:
         for u in (plain, streamed)
     )
     assert grok_4["cost_usd"] == pytest.approx(expected, abs=1e-6)
-    # grok-3 is priced by the upstream's /language-models: $3 in, $15 out per million.
-    assert grok_3["cost_usd"] == pytest.approx(
-        (priced["prompt_tokens"] * 3 + priced["completion_tokens"] * 15) / 1e6, abs=1e-6
+    # This model is priced by the upstream's /language-models: $2 in, $6 out per million.
+    assert priced_row["cost_usd"] == pytest.approx(
+        (priced["prompt_tokens"] * 2 + priced["completion_tokens"] * 6) / 1e6, abs=1e-6
     )
     from_cli = cli(shared.settings, "usage", "--member", "gina", "--json")
     assert '"member":"gina"' in from_cli

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Discriminator, Field, Tag
 
-from grok_proxy.schemas import Open
+from grok_proxy.schemas import Open, OtherKind, kind_of
 
 Probability = Annotated[float, Field(ge=0, le=2)]
 Penalty = Annotated[float, Field(ge=-2, le=2)]
@@ -41,8 +41,14 @@ class TextFilePart(Open):
     type: Literal["text_file"]
 
 
+# Known parts are checked; other kinds (input_audio, parts xAI adds later) pass to xAI.
 ContentPart = Annotated[
-    TextPart | ImageUrlPart | FilePart | TextFilePart, Field(discriminator="type")
+    Annotated[TextPart, Tag("text")]
+    | Annotated[ImageUrlPart, Tag("image_url")]
+    | Annotated[FilePart, Tag("file")]
+    | Annotated[TextFilePart, Tag("text_file")]
+    | Annotated[OtherKind, Tag("other")],
+    Discriminator(kind_of({"text", "image_url", "file", "text_file"})),
 ]
 Content = str | list[ContentPart]
 
@@ -142,14 +148,14 @@ class ChatCompletionRequest(Open):
         json_schema_extra={
             "examples": [
                 {
-                    "model": "grok-4",
+                    "model": "grok-4.3",
                     "messages": [
                         {"role": "system", "content": "You are a helpful assistant."},
                         {"role": "user", "content": "Say hello in one word."},
                     ],
                 },
                 {
-                    "model": "grok-4",
+                    "model": "grok-4.3",
                     "stream": True,
                     "stream_options": {"include_usage": True},
                     "messages": [{"role": "user", "content": "Count to five."}],
@@ -158,7 +164,7 @@ class ChatCompletionRequest(Open):
         }
     )
 
-    model: str = Field(min_length=1, description="Model id or alias, e.g. `grok-4`.")
+    model: str = Field(min_length=1, description="Model id or alias, e.g. `grok-4.3`.")
     messages: list[Message] = Field(min_length=1)
     temperature: Probability | None = None
     top_p: Annotated[float, Field(gt=0, le=1)] | None = None
@@ -176,7 +182,8 @@ class ChatCompletionRequest(Open):
     seed: int | None = None
     user: str | None = None
     tools: list[Tool] | None = None
-    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    # Named choices of other kinds (allowed_tools, custom) pass to xAI.
+    tool_choice: str | NamedToolChoice | OtherKind | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     reasoning_effort: str | None = None

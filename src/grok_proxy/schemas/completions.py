@@ -15,7 +15,7 @@ class CompletionRequest(Open):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"model": "grok-3", "prompt": "1, 2, 3, 4, ", "max_tokens": 3}]
+            "examples": [{"model": "grok-4.3", "prompt": "1, 2, 3, 4, ", "max_tokens": 3}]
         }
     )
 

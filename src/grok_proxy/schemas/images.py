@@ -21,7 +21,7 @@ class ImageGenerationRequest(Open):
                 {"prompt": "A cat in a tree", "n": 1, "response_format": "url"},
                 {
                     "prompt": "A lighthouse at dusk",
-                    "model": "grok-2-image",
+                    "model": "grok-imagine-image",
                     "response_format": "b64_json",
                 },
             ]

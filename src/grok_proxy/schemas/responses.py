@@ -13,7 +13,7 @@ class ResponsesRequest(Open):
     """Create a model response (xAI's recommended API); streams with `"stream": true`."""
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"model": "grok-4", "input": "Tell me a one-line joke."}]}
+        json_schema_extra={"examples": [{"model": "grok-4.3", "input": "Tell me a one-line joke."}]}
     )
 
     input: str | list[dict[str, Any]]

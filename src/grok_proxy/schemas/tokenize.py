@@ -11,7 +11,7 @@ class TokenizeRequest(Open):
     """Split text into the model's tokens."""
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"text": "Hello world!", "model": "grok-4"}]}
+        json_schema_extra={"examples": [{"text": "Hello world!", "model": "grok-4.3"}]}
     )
 
     text: str

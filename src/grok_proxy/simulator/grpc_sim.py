@@ -30,8 +30,9 @@ from xai_sdk.proto.v6 import (
 )
 
 from grok_proxy.simulator import shapes
-from grok_proxy.simulator.server import SimRequest
-from grok_proxy.simulator.xai import ERROR_TEXTS, Simulator, number, split_model
+from grok_proxy.simulator.core import ERROR_TEXTS, number, split_model
+from grok_proxy.simulator.wire import SimRequest
+from grok_proxy.simulator.xai import Simulator
 
 # The gRPC code behind each HTTP status xAI answers (its REST errors name these codes).
 CODES = {

@@ -63,8 +63,10 @@ from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from grok_proxy.simulator import shapes
-from grok_proxy.simulator.server import Outcome, Reply, SimRequest
-from grok_proxy.simulator.xai import Simulator, number, parse_directives, split_model, xai_error
+from grok_proxy.simulator.core import Kit, number, parse_directives, split_model, xai_error
+from grok_proxy.simulator.responses import model_response, response_events, response_turn
+from grok_proxy.simulator.wire import Outcome, Reply, SimRequest
+from grok_proxy.simulator.xai import Simulator
 
 log = logging.getLogger("grok_proxy.simulator.realtime")
 # The websockets protocol logs each connection at info and every frame at debug: too chatty.
@@ -297,16 +299,16 @@ class Realtime:
             "/v1/tts": self.tts,
             "/v1/stt": self.stt,
         }
-        simulator.exact[("POST", "/v1/realtime/client_secrets")] = self.create_client_secret
-        simulator.exact[("GET", "/_sim/websockets")] = self.list_sessions
+        simulator.exact[("POST", "/realtime/client_secrets")] = self.create_client_secret
+        simulator.controls[("GET", "/_sim/websockets")] = self.list_sessions
         # /_sim/reset forgets the sessions too.
-        reset_http = simulator.exact[("POST", "/_sim/reset")]
+        reset_http = simulator.controls[("POST", "/_sim/reset")]
 
         def reset(request: SimRequest) -> Outcome | Awaitable[Outcome]:
             self.sessions.clear()
             return reset_http(request)
 
-        simulator.exact[("POST", "/_sim/reset")] = reset
+        simulator.controls[("POST", "/_sim/reset")] = reset
 
     # plumbing
     def upgrade(self, transport: asyncio.Transport, request: SimRequest, rest: bytes) -> None:
@@ -415,7 +417,7 @@ class Realtime:
 
     # HTTP routes
     def create_client_secret(self, request: SimRequest) -> Reply:
-        body = self.simulator.json_body(request) if request.body.strip() else {}
+        body = Kit.json_body(request) if request.body.strip() else {}
         if isinstance(body, Reply):
             return body
         seconds = (body.get("expires_after") or {}).get("seconds", 600)
@@ -613,7 +615,7 @@ class Realtime:
             if (
                 previous is not None
                 and previous not in remembered
-                and previous not in (self.simulator.stored)
+                and previous not in self.simulator.responses.stored
             ):
                 await out.send(
                     error_event(
@@ -623,22 +625,19 @@ class Realtime:
                 )
                 continue
             model, directives = split_model(str(body.get("model") or context.model or "grok-4"))
-            pieces = shapes.words(number(directives, "chunks"))
+            # The same response and events as the SSE stream of POST /v1/responses.
+            turn = response_turn(body, model, directives)
             response_id = "resp_" + self.simulator.next_id()
-            events = shapes.response_events(response_id, model, pieces)
-            final: JSON = {}
+            final = model_response(response_id, model, body, turn)
+            final["previous_response_id"] = previous
+            events, _ = response_events(final, turn)
             for raw in events:
                 data = raw.split(b"\ndata: ", 1)[1].strip()
-                payload = cast(JSON, orjson.loads(data))
-                response = payload.get("response")
-                if isinstance(response, dict):
-                    response["previous_response_id"] = previous
-                    final = response
                 await out.pace()
-                await out.send(payload)
+                await out.send(cast(JSON, orjson.loads(data)))
             remembered.add(response_id)
             if body.get("store", True):
-                self.simulator.stored[response_id] = final
+                self.simulator.responses.stored[response_id] = final
 
     async def tts(self, socket: SimSocket, out: Out, context: Context) -> None:
         """Streaming TTS: an audio delta per word of text; audio.done after text.done."""

@@ -9,57 +9,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine
 from http import HTTPStatus
 from typing import Any, cast
 
 import httptools
 
+# The types live in wire.py, so the API modules need not import this one.
+from grok_proxy.simulator.wire import (
+    Cut,
+    Handler,
+    Outcome,
+    Reply,
+    Reset,
+    SimRequest,
+    Stream,
+)
+
 log = logging.getLogger("grok_proxy.simulator")
 
 
-@dataclass(slots=True)
-class SimRequest:
-    """One request as the simulator received it."""
-
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass(slots=True)
-class Reply:
-    """A whole response."""
-
-    status: int
-    body: bytes = b""
-    content_type: str = "application/json"
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-class Cut(Exception):
-    """Raised inside a stream to drop the connection mid-answer, as a failing upstream would."""
-
-
-@dataclass(slots=True)
-class Stream:
-    """A chunked response whose body comes from an async iterator (it may sleep, stall or Cut)."""
-
-    events: AsyncIterator[bytes]
-    status: int = 200
-    content_type: str = "text/event-stream"
-
-
-@dataclass(slots=True)
-class Reset:
-    """Drop the connection without answering, as a crashing upstream would."""
-
-
-Outcome = Reply | Stream | Reset
-Handler = Callable[[SimRequest], "Outcome | Awaitable[Outcome]"]
 # Takes over a connection whose request asked to upgrade (simulator/realtime.py: WebSockets).
 Upgrade = Callable[[asyncio.Transport, SimRequest, bytes], None]
 

@@ -39,8 +39,13 @@ STATELESS = frozenset(
         "tokenize-text",
         "tokenize",
         "messages",
+        "messages/count_tokens",
         "images/generate",
         "vision/analyze",
+        # Ephemeral tokens for browsers' WebSockets, and one-shot speech: nothing kept.
+        "realtime/client_secrets",
+        "tts",
+        "stt",
     }
 )
 CATALOGUES = frozenset(
@@ -50,6 +55,7 @@ CATALOGUES = frozenset(
         "image-generation-models",
         "embedding-models",
         "video-generation-models",
+        "tts/voices",
     }
 )
 # POST routes whose answer names a new object, and the field that names it.

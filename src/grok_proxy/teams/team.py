@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
 from grok_proxy.auth import Caller, CallerAuth
+from grok_proxy.client import HttpClient
 from grok_proxy.config import Settings
 from grok_proxy.errors import MissingApiKey
 from grok_proxy.logs import key_fingerprint
@@ -35,6 +35,7 @@ from grok_proxy.teams.members import Limits, Member, hash_key, settings_member
 from grok_proxy.teams.pricing import NANOS_PER_DOLLAR, Prices, from_language_models, parse_overrides
 from grok_proxy.teams.scope import Decision, classify
 from grok_proxy.teams.store import USAGE_COLUMNS, Directory, Store, engine_url, windows
+from grok_proxy.transport import BodyTooLarge, UpstreamFailure
 
 log = logging.getLogger("grok_proxy.teams")
 
@@ -42,6 +43,8 @@ log = logging.getLogger("grok_proxy.teams")
 DB_ERRORS = (SQLAlchemyError, OSError, asyncio.TimeoutError)
 USAGE_FLUSH_SECONDS = 1.0
 PRICES_REFRESH_SECONDS = 3600.0
+# /language-models is a few kilobytes per model; more than this is not a price list.
+PRICES_BODY_LIMIT = 8 * 1024 * 1024
 # Unwritten usage rows kept through a database outage; beyond this the oldest are dropped.
 MAX_PENDING_ROWS = 100_000
 
@@ -91,8 +94,13 @@ class Team:
         )
 
     # lifecycle
-    async def start(self) -> None:
-        """Migrate the schema, load the members, and start the background loops."""
+    async def start(self, client: HttpClient) -> None:
+        """Migrate the schema, load the members, and start the background loops.
+
+        `client` is the worker's upstream client: prices are read with the same proxies,
+        trust and timeouts as every forwarded request.
+        """
+        self.client = client
         await self.store.migrate()
         await self.reload()
         # Before the first request, so its cost is known; bounded by the connect timeout.
@@ -147,13 +155,15 @@ class Team:
         if not self.server_key:
             return
         url = f"{self.settings.upstream_base_url()}/language-models"
-        headers = {"authorization": f"Bearer {self.server_key}"}
+        headers = [("authorization", f"Bearer {self.server_key}")]
         try:
-            async with httpx.AsyncClient(timeout=self.settings.xai_connect_timeout) as client:
-                response = await client.get(url, headers=headers)
-            response.raise_for_status()
-            self.prices.published = from_language_models(orjson.loads(response.content))
-        except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+            async with asyncio.timeout(self.settings.xai_connect_timeout):
+                answer = await self.client.send("GET", url, headers, None)
+                content = await answer.read(PRICES_BODY_LIMIT)
+            if answer.status != 200:
+                raise ValueError(f"status {answer.status}")
+            self.prices.published = from_language_models(orjson.loads(content))
+        except (UpstreamFailure, BodyTooLarge, TimeoutError, ValueError) as exc:
             log.warning("could not read prices from %s: %s", url, type(exc).__name__)
 
     # who is calling
