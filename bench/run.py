@@ -99,7 +99,9 @@ def proxy(
     """The proxy of this tree, or of another checkout (its own virtualenv) for an A/B."""
     python = sys.executable if checkout is None else str(checkout / ".venv" / "bin" / "python")
     command = [python, "-m", "grok_proxy", "serve", "--host", HOST, "--port", str(port)]
-    command += ["--workers", str(workers), "--grpc-port", "0"]
+    command += ["--workers", str(workers)]
+    if checkout is None:
+        command += ["--grpc-port", "0"]  # an older revision may not know the flag
     # Access lines off unless asked for (--log-level info): the table measures forwarding;
     # docs/benchmarks.md gives the cost of the access log separately.
     env = {"XAI_BASE_URL": upstream, "LOG_LEVEL": log_level}
