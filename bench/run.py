@@ -556,18 +556,36 @@ core 1 with the simulator. It then rewrites this table. A smoke run
 """
 
 DOC_TAIL = """
-Variance: this is a 2-vCPU virtual machine; across runs on the same day the one-worker
-figures move by about 15 %, so compare columns within one run, never across runs. With
-today's code, the 1,000-stream test gave a first-byte p99 of 0.62-0.92 s and a wall time
-of 1.0-1.4x direct in eleven runs, and 1.13 s / 1.43x in one more.
+Variance: this is a 2-vCPU virtual machine whose speed moves between runs (nginx did
+11,949 req/s in the run of the previous session and 6,506 in this one), so compare columns
+and the A/B rows within one run, never across runs.
 
 How to read it: *added* latency is the proxy's p50/p99 at one connection minus the direct
 call's in the same run. nginx is the practical ceiling for any proxy on this machine (here
 it is held back by the simulator and wrk on the other core: it used less than half of its
 own). The stream test opens all streams at once; each sends 50 chunks paced 20 ms apart, so
 a perfect relay takes the same wall time as the direct run. CPU per request is user +
-system time of each process (the proxy's workers summed) divided by the requests wrk
-completed; it includes the kernel's work for each process's sockets.
+system time of each process (the proxy's workers summed, every thread included) divided by
+the requests wrk completed; it includes the kernel's work for each process's sockets.
+
+## Where today's cost comes from (the reach issue's client change)
+
+The A/B rows compare today's proxy with the previous session's build (revision
+`c6e1ea1`, its own asyncio + httptools HTTP/1.1 client) in alternating rounds of the same
+load. Today's proxy spends about 1.8x the CPU per request. Per thread, under the same wrk
+load (`/proc/<pid>/task/*/stat`, 8,316 requests): the Python thread 680 us per request,
+pyqwest's Tokio threads 170 us. In a py-spy profile of the Python thread, the upstream
+client's send and read take about half of it: pyqwest crosses between the event loop and
+its Rust runtime several times per request (about 11 `call_soon` per request). The
+middlewares added for hardening and WebSockets cost a few per cent each.
+
+The trade is deliberate and measured in `docs/upstream-client.md` (`bench/clients.py`):
+pyreqwest costs 155-182 us of client CPU per request against pyqwest's 430-450 us, but a
+cancelled pyreqwest call keeps the upstream request running, so a caller hanging up would
+no longer stop the tokens. Against the reach issue's floors in this run: plain throughput
+18 % of nginx (floor 15 %: met); added latency p50 1.48 ms (floor 0.5 ms: not met; the old
+client measured 0.61-0.67 ms in the same run); 1,000 paced streams 2.25x direct (floor
+1.2x: not met; each relayed chunk now crosses pyqwest's runtime and a pump task).
 
 ## Two workers on two cores
 
@@ -604,6 +622,8 @@ connections), one change at a time:
 | streams: one timer per stream that re-arms itself (read timeout and keep-alive), instead of creating and cancelling two per chunk; fresh proxy, 4 runs each | streams: wall 1.44-1.84x -> 1.01-1.08x direct, first byte p99 0.80-1.03 -> 0.62-0.65 s | |
 | access lines (`LOG_LEVEL=info`, the default): the message rendered without copying the record, no caller file/line lookup, and a writer thread that wakes at most every 10 ms and writes in batches instead of once per line (two thread switches per request); A/B, `bench/run.py --log-level info` layout | 2,956-2,971 -> 3,395-3,466; the access line's CPU 70-84 -> 30-35 us per request | |
 
+| pyqwest (Rust reqwest/hyper: HTTP/2, proxies, cancel-safe) instead of the own HTTP/1.1 client, streamed bodies, the SSE parser, hardening middlewares, WebSocket and gRPC listeners (A/B in one run, 2 rounds each) | 895-1,272 (was 1,898-2,243); proxy CPU 778-1,042 us per request (was 443-506 us); added latency at 1 connection 0.94-2.08 ms (was 0.61-0.67) | |
+
 In-process (no sockets), FastAPI's share of a request fell from 65 to 28 us for `/health`
 and from 193 to 71 us for a `/v1/...` route. Of the 263 us of CPU a plain request costs in
 the run above, the app itself (routing, validation, forwarding logic, request log and
@@ -613,12 +633,9 @@ on two sockets, the part nginx also pays (35-50 us per request in its column, in
 A stream costs about 30 us of CPU per relayed chunk, most of it the two socket calls and
 waking the relaying task: 1,000 streams of 50 chunks every 20 ms keep one core busy.
 
-The HTTP/1.1 client does only what forwarding needs: keep-alive with idle expiry (and the
-server's own Keep-Alive timeout), one pool limit, connect/read/pool timeouts, TLS checked
-against certifi's roots (or SSL_CERT_FILE), bodies by length, chunks or connection close,
-back-pressure, and a resend on a kept-alive connection the server closed unanswered only
-when the method is idempotent or the request carries an Idempotency-Key (Go's rule).
-It has no HTTP proxy support (neither had the aiohttp setup it replaces).
+The own HTTP/1.1 client of those rows was replaced by pyqwest in the reach issue: it had
+no HTTP/2, no forward proxies and no CONNECT tunnelling, and tests drove a different client
+than production (docs/upstream-client.md).
 
 Not run: LiteLLM as a peer (it is not installed here and not a dependency). The design
 notes measured it on this kind of machine at 112 req/s and 23.9 s for 500 streams that
