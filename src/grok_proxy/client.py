@@ -25,6 +25,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from importlib.metadata import version
+from urllib.parse import urlsplit
 
 import pyqwest
 
@@ -68,9 +69,11 @@ def build_transport(settings: Settings) -> pyqwest.HTTPTransport:
     timeouts = timeouts_of(settings)
     proxy = None
     if settings.xai_proxy_url == "direct":
-        # Any explicit proxy turns the environment's off (as in reqwest); this one matches
-        # no host, so every connection is direct.
-        proxy = pyqwest.Proxy("http://127.0.0.1:9", no_proxy="*")
+        # Any explicit proxy rule turns the environment's off (as in reqwest). This one is
+        # bypassed for the upstream's host, the only host this client talks to, so every
+        # connection is direct (pyqwest does not honour a `*` exclusion).
+        host = urlsplit(settings.upstream_base_url()).hostname or "*"
+        proxy = pyqwest.Proxy("http://127.0.0.1:9", no_proxy=host)
     elif settings.xai_proxy_url:
         proxy = pyqwest.Proxy(settings.xai_proxy_url, no_proxy=no_proxy_list())
     return pyqwest.HTTPTransport(

@@ -92,9 +92,15 @@ def test_image_serves_chat_and_paced_streams_as_non_root(
     docker: Engine, image: str, sim: Simulator
 ) -> None:
     port = free_port()
-    # HTTP_PROXY as Docker injects it when the daemon has one: the healthcheck and the proxy
-    # must both go direct (this one points nowhere).
-    options = [*on_host_network(port, sim), "-e", "HTTP_PROXY=http://127.0.0.1:9"]
+    # HTTP_PROXY as Docker injects it when the daemon has one (this one points nowhere): the
+    # healthcheck never uses it, and the proxy is told to go direct with XAI_PROXY_URL.
+    options = [
+        *on_host_network(port, sim),
+        "-e",
+        "HTTP_PROXY=http://127.0.0.1:9",
+        "-e",
+        "XAI_PROXY_URL=direct",
+    ]
     with container(docker, image, "serve", *options) as name:
         # Healthy means the image's HEALTHCHECK found the port given by PORT.
         docker.wait_for(name, "healthy", timeout=60)

@@ -497,3 +497,11 @@ def test_endless_upstream_headers_are_refused_with_502() -> None:
             health = httpx.get(f"{running.url}/health")
     assert response.status_code == 502
     assert health.status_code == 200
+
+
+def test_direct_ignores_the_environments_proxy(sim: Simulator) -> None:
+    # A proxy variable that points nowhere, as a container may inherit: `direct` wins.
+    with proxy(
+        sim.base_url, http_proxy="http://127.0.0.1:9", no_proxy="", xai_proxy_url="direct"
+    ) as running:
+        assert chat(running.api).status_code == 200
