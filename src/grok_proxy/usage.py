@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 Usage = dict[str, int]
 
 # Only events containing this are parsed; everything else is relayed without a look.
@@ -55,17 +53,6 @@ def merge(known: Usage | None, found: Usage) -> Usage:
     if known is None:
         return found
     return {kind: max(known.get(kind, 0), count) for kind, count in found.items()}
-
-
-def event_payload(event: bytes) -> Any:
-    """The JSON of one SSE event's data line(s), or None."""
-    data = b"".join(line[5:].lstrip() for line in event.splitlines() if line.startswith(b"data:"))
-    if not data or data == b"[DONE]":
-        return None
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
 
 
 def from_event(payload: Any) -> Usage | None:

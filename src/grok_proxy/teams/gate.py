@@ -18,11 +18,11 @@ from grok_proxy.auth import bearer_token
 from grok_proxy.errors import Flavor, ProxyError, envelope_bytes
 from grok_proxy.middleware import API_PREFIX
 from grok_proxy.record import record_of
+from grok_proxy.sse import EventTooLarge, SseParser
 from grok_proxy.teams.errors import NotAllowed
 from grok_proxy.teams.members import Member
 from grok_proxy.teams.scope import CREATES, REFERENCE_MARKS, Action, Decision, references
 from grok_proxy.teams.team import DB_ERRORS, Admission, Team
-from grok_proxy.usage import event_payload
 
 log = logging.getLogger("grok_proxy.teams")
 
@@ -205,7 +205,9 @@ class AnswerWatcher:
         self.mode = ""  # "json": held until complete; "sse": scanned for the new id
         self.start: Message | None = None
         self.chunks: list[bytes] = []
-        self.scanned = b""
+        # Reads the first events of a stream (as the relay does) until the new id shows.
+        self.scan: SseParser | None = SseParser(STREAM_SCAN_BYTES)
+        self.scanned = 0
         self.recorded = False
 
     async def send(self, message: Message) -> None:
@@ -299,18 +301,23 @@ class AnswerWatcher:
 
     async def _scan(self, chunk: bytes) -> None:
         """Find the new object's id in the first events of a stream, and claim it."""
-        if len(self.scanned) > STREAM_SCAN_BYTES:
+        if self.scan is None:
             return
-        self.scanned += chunk
-        *events, rest = self.scanned.replace(b"\r\n", b"\n").split(b"\n\n")
+        self.scanned += len(chunk)
+        try:
+            events = self.scan.feed(chunk)
+        except EventTooLarge:
+            self.scan = None  # a first event this large names no new object
+            return
         for event in events:
-            payload = event_payload(event)
+            payload = _json(event.data)
             inner = payload.get("response") if isinstance(payload, dict) else None
             if isinstance(inner, dict) and isinstance(inner.get("id"), str):
+                self.scan = None  # done looking
                 await self._claim([inner["id"]])
-                self.scanned = b"x" * (STREAM_SCAN_BYTES + 1)  # done looking
                 return
-        self.scanned = rest
+        if self.scanned > STREAM_SCAN_BYTES:
+            self.scan = None  # no id in the stream's first events: not one to claim
 
     async def _claim(self, object_ids: list[str]) -> None:
         if object_ids and self.decision.kind is not None:
@@ -341,3 +348,12 @@ def _object_id(item: dict[str, Any]) -> str | None:
             value: str = item[field]
             return value
     return None
+
+
+def _json(data: bytes | None) -> Any:
+    if data is None:
+        return None
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
