@@ -172,3 +172,22 @@ def settle(measure: Callable[[], int], at_most: int, timeout: float = 5.0) -> in
         time.sleep(0.05)
         value = measure()
     return value
+
+
+def paced_stream(api: str, key: str) -> tuple[list[str], list[float]]:
+    """A chat stream of 5 chunks paced 150 ms apart: its lines, and when each content arrived."""
+    body = {
+        "model": "grok-4@chunks=5,pace=150",
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    lines: list[str] = []
+    arrivals: list[float] = []
+    started = time.monotonic()
+    headers = {"authorization": f"Bearer {key}"}
+    with httpx.stream("POST", f"{api}/chat/completions", json=body, headers=headers) as response:
+        for line in response.iter_lines():
+            lines.append(line)
+            if '"content"' in line:
+                arrivals.append(time.monotonic() - started)
+    return lines, arrivals

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -23,7 +22,7 @@ import yaml
 from grok_proxy import metrics
 from grok_proxy.config import Settings
 from tests.conftest import KEY
-from tests.processes import Proxy, Simulator, free_port, proxy, wait_until_up
+from tests.processes import Proxy, Simulator, free_port, paced_stream, proxy, wait_until_up
 
 ROOT = Path(__file__).parents[2]
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -270,18 +269,8 @@ def test_nginx_spreads_requests_and_relays_streams_unbuffered(sim: Simulator) ->
         assert sum(counts) == 20
         assert min(counts) >= 5, counts  # both replicas took a real share
 
-        arrivals: list[float] = []
-        started = time.monotonic()
-        stream = {**body, "model": "grok-4@chunks=5,pace=150", "stream": True}
-        with httpx.stream(
-            "POST", f"{front}/api/v1/chat/completions", json=stream, headers=AUTH
-        ) as response:
-            # (nginx consumes X-Accel-Buffering itself; the pacing below shows it obeyed.)
-            lines = []
-            for line in response.iter_lines():
-                lines.append(line)
-                if '"content"' in line:
-                    arrivals.append(time.monotonic() - started)
+        # nginx consumes X-Accel-Buffering itself; the pacing below shows it obeyed.
+        lines, arrivals = paced_stream(f"{front}/api/v1", KEY)
         assert lines[-2:] == ["data: [DONE]", ""] or lines[-1] == "data: [DONE]"
         assert len(arrivals) == 5
         assert arrivals[-1] - arrivals[0] >= 0.45  # paced 150 ms apart, not bunched by nginx

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import KEY
 from tests.docker_engine import Engine, Unavailable, build, engine
-from tests.processes import Simulator, free_port
+from tests.processes import Simulator, free_port, paced_stream
 
 # The first test also builds the image (about a minute; debootstrap adds one more the
 # very first time on a machine).
@@ -112,17 +112,7 @@ def test_image_serves_chat_and_paced_streams_as_non_root(
         assert reply.status_code == 200, reply.text
         assert reply.json()["choices"][0]["message"]["content"]
 
-        arrivals: list[float] = []
-        started = time.monotonic()
-        paced = {**body, "model": "grok-4@chunks=5,pace=150", "stream": True}
-        with httpx.stream(
-            "POST", f"{url}/api/v1/chat/completions", json=paced, headers=AUTH
-        ) as response:
-            lines = []
-            for line in response.iter_lines():
-                lines.append(line)
-                if '"content"' in line:
-                    arrivals.append(time.monotonic() - started)
+        lines, arrivals = paced_stream(f"{url}/api/v1", KEY)
         assert "data: [DONE]" in lines
         assert len(arrivals) == 5
         assert arrivals[-1] - arrivals[0] >= 0.45  # relayed as paced, not bunched
