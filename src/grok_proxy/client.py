@@ -289,10 +289,21 @@ async def _slices(body: bytes) -> AsyncIterator[bytes]:
         yield bytes(view[start : start + SLICE])
 
 
+def _causes(text: str) -> str:
+    """`... for url (URL): client error (Connect): tcp connect error: refused` -> the causes.
+
+    The chain is kept whole (a DNS error's own text contains `: `), without the URL and
+    hyper's phase label, and cut short for an error message.
+    """
+    _, found, rest = text.partition("): ")
+    rest = (rest if found else text).removeprefix("client error (Connect): ")
+    return rest if len(rest) <= 200 else rest[:199] + "…"
+
+
 def failure_of(exc: BaseException) -> UpstreamFailure:
-    """pyqwest's exception as one of the forwarder's failures, named by its innermost cause."""
+    """pyqwest's exception as one of the forwarder's failures, with its causes as the reason."""
     text = str(exc)
-    reason = text.rsplit(": ", 1)[-1] or type(exc).__name__
+    reason = _causes(text) or type(exc).__name__
     # hyper marks errors of the connect phase (DNS, TCP, TLS, proxy tunnel) "(Connect)":
     # only those prove that the request never left.
     connecting = "(Connect)" in text or isinstance(exc, pyqwest.ConnectTimeout)
