@@ -11,6 +11,10 @@ Per call: the caller's key is checked (`CallerAuth`, as on HTTP), an allow-list 
 metadata goes upstream with the caller's deadline, messages flow both ways, and the
 upstream's initial metadata, trailing metadata, status code and details come back as
 they were. One shared channel per worker; one access line and metrics per call.
+
+In a shared proxy (teams) each call is also a member's request: `teams.grpc_calls`
+checks its method, model, objects and limits before the upstream call and counts its
+usage when it ends (docs/teams.md, "Other protocols").
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 from functools import partial
 from time import perf_counter
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import grpc
@@ -35,13 +39,17 @@ from fastapi import FastAPI
 from prometheus_client import Counter, Gauge, Histogram
 
 from grok_proxy import __version__
-from grok_proxy.auth import CallerAuth, bearer_token
+from grok_proxy.auth import Caller, CallerAuth, bearer_token
 from grok_proxy.config import Settings
-from grok_proxy.errors import MissingApiKey
+from grok_proxy.errors import MissingApiKey, ProxyError
 from grok_proxy.logs import request_id
 from grok_proxy.metrics import LATENCY_BUCKETS
 from grok_proxy.middleware import request_id_for
 from grok_proxy.tls import trusted_roots
+
+if TYPE_CHECKING:  # a proxy nobody shares never imports the team's database layer
+    from grok_proxy.teams.grpc_calls import CallGate
+    from grok_proxy.teams.team import Team
 
 log = logging.getLogger("grok_proxy.grpc")
 access_log = logging.getLogger("grok_proxy.access")
@@ -215,10 +223,12 @@ class CallRecord:
 class GrpcRelay(grpc.GenericRpcHandler):
     """Relays every gRPC method to one upstream over one shared channel."""
 
-    def __init__(self, settings: Settings, url: str) -> None:
+    def __init__(self, settings: Settings, url: str, team: Team | None = None) -> None:
         self.settings = settings
         self.target = Target.parse(url)
-        self.auth = CallerAuth(settings)
+        # Shared: member keys in, the account's key out, and each call is a member's request.
+        self.team = team
+        self.auth = team.caller_auth() if team is not None else CallerAuth(settings)
         self.read_timeout = settings.xai_read_timeout
         self.channel: grpc.aio.Channel | None = None
         self.server: grpc.aio.Server | None = None
@@ -287,22 +297,16 @@ class GrpcRelay(grpc.GenericRpcHandler):
         OPEN_CALLS.inc()
         call: UpstreamCall | None = None
         following: asyncio.Future[object] | None = None
+        gate: CallGate | None = None
         try:
-            try:
-                presented = incoming.get("authorization")
-                caller = self.auth.admit(
-                    bearer_token(presented) if isinstance(presented, str) else None,
-                    where=WHERE_KEY,
-                )
-            except MissingApiKey as refused:
-                record.code = grpc.StatusCode.UNAUTHENTICATED
-                context.set_code(record.code)
-                context.set_details(refused.message)
-                return
-            record.key_fingerprint = caller.fingerprint
+            caller = self._admit(incoming, record, context)
             upstream_metadata = _upstream_metadata(incoming, caller.upstream_key, record.request_id)
+            # The first message says what the call is (model, objects): read before the call.
+            first = await anext(requests, END)
+            if self.team is not None:
+                gate = await self._member_gate(caller, method, first, record, context)
             call, following = await self._call_upstream(
-                method, requests, record, upstream_metadata, context
+                method, first, requests, record=record, metadata=upstream_metadata, context=context
             )
             initial = await self._within_read_timeout(call.initial_metadata())
             await context.send_initial_metadata(
@@ -310,23 +314,26 @@ class GrpcRelay(grpc.GenericRpcHandler):
             )
             while (message := await self._within_read_timeout(call.read())) is not grpc.aio.EOF:
                 record.messages_out += 1
+                if gate is not None:
+                    await gate.answer(message)
                 yield message
             record.code = await call.code()
             context.set_trailing_metadata(_relayable(await call.trailing_metadata()))
+        except _Answered:
+            pass  # the proxy answered itself; nothing went upstream
         except grpc.aio.AioRpcError as failed:
             # What the upstream said, exactly: code, details and trailers.
             code, details, trailing = failed.code(), failed.details(), failed.trailing_metadata()
             if call is not None and (code, details) == LOST_STATUS:
                 code, details, trailing = await _settled_status(call)
-            record.code = code
             context.set_trailing_metadata(_relayable(trailing))
-            context.set_code(code)
-            context.set_details(details or "")
+            _answer(context, record, code, details or "")
         except TimeoutError:
-            record.code = grpc.StatusCode.DEADLINE_EXCEEDED
-            context.set_code(record.code)
-            context.set_details(
-                f"The xAI API sent nothing for {self.read_timeout:g} s (XAI_READ_TIMEOUT)."
+            _answer(
+                context,
+                record,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"The xAI API sent nothing for {self.read_timeout:g} s (XAI_READ_TIMEOUT).",
             )
         except asyncio.CancelledError:
             # The caller cancelled, its deadline passed, or shutdown ran out of grace.
@@ -337,8 +344,51 @@ class GrpcRelay(grpc.GenericRpcHandler):
                 call.cancel()  # nobody pays for tokens no one reads
             if following is not None and not following.done():
                 following.cancel()
+            if gate is not None:
+                # Counted (failed and cancelled calls too) before the status goes out, which
+                # happens when this generator returns: the caller's next call sees the usage.
+                await gate.finish()
             OPEN_CALLS.dec()
             _observe(record, perf_counter() - started)
+
+    def _admit(
+        self,
+        incoming: dict[str, str | bytes],
+        record: CallRecord,
+        context: grpc.aio.ServicerContext[bytes, bytes],
+    ) -> Caller:
+        """The caller behind the call's `authorization`, or UNAUTHENTICATED (_Answered)."""
+        presented = incoming.get("authorization")
+        try:
+            caller = self.auth.admit(
+                bearer_token(presented) if isinstance(presented, str) else None, where=WHERE_KEY
+            )
+        except MissingApiKey as refused:
+            _answer(context, record, grpc.StatusCode.UNAUTHENTICATED, refused.message)
+            raise _Answered from None
+        record.key_fingerprint = caller.fingerprint
+        return caller
+
+    async def _member_gate(
+        self,
+        caller: Caller,
+        method: str,
+        first: object,
+        record: CallRecord,
+        context: grpc.aio.ServicerContext[bytes, bytes],
+    ) -> CallGate:
+        """A shared proxy's checks of this call (teams), or the refusal they end in."""
+        from grok_proxy.teams.grpc_calls import call_gate, status_of
+
+        assert self.team is not None
+        gate = call_gate(self.team, caller, method)
+        try:
+            await gate.admit(first)
+        except ProxyError as refused:
+            code, details, trailing = status_of(refused)
+            _answer(context, record, code, details, trailing)
+            raise _Answered from None
+        return gate
 
     async def _within_read_timeout(self, waiting: Any) -> Any:
         """`waiting`, unless the upstream stays silent past XAI_READ_TIMEOUT."""
@@ -348,12 +398,14 @@ class GrpcRelay(grpc.GenericRpcHandler):
     async def _call_upstream(
         self,
         method: str,
+        first: object,
         requests: AsyncIterator[bytes],
+        *,
         record: CallRecord,
         metadata: Metadata,
         context: grpc.aio.ServicerContext[bytes, bytes],
     ) -> tuple[UpstreamCall, asyncio.Future[object] | None]:
-        """Start the upstream call once the caller's first message is in hand.
+        """Start the upstream call with the caller's first message (`first`) in hand.
 
         A request that ends after one message (unary and server-streaming calls: nearly all)
         goes up in one batch with its end, so no later write can lose a race with an early
@@ -363,7 +415,6 @@ class GrpcRelay(grpc.GenericRpcHandler):
         read of the caller's stream still under way.
         """
         assert self.channel is not None
-        first = await anext(requests, END)
         following: asyncio.Future[object] | None = None
         if isinstance(first, bytes):
             following = asyncio.ensure_future(anext(requests, END))
@@ -380,6 +431,24 @@ class GrpcRelay(grpc.GenericRpcHandler):
         )
         feed = _feed(first, following, requests, record)
         return stream(feed, metadata=metadata, timeout=context.time_remaining()), following
+
+
+class _Answered(Exception):
+    """The proxy answered the call itself (a refusal): nothing of it went upstream."""
+
+
+def _answer(
+    context: grpc.aio.ServicerContext[bytes, bytes],
+    record: CallRecord,
+    code: grpc.StatusCode,
+    details: str,
+    trailing: Metadata = (),
+) -> None:
+    record.code = code
+    if trailing:
+        context.set_trailing_metadata(trailing)
+    context.set_code(code)
+    context.set_details(details)
 
 
 async def _feed(
@@ -494,7 +563,7 @@ def attach(app: FastAPI, settings: Settings) -> None:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
         async with http_lifespan(app) as state:
-            relay = GrpcRelay(settings, url)
+            relay = GrpcRelay(settings, url, app.state.team)
             await relay.start(host, port)
             _on_sigterm(relay.begin_drain)
             try:
