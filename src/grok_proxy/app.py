@@ -111,7 +111,7 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
     if team is not None:  # teams (issue 17): innermost of ours, so paths are /api/v1 already
         team.install(app)
     # WebSocket upgrades never reach the router: the relay takes every one (after V1Alias).
-    app.add_middleware(WebSocketRelay, settings=settings)
+    app.add_middleware(WebSocketRelay, settings=settings, team=team)
     app.add_middleware(V1Alias)
     # Operational routes need a token in shared deployments (see ops_auth).
     app.add_middleware(OpsGuard, settings=settings)

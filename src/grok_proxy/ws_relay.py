@@ -6,6 +6,10 @@ is accepted only once the upstream's succeeded, so a refusal reaches the caller 
 own status and message (ASGI's `websocket.http.response` extension). After that, messages
 go both ways unchanged and in order; each side waits for the other to take a message before
 reading the next (back-pressure), and a close on either side closes the other.
+
+In a shared proxy (teams) a session is a member's: `teams.ws_sessions` checks it before
+the upstream handshake, checks each `response.create` before relaying it, and counts the
+usage of each response (docs/teams.md, "Other protocols").
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import contextlib
 import logging
 import ssl
 from time import perf_counter
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs
 
 import orjson
@@ -47,6 +51,10 @@ from grok_proxy.logs import key_fingerprint, request_id
 from grok_proxy.middleware import API_PREFIX, request_id_for
 from grok_proxy.presets import PRESETS
 from grok_proxy.tls import trusted_roots
+
+if TYPE_CHECKING:  # a proxy nobody shares never imports the team's database layer
+    from grok_proxy.teams.team import Team
+    from grok_proxy.teams.ws_sessions import SessionGate
 
 log = logging.getLogger("grok_proxy.websocket")
 access_log = logging.getLogger("grok_proxy.access")
@@ -162,10 +170,12 @@ def upstream_ws_base(settings: Settings) -> str:
 class WebSocketRelay:
     """ASGI middleware that takes every WebSocket scope; HTTP goes on to the app."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, team: Team | None = None) -> None:
         self.app = app
         self.settings = settings
-        self.auth = CallerAuth(settings)
+        # Shared: member keys in, the account's key out, and each session is a member's.
+        self.team = team
+        self.auth = team.caller_auth() if team is not None else CallerAuth(settings)
         self.base = upstream_ws_base(settings)
         # The same trust and forward proxy as the HTTP client (tls.py, XAI_PROXY_URL).
         self.tls = (
@@ -216,6 +226,7 @@ class Session:
         self.closed_by: str | None = None
         self.caller_closed = False
         self.ending: asyncio.Task[None] | None = None
+        self.gate: SessionGate | None = None  # a member's session in a shared proxy
 
     @property
     def route(self) -> str:
@@ -236,6 +247,8 @@ class Session:
                 return
             await self.relay_both_ways()
         finally:
+            if self.gate is not None:
+                await self.gate.close()  # turns that never ended are counted, turns given back
             self.finish(started)
             request_id.reset(token)
 
@@ -252,6 +265,12 @@ class Session:
             caller = self.relay.auth.admit(presented, where=WHERE_KEY)
             self.fingerprint = caller.fingerprint
             headers["authorization"] = f"Bearer {caller.upstream_key}"
+            if self.relay.team is not None:
+                from grok_proxy.teams.ws_sessions import session_gate
+
+                route = self.path.removeprefix(API_PREFIX + "/")
+                self.gate = session_gate(self.relay.team, caller, route, self.model)
+                await self.gate.open()  # refusals answer the handshake: nothing went upstream
         else:
             # xAI checks the ephemeral token itself; the log only ever sees its fingerprint.
             self.fingerprint = key_fingerprint(secrets[0][len(CLIENT_SECRET_PREFIX) :])
@@ -382,6 +401,13 @@ class Session:
                 self.bytes_up += size
                 _MESSAGES_UP.inc()
                 _BYTES_UP.inc(size)
+                if self.gate is not None and (refusal := await self.gate.from_caller(data)):
+                    # Not relayed: the caller hears why, and the session goes on.
+                    try:
+                        await self.send({"type": "websocket.send", "text": refusal})
+                    except (OSError, RuntimeError):
+                        return  # the caller is gone; its disconnect ends the session
+                    continue
                 try:
                     await upstream.send(data)
                 except ConnectionClosed:
@@ -406,6 +432,8 @@ class Session:
                 self.note_close(code, "upstream")
                 await self.close_caller(sendable(code, UPSTREAM_GONE), reason)
                 return
+            if self.gate is not None:
+                await self.gate.from_upstream(data)  # counted before the caller sees the end
             self.messages_down += 1
             size = payload_size(data)
             self.bytes_down += size

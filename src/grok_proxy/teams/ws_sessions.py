@@ -1,0 +1,187 @@
+"""The WebSocket side of a shared proxy: a member's session checked, scoped and counted.
+
+What counts as a request (docs/teams.md, "Other protocols"):
+
+- Opening a session is one request: its route and the `model` of its URL are checked and
+  the limits applied before the upstream handshake; a refusal answers the handshake with
+  the HTTP status and envelope the REST routes give. It is counted at once (no tokens), so
+  a long session never holds the member's turn near a budget.
+- On `realtime` and `responses`, each `response.create` is one more request: checked
+  before it is relayed (the model is the event's, else the session's), and counted with
+  the usage of the `response.done` / `response.completed` (or failed, incomplete) that ends
+  it, before that event reaches the caller. A refusal is an `error` event in xAI's shape;
+  the event is not relayed and the session stays open.
+- A response the server starts by itself (voice activity detection) cannot be refused
+  before it starts; it is counted, with its usage, when it ends.
+
+On `responses`, a `previous_response_id` (or a `file_id`) naming another member's object
+is refused as on HTTP, and the `response.created` event makes the new response the
+member's. `tts` and `stt` sessions report no token usage: they count one request each.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import orjson
+
+from grok_proxy.auth import Caller
+from grok_proxy.errors import ProxyError, error_type
+from grok_proxy.teams.errors import NotAllowed
+from grok_proxy.teams.gate import DatabaseUnavailable
+from grok_proxy.teams.members import Member
+from grok_proxy.teams.scope import references
+from grok_proxy.teams.team import DB_ERRORS, Admission, MemberCaller, Team
+from grok_proxy.usage import Usage, from_event
+
+# The session routes a shared proxy relays; others may keep state it cannot scope.
+SHARED_ROUTES = frozenset({"realtime", "responses", "tts", "stt"})
+# Routes whose `response.create` events are requests of their own.
+TURN_ROUTES = frozenset({"realtime", "responses"})
+# Server events that end a response, with its usage.
+ENDS = frozenset({"response.done", "response.completed", "response.failed", "response.incomplete"})
+# Cheap looks before any JSON is parsed: most messages (audio) are neither.
+CREATE_MARK = "response.create"
+SERVER_MARK = '"response.'
+ERROR_MARK = '"error"'
+
+
+def error_event(error: ProxyError, client_event: dict[str, Any] | None = None) -> str:
+    """A refusal as xAI's `error` event (the realtime shape, with the HTTP status beside it
+    as the Responses WebSocket mode sends it)."""
+    message = error.message
+    retry_after = error.headers.get("retry-after")
+    if retry_after:
+        message = f"{message} Retry after {retry_after} s."
+    body: dict[str, Any] = {
+        "type": error_type(error.status),
+        "code": error.code,
+        "message": message,
+        "param": error.param,
+    }
+    event_id = client_event.get("event_id") if client_event else None
+    if isinstance(event_id, str):
+        body["event_id"] = event_id  # which client event was refused
+    return orjson.dumps({"type": "error", "status": error.status, "error": body}).decode()
+
+
+def session_gate(team: Team, caller: Caller, route: str, model: str | None) -> SessionGate:
+    """The gate of one session by an admitted caller (a member: the team's auth admitted it)."""
+    assert isinstance(caller, MemberCaller)
+    return SessionGate(team, caller.member, route, model)
+
+
+class SessionGate:
+    """One member's WebSocket session: what it may open, which turns it may start, what it used."""
+
+    def __init__(self, team: Team, member: Member, route: str, model: str | None) -> None:
+        self.team = team
+        self.member = member
+        self.route = route
+        self.model = model
+        self.turns = route in TURN_ROUTES
+        # Admitted `response.create` events whose response has not ended yet, oldest first;
+        # `started` once the server's `response.created` for it arrived.
+        self.pending: deque[_Turn] = deque()
+
+    async def open(self) -> None:
+        """Check the session before the upstream handshake (ProxyError: refuse it)."""
+        if self.route not in SHARED_ROUTES:
+            raise NotAllowed(
+                f"The WebSocket route /{self.route} is not available through this shared "
+                "proxy: it is not known to keep each member's objects apart.",
+                code="route_not_shared",
+            )
+        admission = await self.team.check(self.member, self.route, self.model)
+        await self.team.record_usage(self.member, self.model, None, admission)
+
+    async def from_caller(self, data: str | bytes) -> str | None:
+        """None when the message may go upstream; else the error event answering it."""
+        if not self.turns or not isinstance(data, str) or CREATE_MARK not in data:
+            return None
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None  # the upstream answers it with its own error
+        if not isinstance(event, dict) or event.get("type") != CREATE_MARK:
+            return None
+        model = event.get("model")
+        model = model if isinstance(model, str) and model else self.model
+        try:
+            await self._require_references(event)
+            admission = await self.team.check(self.member, self.route, model)
+        except ProxyError as refused:
+            return error_event(refused, event)
+        if model is not None:
+            self.model = model  # later turns that name none use the session's last model
+        self.pending.append(_Turn(model, admission))
+        return None
+
+    async def _require_references(self, event: dict[str, Any]) -> None:
+        try:
+            for kind, object_id in references(event):
+                await self.team.require(self.member, kind, object_id)
+        except DB_ERRORS as exc:
+            raise DatabaseUnavailable(
+                "The team database is unreachable, so object ownership cannot be checked; "
+                "try again shortly."
+            ) from exc
+
+    async def from_upstream(self, data: str | bytes) -> None:
+        """Read a server event on its way to the caller: new responses, ends and usage."""
+        if not self.turns or not isinstance(data, str):
+            return
+        if SERVER_MARK not in data and ERROR_MARK not in data:
+            return
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        kind = event.get("type") if isinstance(event, dict) else None
+        if kind == "response.created":
+            await self._started(event)
+        elif kind in ENDS:
+            await self._ended(from_event(event))
+        elif kind == "error":
+            # A `response.create` the server refused (unknown previous response, busy)
+            # starts no response: it ends here, without usage.
+            turn = next((t for t in self.pending if not t.started), None)
+            if turn is not None:
+                self.pending.remove(turn)
+                await self.team.record_usage(self.member, turn.model, None, turn.admission)
+
+    async def _started(self, event: dict[str, Any]) -> None:
+        turn = next((t for t in self.pending if not t.started), None)
+        if turn is not None:
+            turn.started = True
+        response = event.get("response")
+        if self.route == "responses" and isinstance(response, dict):
+            response_id = response.get("id")
+            if isinstance(response_id, str):
+                # A stored response is readable (over HTTP, or as a later turn's
+                # previous_response_id) by its creator only; claimed before the caller
+                # learns its id.
+                await self.team.claim(self.member, "response", [response_id])
+
+    async def _ended(self, usage: Usage | None) -> None:
+        if self.pending:
+            turn = self.pending.popleft()
+            await self.team.record_usage(self.member, turn.model, usage, turn.admission)
+        else:  # started by the server itself (voice activity detection)
+            await self.team.record_usage(self.member, self.model, usage)
+
+    async def close(self) -> None:
+        """The session ended: count the turns that never ended, giving their turns back."""
+        while self.pending:
+            turn = self.pending.popleft()
+            await self.team.record_usage(self.member, turn.model, None, turn.admission)
+
+
+class _Turn:
+    __slots__ = ("admission", "model", "started")
+
+    def __init__(self, model: str | None, admission: Admission) -> None:
+        self.model = model
+        self.admission = admission
+        self.started = False
