@@ -109,8 +109,8 @@ def grpc_error(call: Any) -> grpc.RpcError:
     return caught.value
 
 
-def metadata(team: Shared, member: str) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {team.keys[member]}")]
+def metadata(team: Shared, member: str) -> tuple[tuple[str, str | bytes], ...]:
+    return (("authorization", f"Bearer {team.keys[member]}"),)
 
 
 def counted(sim: Simulator, name: str) -> int:
@@ -166,9 +166,8 @@ def test_grpc_unary_and_streamed_calls_are_counted(team: Shared) -> None:
     team.add("gail")
     with closing(sdk(team, "gail")) as client:
         plain = client.chat.create(model="grok-4", messages=[user("hi")]).sample().usage
-        for response, _ in client.chat.create(model="grok-4", messages=[user("hi")]).stream():
-            pass
-        streamed = response.usage
+        chunks = list(client.chat.create(model="grok-4", messages=[user("hi")]).stream())
+        streamed = chunks[-1][0].usage  # the response the SDK built from every chunk
     assert streamed.completion_tokens > 0  # the stream's last chunk carried its usage
     row = usage_rows(team, "gail")["grok-4"]
     assert row["requests"] == 2
