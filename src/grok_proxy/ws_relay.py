@@ -394,6 +394,14 @@ class Session:
                 data = message.get("text")
                 if data is None:
                     data = message.get("bytes") or b""
+                if self.gate is not None and (refusal := await self.gate.from_caller(data)):
+                    # Not relayed (nor counted as relayed): the caller hears why, and the
+                    # session goes on.
+                    try:
+                        await self.send({"type": "websocket.send", "text": refusal})
+                    except (OSError, RuntimeError):
+                        return  # the caller is gone; its disconnect ends the session
+                    continue
                 self.messages_up += 1
                 if self.messages_up == 1 and self.model is None and isinstance(data, str):
                     self.model = model_in(data)
@@ -401,13 +409,6 @@ class Session:
                 self.bytes_up += size
                 _MESSAGES_UP.inc()
                 _BYTES_UP.inc(size)
-                if self.gate is not None and (refusal := await self.gate.from_caller(data)):
-                    # Not relayed: the caller hears why, and the session goes on.
-                    try:
-                        await self.send({"type": "websocket.send", "text": refusal})
-                    except (OSError, RuntimeError):
-                        return  # the caller is gone; its disconnect ends the session
-                    continue
                 try:
                     await upstream.send(data)
                 except ConnectionClosed:
