@@ -5,8 +5,9 @@
 One run, same machine, same simulator; the proxy pinned to core 0, simulator and wrk on
 core 1 (see bench/run.py). Rows: pass-through; a shared proxy with an unlimited member
 (key lookup, ownership scope, batched usage: no database round trip per request); and a
-member with a request limit (one atomic counter statement per request, plus an atomic
-token/cost update at the end) on SQLite and, when installed, PostgreSQL.
+member with a request limit and a token budget (served from the worker's leases on the
+shared counters: a statement only when a lease runs out) on SQLite and, when installed,
+PostgreSQL.
 """
 
 from __future__ import annotations
