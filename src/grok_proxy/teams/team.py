@@ -259,7 +259,8 @@ class Team:
         usage = usage or {}
         cost = self.prices.cost(model, usage) if usage else 0
         now = datetime.now(UTC)
-        row = self.pending[(member.id, f"{now:%Y-%m-%d}", model)]
+        names = windows(now)
+        row = self.pending[(member.id, names[1][1:], model)]
         for index, value in enumerate(
             (
                 1,
@@ -275,7 +276,7 @@ class Team:
             tokens = usage.get("prompt", 0) + usage.get("completion", 0) + usage.get("reasoning", 0)
             # In memory and at once, so the member's next check in this worker sees it;
             # the counters get it with the next batch or lease.
-            self.leases.record(member, windows(now), tokens, cost)
+            self.leases.record(member, names, tokens, cost)
 
     async def flush(self, *, final: bool = False) -> None:
         """Write the usage gathered since the last flush (kept for later if that fails),
