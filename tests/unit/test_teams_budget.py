@@ -1,32 +1,69 @@
-"""Near a budget, each worker lets one request of the member run at a time (real SQLite)."""
+"""Limits from per-worker leases on the shared counters (real SQLite, no process)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from grok_proxy.config import Settings
-from grok_proxy.teams.errors import BudgetExceeded
-from grok_proxy.teams.members import Limits
+from grok_proxy.teams.errors import BudgetExceeded, RateLimited
+from grok_proxy.teams.leases import lease_size
+from grok_proxy.teams.members import Limits, Member
+from grok_proxy.teams.store import counters, windows
 from grok_proxy.teams.team import Team
 
 USAGE = {"prompt": 40, "completion": 20, "reasoning": 0, "cached": 0}
 
 
+@pytest.mark.parametrize(
+    ("need", "demand", "remaining", "size"),
+    [
+        (1, 0, 0, 0),  # nothing remains: nothing to take
+        (1, 0, -5, 0),  # overshot by requests in flight: still nothing
+        (1, 0, 100, 1),  # no demand seen yet: one request's worth
+        (1, 30, 100, 30),  # the member's recent demand, when well within the rest
+        (1, 500, 100, 50),  # never more than half of what remains
+        (1, 500, 3, 1),  # near the limit: single requests, as precise as one statement each
+        (1, 500, 1, 1),  # the last one
+        (60, 0, 100, 60),  # at least the estimate of one request
+        (60, 0, 40, 40),  # but never more than remains (the rest runs one at a time)
+        (0, 0, 10, 1),  # at least one unit
+    ],
+)
+def test_lease_size(need: int, demand: int, remaining: int, size: int) -> None:
+    assert lease_size(need, demand, remaining) == size
+
+
+@asynccontextmanager
+async def team_on(tmp_path: Path) -> AsyncIterator[Team]:
+    """A worker's Team on the SQLite file in `tmp_path` (several may share one file)."""
+    settings = Settings(_env_file=None, xai_api_key="xai-server", grok_proxy_data_dir=str(tmp_path))
+    team = Team(settings)
+    try:
+        await team.store.migrate()
+        await team.reload()
+        yield team
+    finally:
+        await team.store.aclose()
+
+
+async def add(team: Team, name: str, limits: Limits) -> Member:
+    _, key = await team.store.add_member(name, limits)
+    await team.reload()
+    return team.admit(key)
+
+
 def test_near_a_budget_the_next_request_waits_for_the_one_in_flight(tmp_path: Path) -> None:
     async def scenario() -> None:
-        settings = Settings(
-            _env_file=None, xai_api_key="xai-server", grok_proxy_data_dir=str(tmp_path)
-        )
-        team = Team(settings)
-        try:
-            await team.store.migrate()
-            _, key = await team.store.add_member("mia", Limits(tokens_per_day=100))
-            await team.reload()
-            mia = team.admit(key)
-            # One finished request of 60 tokens: 40 remain, so one more like it could cross.
+        async with team_on(tmp_path) as team:
+            mia = await add(team, "mia", Limits(tokens_per_day=100))
+            # One finished request of 60 tokens: 40 remain, less than one more like it.
             first = await team.check(mia, "chat/completions", "grok-4")
             assert first.lock is None  # nothing known yet about mia's request sizes
             await team.record_usage(mia, "grok-4", USAGE, first)
@@ -40,8 +77,56 @@ def test_near_a_budget_the_next_request_waits_for_the_one_in_flight(tmp_path: Pa
             # Without the turn both would have been admitted; this one sees the 120 tokens.
             with pytest.raises(BudgetExceeded):
                 await behind
-            assert not team.turns[mia.id].locked()
-        finally:
-            await team.store.aclose()
+            assert not team.leases.turns[mia.id].locked()
+
+    asyncio.run(scenario())
+
+
+def test_a_workers_own_usage_counts_for_its_next_check_at_once(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with team_on(tmp_path) as team:
+            dan = await add(team, "dan", Limits(tokens_per_day=1))
+            admission = await team.check(dan, "chat/completions", "grok-4")
+            await team.record_usage(dan, "grok-4", USAGE, admission)
+            # No flush in between: the usage is known to the next check synchronously.
+            with pytest.raises(BudgetExceeded):
+                await team.check(dan, "chat/completions", "grok-4")
+
+    asyncio.run(scenario())
+
+
+def test_two_workers_on_one_database_never_admit_more_than_the_limit(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with team_on(tmp_path) as one, team_on(tmp_path) as two:
+            rita = await add(one, "rita", Limits(rpm=25))
+            await two.reload()
+
+            async def attempt(team: Team) -> bool:
+                try:
+                    admission = await team.check(rita, "chat/completions", "grok-4")
+                except RateLimited:
+                    return False
+                await team.record_usage(rita, "grok-4", None, admission)
+                return True
+
+            for _ in range(2):  # a minute boundary inside the burst opens a new window
+                minute = windows(datetime.now(UTC))[0]
+                # Interleaved, concurrent: each worker serves from leases, takes new ones.
+                admitted = sum(await asyncio.gather(*(attempt(t) for t in (one, two) * 40)))
+                # Unused leases go back: the counter then holds what was admitted.
+                await one.flush(final=True)
+                await two.flush(final=True)
+                if windows(datetime.now(UTC))[0] == minute:
+                    break
+            # Leases come out of one conditional counter: never more than the limit, and
+            # none stranded while both workers still had requests.
+            assert admitted == 25
+            async with one.store.engine.connect() as conn:
+                taken = await conn.scalar(
+                    sa.select(counters.c.requests).where(
+                        counters.c.member_id == rita.id, counters.c.period == minute
+                    )
+                )
+            assert taken == 25
 
     asyncio.run(scenario())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -110,7 +111,16 @@ def engine_url(database_url: str, data_dir: str) -> str:
 def windows(now: datetime) -> tuple[str, str, str]:
     """The minute, day and month counter windows `now` falls in (UTC)."""
     minute = int(now.timestamp()) // 60
-    return f"m{minute}", f"d{now:%Y-%m-%d}", f"M{now:%Y-%m}"
+    if now.tzinfo is None:  # a naive time is taken as UTC's wall clock, as it reads
+        return f"m{minute}", f"d{now:%Y-%m-%d}", f"M{now:%Y-%m}"
+    return _windows_of(minute)
+
+
+@functools.lru_cache(maxsize=4)
+def _windows_of(minute: int) -> tuple[str, str, str]:
+    # Every limited request asks twice; formatting dates was its largest CPU cost.
+    start = datetime.fromtimestamp(minute * 60, UTC)
+    return f"m{minute}", f"d{start:%Y-%m-%d}", f"M{start:%Y-%m}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,56 +344,81 @@ class Store:
         async with self.single.connect() as conn:
             return set((await conn.execute(query)).scalars().all())
 
-    # limits
-    async def counted(self, member_id: str, names: Iterable[str]) -> dict[str, tuple[int, int]]:
-        """Tokens and cost so far in the named windows."""
-        query = sa.select(counters.c.period, counters.c.tokens, counters.c.cost_nanos).where(
-            counters.c.member_id == member_id, counters.c.period.in_(list(names))
-        )
-        async with self.single.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return {row[0]: (int(row[1]), int(row[2])) for row in rows}
+    # limits (teams/leases.py): a counter holds what replicas have taken from the limit
+    async def lease(
+        self, member_id: str, period: str, measure: str, amount: int, limit: int
+    ) -> tuple[int, int]:
+        """Take `amount` of `measure` in the member's window if the counter stays within
+        `limit`: (what was taken, `amount` or 0; the counter afterwards).
 
-    async def take_request(self, member_id: str, window: str, limit: int) -> bool:
-        """Count one request in `window` if fewer than `limit` are counted; False when full.
-
-        One atomic statement, so replicas sharing the database never admit more than `limit`.
+        One atomic conditional statement, so replicas sharing the database never take more
+        than `limit` between them. The caller keeps `amount` within `limit` (a new row is
+        inserted as it is).
         """
-        if limit <= 0:
-            return False
+        column = counters.c[measure]
+        values: dict[str, Any] = {
+            "member_id": member_id,
+            "period": period,
+            "requests": 0,
+            "tokens": 0,
+            "cost_nanos": 0,
+        }
+        values[measure] = amount
         statement = (
             self._insert(counters)
-            .values(member_id=member_id, period=window, requests=1, tokens=0, cost_nanos=0)
+            .values(**values)
             .on_conflict_do_update(
                 index_elements=["member_id", "period"],
-                set_={"requests": counters.c.requests + 1},
-                where=counters.c.requests < limit,
+                set_={measure: column + amount},
+                where=column + amount <= limit,
             )
-            .returning(counters.c.requests)
+            .returning(column)
         )
         async with self.single.connect() as conn:
-            return (await conn.execute(statement)).first() is not None
+            row = (await conn.execute(statement)).first()
+            if row is not None:
+                return amount, int(row[0])
+            # Refused: the counter as it is now sizes the caller's next, smaller attempt.
+            found = await conn.scalar(
+                sa.select(column).where(
+                    counters.c.member_id == member_id, counters.c.period == period
+                )
+            )
+        return 0, int(found or 0)
 
-    async def add_to_counters(
-        self, member_id: str, names: Iterable[str], tokens: int, cost_nanos: int
-    ) -> None:
-        """Add a finished request's tokens and cost to the member's windows."""
-        rows = [
-            {
-                "member_id": member_id,
-                "period": name,
-                "requests": 0,
-                "tokens": tokens,
-                "cost_nanos": cost_nanos,
-            }
-            for name in names
-        ]
+    async def charge(self, member_id: str, period: str, measure: str, amount: int) -> int:
+        """Add `amount` (used beyond a lease) to the member's window; the counter afterwards."""
+        values: dict[str, Any] = {
+            "member_id": member_id,
+            "period": period,
+            "requests": 0,
+            "tokens": 0,
+            "cost_nanos": 0,
+        }
+        values[measure] = amount
+        column = counters.c[measure]
+        statement = (
+            self._insert(counters)
+            .values(**values)
+            .on_conflict_do_update(
+                index_elements=["member_id", "period"], set_={measure: column + amount}
+            )
+            .returning(column)
+        )
+        async with self.single.connect() as conn:
+            return int((await conn.execute(statement)).scalar_one())
+
+    async def adjust_counters(self, rows: list[dict[str, int | str]]) -> None:
+        """Add each row's requests, tokens and cost (negative: a lease given back) to its
+        window; one row per member and window."""
+        if not rows:
+            return
         statement = self._insert(counters)
         statement = statement.on_conflict_do_update(
             index_elements=["member_id", "period"],
             set_={
-                "tokens": counters.c.tokens + statement.excluded.tokens,
-                "cost_nanos": counters.c.cost_nanos + statement.excluded.cost_nanos,
+                name: counters.c[name] + statement.excluded[name]
+                for name in ("requests", "tokens", "cost_nanos")
             },
         )
         async with self.single.connect() as conn:

@@ -13,7 +13,7 @@ import logging
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -24,18 +24,16 @@ from grok_proxy.client import HttpClient
 from grok_proxy.config import Settings
 from grok_proxy.errors import MissingApiKey
 from grok_proxy.logs import key_fingerprint
-from grok_proxy.teams.errors import (
-    BudgetExceeded,
-    NotAllowed,
-    NoUpstreamKey,
-    ObjectNotFound,
-    RateLimited,
-)
-from grok_proxy.teams.members import Limits, Member, hash_key, settings_member
-from grok_proxy.teams.pricing import NANOS_PER_DOLLAR, Prices, from_language_models, parse_overrides
+from grok_proxy.teams.errors import NotAllowed, NoUpstreamKey, ObjectNotFound
+from grok_proxy.teams.leases import Admission, Leases
+from grok_proxy.teams.members import Member, hash_key, settings_member
+from grok_proxy.teams.pricing import Prices, from_language_models, parse_overrides
 from grok_proxy.teams.scope import Decision, classify
 from grok_proxy.teams.store import USAGE_COLUMNS, Directory, Store, engine_url, windows
 from grok_proxy.transport import BodyTooLarge, UpstreamFailure
+
+# Admission is defined with the leases it draws on; the relays import it from here.
+__all__ = ["DB_ERRORS", "Admission", "MemberCaller", "Team", "TeamAuth", "build_store"]
 
 log = logging.getLogger("grok_proxy.teams")
 
@@ -70,10 +68,8 @@ class Team:
             lambda: [0] * len(USAGE_COLUMNS)
         )
         self.pending_claims: dict[tuple[str, str], str] = {}
-        # Per member: the largest tokens and cost of one request seen by this worker, and
-        # the turn that requests near a budget take one at a time.
-        self.largest: dict[str, tuple[int, int]] = {}
-        self.turns: dict[str, asyncio.Lock] = {}
+        # This worker's slices of the members' limits (no statement per request).
+        self.leases = Leases(self.store)
         self.tasks: list[asyncio.Task[None]] = []
         self.db_down = False
 
@@ -119,7 +115,7 @@ class Team:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         try:
-            await self.flush()
+            await self.flush(final=True)
         except DB_ERRORS as exc:
             log.warning(
                 "team database unreachable at shutdown (%s): usage of %s member-days lost",
@@ -146,6 +142,8 @@ class Team:
     async def reload(self) -> None:
         """Reload members and keys (other workers and the CLI change them)."""
         self.directory = await self.store.directory()
+        # A limit may have been raised, or another replica may have given a lease back.
+        self.leases.forget_exhausted()
         if self.db_down:
             log.warning("team database reachable again")
             self.db_down = False
@@ -208,8 +206,9 @@ class Team:
     async def check(self, member: Member, route: str, model: str | None) -> Admission:
         """Raise before anything goes upstream when the member may not make this request.
 
-        The Admission goes back with `record_usage`: near a budget it holds the member's
-        turn in this worker, so each worker has at most one such request in flight.
+        The Admission goes back with `record_usage` (or its `release`): it holds the
+        request's estimate set aside from this worker's leases and, near a limit, the
+        member's turn, so each worker has at most one such request in flight.
         """
         limits = member.limits
         if not limits.allows_route(route):
@@ -226,26 +225,9 @@ class Team:
             # open without each request waiting for a connection timeout first.
             return admission
         now = datetime.now(UTC)
-        minute, day, month = windows(now)
-        names = (minute, day, month)
         try:
-            if limits.metered:
-                counted = await self.store.counted(member.id, names)
-                _check_budgets(member, limits, counted, now=now, names=names)
-                if self._near(member, counted, names):
-                    # Close to a budget: one request of this member at a time in this
-                    # worker, and it sees what the one before it used.
-                    admission.lock = self.turns.setdefault(member.id, asyncio.Lock())
-                    await admission.lock.acquire()
-                    counted = await self.store.counted(member.id, names)
-                    _check_budgets(member, limits, counted, now=now, names=names)
-            if limits.rpm is not None and not await self.store.take_request(
-                member.id, minute, limits.rpm
-            ):
-                raise RateLimited(
-                    f"Member {member.name} reached its limit of {limits.rpm} requests per minute.",
-                    _seconds_to_next_minute(now),
-                )
+            # From this worker's leases in memory; a statement only when one runs out.
+            await self.leases.admit(member, windows(now), now, admission)
         except DB_ERRORS as exc:
             # Refusing every request while the database is away would stop the whole team;
             # the limits are a budget guard, not an authorization. Documented in docs/teams.md.
@@ -255,25 +237,6 @@ class Team:
             admission.release()
             raise
         return admission
-
-    def _near(
-        self, member: Member, counted: dict[str, tuple[int, int]], names: tuple[str, str, str]
-    ) -> bool:
-        """Whether one more request as large as the member's largest so far could cross a budget."""
-        largest_tokens, largest_nanos = self.largest.get(member.id, (0, 0))
-        if not largest_tokens and not largest_nanos:
-            return False
-        limits = member.limits
-        minute, day, month = names
-        used = {name: counted.get(name, (0, 0)) for name in names}
-        checks = (
-            (limits.tpm, used[minute][0], largest_tokens),
-            (limits.tokens_per_day, used[day][0], largest_tokens),
-            (limits.tokens_per_month, used[month][0], largest_tokens),
-            (_nanos(limits.dollars_per_day), used[day][1], largest_nanos),
-            (_nanos(limits.dollars_per_month), used[month][1], largest_nanos),
-        )
-        return any(limit is not None and limit - spent <= step for limit, spent, step in checks)
 
     async def record_usage(
         self,
@@ -296,7 +259,8 @@ class Team:
         usage = usage or {}
         cost = self.prices.cost(model, usage) if usage else 0
         now = datetime.now(UTC)
-        row = self.pending[(member.id, f"{now:%Y-%m-%d}", model)]
+        names = windows(now)
+        row = self.pending[(member.id, names[1][1:], model)]
         for index, value in enumerate(
             (
                 1,
@@ -308,20 +272,19 @@ class Team:
             )
         ):
             row[index] += value
-        if member.limits.metered and usage and not self.db_down:
+        if member.limits.metered and usage:
             tokens = usage.get("prompt", 0) + usage.get("completion", 0) + usage.get("reasoning", 0)
-            largest = self.largest.get(member.id, (0, 0))
-            self.largest[member.id] = (max(largest[0], tokens), max(largest[1], cost))
-            try:
-                await self.store.add_to_counters(member.id, windows(now), tokens, cost)
-            except DB_ERRORS as exc:
-                self._database_failed(exc)
+            # In memory and at once, so the member's next check in this worker sees it;
+            # the counters get it with the next batch or lease.
+            self.leases.record(member, names, tokens, cost)
 
-    async def flush(self) -> None:
-        """Write the usage gathered since the last flush (kept for later if that fails)."""
+    async def flush(self, *, final: bool = False) -> None:
+        """Write the usage gathered since the last flush (kept for later if that fails),
+        settle the leases with the shared counters (`final`: give every lease back)."""
         for (kind, object_id), member_id in list(self.pending_claims.items()):
             await self.store.claim(member_id, kind, [object_id])
             del self.pending_claims[(kind, object_id)]
+        await self.leases.settle(windows(datetime.now(UTC)), final=final)
         if not self.pending:
             return
         batch, self.pending = self.pending, defaultdict(lambda: [0] * len(USAGE_COLUMNS))
@@ -400,50 +363,6 @@ class Team:
         return listed + [(member, 1) for member in self.settings_keys.values()]
 
 
-def _check_budgets(
-    member: Member,
-    limits: Limits,
-    counted: dict[str, tuple[int, int]],
-    *,
-    now: datetime,
-    names: tuple[str, str, str],
-) -> None:
-    minute, day, month = names
-    tokens = {name: counted.get(name, (0, 0))[0] for name in (minute, day, month)}
-    nanos = {name: counted.get(name, (0, 0))[1] for name in (minute, day, month)}
-    if limits.tpm is not None and tokens[minute] >= limits.tpm:
-        raise RateLimited(
-            f"Member {member.name} reached its limit of {limits.tpm} tokens per minute.",
-            _seconds_to_next_minute(now),
-        )
-    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    next_month = (now.replace(day=1) + timedelta(days=32)).replace(
-        day=1, hour=0, minute=0, second=0, microsecond=0
-    )
-    budgets = (
-        (limits.tokens_per_day, tokens[day], "tokens per day", tomorrow),
-        (limits.tokens_per_month, tokens[month], "tokens per month", next_month),
-        (_nanos(limits.dollars_per_day), nanos[day], "dollars per day", tomorrow),
-        (_nanos(limits.dollars_per_month), nanos[month], "dollars per month", next_month),
-    )
-    for limit, used, unit, resets in budgets:
-        if limit is not None and used >= limit:
-            shown = limit / NANOS_PER_DOLLAR if unit.startswith("dollars") else limit
-            raise BudgetExceeded(
-                f"Member {member.name} used its budget of {shown:g} {unit}; it renews at "
-                f"{resets:%Y-%m-%d %H:%M} UTC.",
-                (resets - now).total_seconds(),
-            )
-
-
-def _nanos(dollars: float | None) -> int | None:
-    return None if dollars is None else round(dollars * NANOS_PER_DOLLAR)
-
-
-def _seconds_to_next_minute(now: datetime) -> float:
-    return 60 - now.second - now.microsecond / 1e6
-
-
 class TeamAuth(CallerAuth):
     """CallerAuth for a shared proxy: member access keys in, the member's upstream key out."""
 
@@ -462,19 +381,6 @@ class TeamAuth(CallerAuth):
         if not member.from_settings:  # those are named by their fingerprint already
             fingerprint = f"{member.name}/{fingerprint}"
         return MemberCaller(self.team.upstream_key(member), fingerprint, member)
-
-
-@dataclass(slots=True)
-class Admission:
-    """An admitted request; near a budget it holds its member's turn in this worker."""
-
-    lock: asyncio.Lock | None = None
-
-    def release(self) -> None:
-        """Give the turn to the member's next request (once; later calls do nothing)."""
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
 
 
 @dataclass(frozen=True, slots=True)
