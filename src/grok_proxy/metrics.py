@@ -91,6 +91,25 @@ UNKNOWN_USAGE = Counter(
     ["model"],
 )
 
+# Shared mode: per member. Member names are set by the team's admins (or are key
+# fingerprints for GROK_PROXY_API_KEYS), never by callers, so they need no cap.
+MEMBER_REQUESTS = Counter(
+    "grok_proxy_member_requests_total",
+    "Requests counted per team member (shared mode), every protocol.",
+    ["member"],
+)
+MEMBER_TOKENS = Counter(
+    "grok_proxy_member_tokens_total",
+    "Tokens used per team member (shared mode), by kind.",
+    ["member", "kind"],
+)
+MEMBER_COST = Counter(
+    "grok_proxy_member_cost_dollars_total",
+    "Cost per team member (shared mode), from xAI's published prices.",
+    ["member"],
+)
+USAGE_KINDS = ("prompt", "completion", "reasoning", "cached")
+
 _models: set[str] = set()
 # Labelled children looked up once: `labels()` takes a lock and builds a tuple every call.
 _tokens: dict[tuple[str, str], Counter] = {}
@@ -106,6 +125,16 @@ def model_label(model: str | None, accepted: bool = False) -> str:
         _models.add(model)
         return model
     return "other"
+
+
+def count_member(member: str, usage: dict[str, int], cost_dollars: float) -> None:
+    """One finished request of a team member, with its usage and cost."""
+    MEMBER_REQUESTS.labels(member).inc()
+    for kind in USAGE_KINDS:
+        if usage.get(kind):
+            MEMBER_TOKENS.labels(member, kind).inc(usage[kind])
+    if cost_dollars:
+        MEMBER_COST.labels(member).inc(cost_dollars)
 
 
 class _RouteSeries:

@@ -280,6 +280,20 @@ def test_usage_and_cost_of_plain_and_streamed_calls(shared: Shared) -> None:
     )
     from_cli = cli(shared.settings, "usage", "--member", "gina", "--json")
     assert '"member":"gina"' in from_cli
+    # Prometheus carries the same per member (the proxy's metrics are open in this fixture).
+    scraped = httpx.get(f"{shared.proxy.url}/metrics", timeout=10).text
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in scraped.splitlines()
+        if line.startswith("grok_proxy_member_")
+    }
+    assert samples['grok_proxy_member_requests_total{member="gina"}'] == 3
+    completion = plain["completion_tokens"] + streamed["completion_tokens"]
+    completion += priced["completion_tokens"]
+    assert samples['grok_proxy_member_tokens_total{kind="completion",member="gina"}'] == completion
+    assert samples['grok_proxy_member_cost_dollars_total{member="gina"}'] == pytest.approx(
+        grok_4["cost_usd"] + priced_row["cost_usd"], abs=1e-6
+    )
 
 
 def test_request_limit_answers_429_before_upstream(shared: Shared, sim: Simulator) -> None:

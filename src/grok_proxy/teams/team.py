@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
+from grok_proxy import metrics
 from grok_proxy.auth import Caller, CallerAuth
 from grok_proxy.client import HttpClient
 from grok_proxy.config import Settings
@@ -27,7 +28,7 @@ from grok_proxy.logs import key_fingerprint
 from grok_proxy.teams.errors import NotAllowed, NoUpstreamKey, ObjectNotFound
 from grok_proxy.teams.leases import Admission, Leases
 from grok_proxy.teams.members import Member, hash_key, settings_member
-from grok_proxy.teams.pricing import Prices, from_language_models, parse_overrides
+from grok_proxy.teams.pricing import NANOS_PER_DOLLAR, Prices, from_language_models, parse_overrides
 from grok_proxy.teams.scope import Decision, classify
 from grok_proxy.teams.store import USAGE_COLUMNS, Directory, Store, engine_url, windows
 from grok_proxy.transport import BodyTooLarge, UpstreamFailure
@@ -272,6 +273,7 @@ class Team:
             )
         ):
             row[index] += value
+        metrics.count_member(member.name, usage, cost / NANOS_PER_DOLLAR)
         if member.limits.metered and usage:
             tokens = usage.get("prompt", 0) + usage.get("completion", 0) + usage.get("reasoning", 0)
             # In memory and at once, so the member's next check in this worker sees it;
