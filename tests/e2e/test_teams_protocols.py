@@ -235,6 +235,39 @@ def test_request_limit_on_grpc_is_enforced_before_upstream(team: Shared, sim: Si
     assert counted(sim, "grpc_requests") == before + 2
 
 
+def test_budgets_on_grpc_and_websockets_are_enforced_before_upstream(
+    team: Shared, sim: Simulator
+) -> None:
+    # One token a day: the first call spends it, the next is refused before upstream.
+    team.add("bea", tokens_per_day=1)
+    with closing(sdk(team, "bea")) as client:
+        client.chat.create(model="grok-4", messages=[user("hi")]).sample()
+        before = counted(sim, "grpc_requests")
+        refused = grpc_error(
+            lambda: client.chat.create(model="grok-4", messages=[user("hi")]).sample()
+        )
+    assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "budget of 1 tokens per day" in (refused.details() or "")
+    assert counted(sim, "grpc_requests") == before
+    # Her WebSocket session is refused at the handshake: the budget is the member's.
+    handshakes = counted(sim, "ws_handshakes")
+    status, headers, error = ws_refusal(team, "bea", "responses")
+    assert (status, error["code"]) == (429, "budget_exceeded")
+    assert int(headers["retry-after"]) > 0
+    assert counted(sim, "ws_handshakes") == handshakes
+    # A turn inside an open session spends a budget too, and the next turn is refused.
+    team.add("bo", tokens_per_day=1)
+    with ws(team, "bo", "responses") as conn:
+        send(conn, type="response.create", model="grok-4", input="Hi")
+        events_until(conn, "response.completed")
+        send(conn, type="response.create", model="grok-4", input="More", event_id="ev_2")
+        turn = event(conn)
+        received = open_session_received(sim, "/v1/responses")
+    assert turn["type"] == "error"
+    assert (turn["status"], turn["error"]["code"]) == (429, "budget_exceeded")
+    assert received == 1, "the refused response.create reached upstream"
+
+
 def test_allowed_models_and_routes_hold_on_websockets_and_grpc(
     team: Shared, sim: Simulator
 ) -> None:
