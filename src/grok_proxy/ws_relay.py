@@ -36,7 +36,7 @@ from websockets.frames import EXTERNAL_CLOSE_CODES, CloseCode
 from websockets.typing import Subprotocol
 
 from grok_proxy import __version__
-from grok_proxy.auth import CallerAuth, bearer_token
+from grok_proxy.auth import Caller, CallerAuth, bearer_token
 from grok_proxy.config import Settings
 from grok_proxy.errors import (
     Flavor,
@@ -261,19 +261,25 @@ class Session:
         secrets = [p for p in offered if p.startswith(CLIENT_SECRET_PREFIX)]
         presented = bearer_token(self.headers.get("authorization", ""))
         headers: dict[str, str] = {}
+        team = self.relay.team
+        caller: Caller | None = None
         if presented or not secrets:
             caller = self.relay.auth.admit(presented, where=WHERE_KEY)
-            self.fingerprint = caller.fingerprint
             headers["authorization"] = f"Bearer {caller.upstream_key}"
-            if self.relay.team is not None:
+        else:
+            # xAI checks the ephemeral token itself; the log only ever sees its fingerprint.
+            token = secrets[0][len(CLIENT_SECRET_PREFIX) :]
+            self.fingerprint = key_fingerprint(token)
+            if team is not None:  # minted by a member through this proxy: its session
+                caller = await team.secret_caller(token, self.fingerprint)
+        if caller is not None:
+            self.fingerprint = caller.fingerprint
+            if team is not None:
                 from grok_proxy.teams.ws_sessions import session_gate
 
                 route = self.path.removeprefix(API_PREFIX + "/")
-                self.gate = session_gate(self.relay.team, caller, route, self.model)
+                self.gate = session_gate(team, caller, route, self.model)
                 await self.gate.open()  # refusals answer the handshake: nothing went upstream
-        else:
-            # xAI checks the ephemeral token itself; the log only ever sees its fingerprint.
-            self.fingerprint = key_fingerprint(secrets[0][len(CLIENT_SECRET_PREFIX) :])
         for name, value in self.headers.items():
             if name in FORWARDED_HANDSHAKE_HEADERS or name.startswith(FORWARDED_HANDSHAKE_PREFIXES):
                 headers[name] = value

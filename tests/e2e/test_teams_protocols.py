@@ -7,6 +7,8 @@ client and xAI's own SDK; the simulator's counters say what reached "xAI".
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import closing
@@ -18,6 +20,7 @@ import orjson
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 from xai_sdk import Client
 from xai_sdk.chat import user
 from xai_sdk.proto.v6 import chat_pb2, chat_pb2_grpc, embed_pb2, embed_pb2_grpc, files_pb2
@@ -27,6 +30,7 @@ from tests.e2e.test_teams import (  # noqa: F401 - `database` is a fixture used 
     Shared,
     cli,
     database,
+    database_text,
     key_in,
     team_settings,
 )
@@ -266,6 +270,36 @@ def test_budgets_on_grpc_and_websockets_are_enforced_before_upstream(
     assert turn["type"] == "error"
     assert (turn["status"], turn["error"]["code"]) == (429, "budget_exceeded")
     assert received == 1, "the refused response.create reached upstream"
+
+
+def test_a_browser_session_on_a_minted_token_is_the_minting_member_s(
+    team: Shared, sim: Simulator
+) -> None:
+    team.add("sia", tokens_per_day=1)
+    minted = team.call("sia", "POST", "/realtime/client_secrets", json={})
+    assert minted.status_code == 200, minted.text
+    token = minted.json()["value"]
+    url = f"ws{team.proxy.api.removeprefix('http')}/responses"
+    # A browser has no Authorization header: the token rides in the subprotocol.
+    offered = [Subprotocol(f"xai-client-secret.{token}")]
+    with connect(url, subprotocols=offered, open_timeout=TIMEOUT) as conn:
+        send(conn, type="response.create", model="grok-4", input="Hi")
+        completed = events_until(conn, "response.completed")[-1]
+    usage = completed["response"]["usage"]
+    rows = usage_rows(team, "sia")
+    # The mint, the session and its turn are all Sia's.
+    assert sum(row["requests"] for row in rows.values()) == 3
+    assert rows["grok-4"]["completion_tokens"] == usage["output_tokens"]
+    # Her budget is spent, so her token opens no more sessions: refused before upstream.
+    handshakes = counted(sim, "ws_handshakes")
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, subprotocols=offered, open_timeout=TIMEOUT)
+    assert refused.value.response.status_code == 429
+    assert counted(sim, "ws_handshakes") == handshakes
+    # The token is a credential: the database holds only its hash.
+    stored = asyncio.run(database_text(team.settings))
+    assert hashlib.sha256(token.encode()).hexdigest() in stored
+    assert token not in stored
 
 
 def test_allowed_models_and_routes_hold_on_websockets_and_grpc(

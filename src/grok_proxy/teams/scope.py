@@ -42,8 +42,7 @@ STATELESS = frozenset(
         "messages/count_tokens",
         "images/generate",
         "vision/analyze",
-        # Ephemeral tokens for browsers' WebSockets, and one-shot speech: nothing kept.
-        "realtime/client_secrets",
+        # One-shot speech: nothing kept.
         "tts",
         "stt",
     }
@@ -70,6 +69,9 @@ CREATES = {
     "images/edits": ("image", ("request_id",)),
     # Only with "deferred": true does the answer name an object (see Team.creates).
     "chat/completions": ("deferred", ("request_id",)),
+    # An ephemeral token for a browser's WebSocket: its sessions are the minting member's.
+    # Stored hashed (Team.claim), as access keys are.
+    "realtime/client_secrets": ("client_secret", ("value",)),
 }
 LISTS = {"files": "file", "batches": "batch"}
 # First segment(s) of object routes -> kind; the id is the next segment.

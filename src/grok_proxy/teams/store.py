@@ -332,6 +332,15 @@ class Store:
         async with self.single.connect() as conn:
             await conn.execute(statement, rows)
 
+    async def owner(self, kind: str, object_id: str) -> str | None:
+        """The id of the member that created this object through the proxy, if one did."""
+        query = sa.select(objects.c.member_id).where(
+            objects.c.kind == kind, objects.c.object_id == object_id
+        )
+        async with self.single.connect() as conn:
+            member_id: str | None = (await conn.execute(query)).scalar()
+            return member_id
+
     async def owned(self, member_id: str, kind: str, object_ids: list[str]) -> set[str]:
         """Which of `object_ids` the member owns."""
         if not object_ids:

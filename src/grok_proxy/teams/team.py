@@ -46,6 +46,8 @@ PRICES_REFRESH_SECONDS = 3600.0
 PRICES_BODY_LIMIT = 8 * 1024 * 1024
 # Unwritten usage rows kept through a database outage; beyond this the oldest are dropped.
 MAX_PENDING_ROWS = 100_000
+# The object kind of ephemeral WebSocket tokens (see scope.CREATES).
+CLIENT_SECRET = "client_secret"  # noqa: S105 - an object kind, not a secret
 
 
 def build_store(settings: Settings) -> Store:
@@ -315,6 +317,8 @@ class Team:
     # ownership
     async def claim(self, member: Member, kind: str, object_ids: list[str]) -> None:
         """The member created these objects: only it will reach them through the proxy."""
+        if kind == CLIENT_SECRET:  # a credential: kept only as its hash
+            object_ids = [hash_key(secret) for secret in object_ids]
         try:
             await self.store.claim(member.id, kind, object_ids)
         except DB_ERRORS as exc:
@@ -323,6 +327,26 @@ class Team:
             self._database_failed(exc)
             for object_id in object_ids:
                 self.pending_claims[(kind, object_id)] = member.id
+
+    async def secret_caller(self, secret: str, fingerprint: str) -> MemberCaller | None:
+        """The member behind an ephemeral WebSocket token it minted through this proxy.
+
+        None for a token minted elsewhere: xAI checks it, and its sessions are nobody's.
+        """
+        hashed = hash_key(secret)
+        member_id = self.pending_claims.get((CLIENT_SECRET, hashed))
+        if member_id is None:
+            member_id = await self.store.owner(CLIENT_SECRET, hashed)
+        member = self.directory.members.get(member_id or "") or next(
+            (m for m in self.settings_keys.values() if m.id == member_id), None
+        )
+        if member is None:
+            return None
+        if member.disabled:
+            raise MissingApiKey(
+                f"Member {member.name} is disabled on this proxy.", code="member_disabled"
+            )
+        return MemberCaller("", f"{member.name}/{fingerprint}", member)
 
     async def owns(self, member: Member, kind: str, object_id: str) -> bool:
         """Whether the member created this object through the proxy."""
