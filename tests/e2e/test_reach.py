@@ -204,7 +204,18 @@ def test_a_chat_request_with_two_20_mib_images_passes_byte_identical() -> None:
     assert upstream.seen[-1].sha256 == hashlib.sha256(body).hexdigest()
 
 
-def test_a_48_mb_upload_streams_through_with_flat_memory() -> None:
+# Shared: the caller is a team member (GROK_PROXY_API_KEYS), whose gate must not hold it.
+@pytest.mark.parametrize("shared", [False, True], ids=["own-key", "team-member"])
+def test_a_48_mb_upload_streams_through_with_flat_memory(shared: bool, tmp_path: Path) -> None:
+    team = (
+        {
+            "grok_proxy_api_keys": KEY,
+            "xai_api_key": "xai-server",
+            "grok_proxy_data_dir": str(tmp_path),
+        }
+        if shared
+        else {}
+    )
     upload = png(48 * 1000 * 1000, 3)
     boundary = "grokproxyboundary"
     multipart = (
@@ -223,7 +234,7 @@ def test_a_48_mb_upload_streams_through_with_flat_memory() -> None:
                 answer,
             ]
         )
-        with proxy(upstream.base_url) as running:
+        with proxy(upstream.base_url, **team) as running:
             results: list[httpx.Response] = []
 
             def send() -> None:

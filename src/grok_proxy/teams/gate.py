@@ -128,7 +128,9 @@ class TeamGate:
 
     async def _body(self, scope: Scope, receive: Receive) -> tuple[bytes, Receive]:
         """The request body (up to the size limit) and a receive that replays it to the route."""
-        if scope["method"] not in BODY_METHODS:
+        if scope["method"] not in BODY_METHODS or not _is_json(scope):
+            # Only JSON bodies name a model or objects the gate checks; uploads (multipart
+            # files, images) stream through untouched, so memory stays flat for them.
             return b"", receive
         messages: list[Message] = []
         size = 0
@@ -335,6 +337,13 @@ class AnswerWatcher:
     async def finish(self) -> None:
         """Count a request that ended without a complete answer (hang-up, error)."""
         await self._record()
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return b"json" in value.lower()
+    return True  # no type named: the routes read such bodies as JSON
 
 
 def _ids(data: dict[str, Any], kind: str | None) -> list[str]:
