@@ -207,7 +207,7 @@ def test_a_chat_request_with_two_20_mib_images_passes_byte_identical() -> None:
 # Shared: the caller is a team member (GROK_PROXY_API_KEYS), whose gate must not hold it.
 @pytest.mark.parametrize("shared", [False, True], ids=["own-key", "team-member"])
 def test_a_48_mb_upload_streams_through_with_flat_memory(shared: bool, tmp_path: Path) -> None:
-    team = (
+    team: dict[str, str] = (
         {
             "grok_proxy_api_keys": KEY,
             "xai_api_key": "xai-server",
@@ -234,7 +234,7 @@ def test_a_48_mb_upload_streams_through_with_flat_memory(shared: bool, tmp_path:
                 answer,
             ]
         )
-        with proxy(upstream.base_url, **team) as running:
+        with proxy(upstream.base_url, 1, **team) as running:
             results: list[httpx.Response] = []
 
             def send() -> None:
