@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 from collections.abc import Iterator
@@ -364,6 +365,12 @@ def test_pydantic_ai_xai_provider_through_the_proxy(relay: Proxy) -> None:
     from pydantic_ai.providers.xai import XaiProvider
     from xai_sdk import AsyncClient
 
-    client = AsyncClient(api_key=KEY, api_host=relay.grpc_target, use_insecure_channel=True)
-    agent = Agent(XaiModel("grok-4", provider=XaiProvider(xai_client=client)))
-    assert agent.run_sync("Say hello").output == REPLY
+    async def ask() -> str:
+        # Built inside the loop that runs it, as async apps do: a grpc.aio channel belongs
+        # to the loop current at its creation, which another test's asyncio.run may have
+        # closed.
+        client = AsyncClient(api_key=KEY, api_host=relay.grpc_target, use_insecure_channel=True)
+        agent = Agent(XaiModel("grok-4", provider=XaiProvider(xai_client=client)))
+        return (await agent.run("Say hello")).output
+
+    assert asyncio.run(ask()) == REPLY
