@@ -7,6 +7,7 @@ Tree (all grok_proxy.errors.ProxyError)::
     NotAllowed         403 model_not_allowed / route_not_allowed / route_not_shared
     ObjectNotFound     404, another member's object answered as if it did not exist
     NoUpstreamKey      503, neither the member's own xAI key nor XAI_API_KEY is set
+    DatabaseUnavailable 503 team_database_unavailable, ownership cannot be read
 """
 
 from __future__ import annotations
@@ -42,3 +43,8 @@ class ObjectNotFound(ProxyError):
 class NoUpstreamKey(ProxyError):
     status = 503
     code = "no_upstream_key"
+
+
+class DatabaseUnavailable(ProxyError):
+    status = 503
+    code = "team_database_unavailable"

@@ -19,7 +19,7 @@ from grok_proxy.errors import Flavor, ProxyError, envelope_bytes
 from grok_proxy.middleware import API_PREFIX
 from grok_proxy.record import record_of
 from grok_proxy.sse import EventTooLarge, SseParser
-from grok_proxy.teams.errors import NotAllowed
+from grok_proxy.teams.errors import DatabaseUnavailable, NotAllowed
 from grok_proxy.teams.members import Member
 from grok_proxy.teams.scope import CREATES, REFERENCE_MARKS, Action, Decision, references
 from grok_proxy.teams.team import DB_ERRORS, Admission, Team
@@ -29,11 +29,6 @@ log = logging.getLogger("grok_proxy.teams")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # How far into a stream the gate looks for the id of the object it creates.
 STREAM_SCAN_BYTES = 64 * 1024
-
-
-class DatabaseUnavailable(ProxyError):
-    status = 503
-    code = "team_database_unavailable"
 
 
 def presented_key(scope: Scope) -> str | None:
@@ -108,7 +103,7 @@ class TeamGate:
         if decision.action is Action.OBJECT:
             assert decision.kind is not None
             assert decision.object_id is not None
-            await self._require(member, decision.kind, decision.object_id)
+            await self.team.require_all(member, [(decision.kind, decision.object_id)])
         admission = await self.team.check(member, route, model)
         if model is not None and record.model is None:
             record.model = model
@@ -168,19 +163,9 @@ class TeamGate:
             return None, claims_answer  # the route answers 400 with the reason
         if decision.kind == "deferred":
             claims_answer = isinstance(data, dict) and data.get("deferred") is True
-        for kind, object_id in references(data):
-            await self._require(member, kind, object_id)
+        await self.team.require_all(member, references(data))
         model = data.get("model") if isinstance(data, dict) else None
         return (model if isinstance(model, str) else None), claims_answer
-
-    async def _require(self, member: Member, kind: str, object_id: str) -> None:
-        try:
-            await self.team.require(member, kind, object_id)
-        except DB_ERRORS as exc:
-            raise DatabaseUnavailable(
-                "The team database is unreachable, so object ownership cannot be checked; "
-                "try again shortly."
-            ) from exc
 
 
 class AnswerWatcher:

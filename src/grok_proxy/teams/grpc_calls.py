@@ -33,10 +33,9 @@ from xai_sdk.proto.v6 import (
 from grok_proxy.auth import Caller
 from grok_proxy.errors import InvalidRequest, ProxyError
 from grok_proxy.teams.errors import NotAllowed
-from grok_proxy.teams.gate import DatabaseUnavailable
 from grok_proxy.teams.members import Member
 from grok_proxy.teams.scope import references
-from grok_proxy.teams.team import DB_ERRORS, Admission, MemberCaller, Team
+from grok_proxy.teams.team import Admission, MemberCaller, Team
 from grok_proxy.usage import Usage
 
 # The gRPC status for each answer a shared proxy gives before anything goes upstream (the
@@ -196,17 +195,11 @@ class CallGate:
         model = data.get("model")
         if isinstance(model, str) and model and not self.method_name.startswith(CATALOGUE):
             self.model = model
-        try:
-            if method.reads is not None:
-                object_id = next((data[f] for f in ID_FIELDS if isinstance(data.get(f), str)), "")
-                await self.team.require(self.member, method.reads, object_id)
-            for kind, object_id in references(data):
-                await self.team.require(self.member, kind, object_id)
-        except DB_ERRORS as exc:
-            raise DatabaseUnavailable(
-                "The team database is unreachable, so object ownership cannot be checked; "
-                "try again shortly."
-            ) from exc
+        named = references(data)
+        if method.reads is not None:
+            object_id = next((data[f] for f in ID_FIELDS if isinstance(data.get(f), str)), "")
+            named.insert(0, (method.reads, object_id))
+        await self.team.require_all(self.member, named)
         if method.creates == "response":
             # A chat completion is kept by xAI (and readable by its id) only when asked to.
             self.claims = data.get("store_messages") is True

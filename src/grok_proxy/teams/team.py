@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +26,12 @@ from grok_proxy.client import HttpClient
 from grok_proxy.config import Settings
 from grok_proxy.errors import MissingApiKey
 from grok_proxy.logs import key_fingerprint
-from grok_proxy.teams.errors import NotAllowed, NoUpstreamKey, ObjectNotFound
+from grok_proxy.teams.errors import (
+    DatabaseUnavailable,
+    NotAllowed,
+    NoUpstreamKey,
+    ObjectNotFound,
+)
 from grok_proxy.teams.leases import Admission, Leases
 from grok_proxy.teams.members import Member, hash_key, settings_member
 from grok_proxy.teams.pricing import NANOS_PER_DOLLAR, Prices, from_language_models, parse_overrides
@@ -182,11 +188,7 @@ class Team:
             raise MissingApiKey(
                 "The API key is not one of this proxy's access keys.", code="invalid_api_key"
             )
-        if member.disabled:
-            raise MissingApiKey(
-                f"Member {member.name} is disabled on this proxy.", code="member_disabled"
-            )
-        return member
+        return _enabled(member)
 
     def upstream_key(self, member: Member) -> str:
         """The xAI key this member's requests go upstream with."""
@@ -342,11 +344,7 @@ class Team:
         )
         if member is None:
             return None
-        if member.disabled:
-            raise MissingApiKey(
-                f"Member {member.name} is disabled on this proxy.", code="member_disabled"
-            )
-        return MemberCaller("", f"{member.name}/{fingerprint}", member)
+        return MemberCaller("", f"{member.name}/{fingerprint}", _enabled(member))
 
     async def owns(self, member: Member, kind: str, object_id: str) -> bool:
         """Whether the member created this object through the proxy."""
@@ -362,6 +360,18 @@ class Team:
         """404, as if absent, unless the member owns the object."""
         if not await self.owns(member, kind, object_id):
             raise ObjectNotFound(f"No {kind} with id {object_id} was found.")
+
+    async def require_all(self, member: Member, named: Iterable[tuple[str, str]]) -> None:
+        """`require` for each (kind, id) a request names, over every protocol; 503 when the
+        database cannot say who owns them (answering anyway could show others' objects)."""
+        try:
+            for kind, object_id in named:
+                await self.require(member, kind, object_id)
+        except DB_ERRORS as exc:
+            raise DatabaseUnavailable(
+                "The team database is unreachable, so object ownership cannot be checked; "
+                "try again shortly."
+            ) from exc
 
     def key_view(self, member: Member, presented: str) -> dict[str, Any]:
         """GET /api-key for a member: its own key and limits, never the account's."""
@@ -387,6 +397,15 @@ class Team:
         """Database members with their key counts, then the GROK_PROXY_API_KEYS members."""
         listed = await self.store.list_members()
         return listed + [(member, 1) for member in self.settings_keys.values()]
+
+
+def _enabled(member: Member) -> Member:
+    """The member, or 401 when it is disabled (whichever credential it came with)."""
+    if member.disabled:
+        raise MissingApiKey(
+            f"Member {member.name} is disabled on this proxy.", code="member_disabled"
+        )
+    return member
 
 
 class TeamAuth(CallerAuth):

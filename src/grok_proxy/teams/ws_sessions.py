@@ -29,10 +29,9 @@ import orjson
 from grok_proxy.auth import Caller
 from grok_proxy.errors import ProxyError, error_type
 from grok_proxy.teams.errors import NotAllowed
-from grok_proxy.teams.gate import DatabaseUnavailable
 from grok_proxy.teams.members import Member
 from grok_proxy.teams.scope import references
-from grok_proxy.teams.team import DB_ERRORS, Admission, MemberCaller, Team
+from grok_proxy.teams.team import Admission, MemberCaller, Team
 from grok_proxy.usage import Usage, from_event
 
 # The session routes a shared proxy relays; others may keep state it cannot scope.
@@ -109,7 +108,7 @@ class SessionGate:
         model = event.get("model")
         model = model if isinstance(model, str) and model else self.model
         try:
-            await self._require_references(event)
+            await self.team.require_all(self.member, references(event))
             admission = await self.team.check(self.member, self.route, model)
         except ProxyError as refused:
             return error_event(refused, event)
@@ -117,16 +116,6 @@ class SessionGate:
             self.model = model  # later turns that name none use the session's last model
         self.pending.append(_Turn(model, admission))
         return None
-
-    async def _require_references(self, event: dict[str, Any]) -> None:
-        try:
-            for kind, object_id in references(event):
-                await self.team.require(self.member, kind, object_id)
-        except DB_ERRORS as exc:
-            raise DatabaseUnavailable(
-                "The team database is unreachable, so object ownership cannot be checked; "
-                "try again shortly."
-            ) from exc
 
     async def from_upstream(self, data: str | bytes) -> None:
         """Read a server event on its way to the caller: new responses, ends and usage."""
