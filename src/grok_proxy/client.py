@@ -1,19 +1,22 @@
-"""The upstream HTTP client: pyqwest (Rust reqwest/hyper), the only one, in production and tests.
+"""The upstream HTTP client: aiohttp, the only one, in production and tests.
 
-Why pyqwest: it brings HTTP/1.1 and HTTP/2 (ALPN), HTTP(S) proxies with CONNECT
-tunnelling, rustls, pooling and streamed bodies both ways from a maintained library, and
-a cancelled call aborts the request in Rust, so a caller hanging up closes the upstream
-connection at once. pyreqwest costs less CPU but keeps a cancelled request running until
-the upstream answers (docs/benchmarks.md has the A/B and the reasons). What the forwarding
-path needs from it:
+Why aiohttp (docs/upstream-client.md has the measurements): it reads on the event loop
+itself with a C parser (llhttp), so a relayed chunk costs no thread handoff, and
+`readany()` hands over everything already buffered in one await; it is maintained, does
+forward proxies with CONNECT tunnelling, takes a custom SSL context, and a cancelled read
+loses nothing (so a relay can interrupt its wait for keep-alives) while closing a response
+drops its connection at once (so a caller hanging up stops the upstream request). What the
+forwarding path needs from it:
 
 - proxies as curl has them: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY from the
-  environment (reqwest reads them itself), or `XAI_PROXY_URL` (`direct` ignores them);
+  environment, or `XAI_PROXY_URL` (`direct` ignores them all), decided once per worker:
+  this client only ever talks to one upstream host;
 - certificates checked against certifi's roots plus any CA bundle named by
   `XAI_CA_BUNDLE`, `SSL_CERT_FILE` or `SSL_CERT_DIR` (from the environment or `.env`);
-- connect, read (longest silence) and write (upstream not taking the body) timeouts;
-- no redirects followed and nothing decompressed: the caller gets what upstream sent,
-  `Content-Encoding` included.
+- connect, read (longest silence) and write (upstream not taking the body) timeouts, and a
+  bound on requests in flight (`XAI_POOL_SIZE`) with its own wait limit;
+- no redirects followed, nothing decompressed, no cookies kept, no headers added: the
+  upstream gets what the forwarder chose and the caller gets what upstream sent.
 
 Library exceptions become `grok_proxy.transport` failures here and nowhere else.
 """
@@ -21,13 +24,16 @@ Library exceptions become `grok_proxy.transport` failures here and nowhere else.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-from collections.abc import AsyncIterator, Callable
-from importlib.metadata import version
-from urllib.parse import urlsplit
+import socket
+import ssl
+import urllib.request
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-import pyqwest
+import aiohttp
+from aiohttp import hdrs
 
 from grok_proxy.config import Settings
 from grok_proxy.tls import trusted_roots
@@ -46,13 +52,17 @@ from grok_proxy.transport import (
     WriteTimedOut,
 )
 
-log = logging.getLogger("grok_proxy.client")
-
-USER_AGENT = f"grok-proxy/{version('grok-proxy')}"
-# What pyqwest raises for a failed exchange (TimeoutError and ConnectionError are OSErrors).
-LIBRARY_ERRORS = (OSError, pyqwest.RemoteProtocolError, pyqwest.ReadError, pyqwest.WriteError)
+# What aiohttp raises for a failed exchange (TimeoutError and ConnectionError are OSErrors).
+LIBRARY_ERRORS = (aiohttp.ClientError, OSError)
 # Bodies above this go out as slices of it, so a stalled upstream is noticed between slices.
 SLICE = 256 * 1024
+# Headers aiohttp would add on its own (Accept, Accept-Encoding, User-Agent, and a
+# Content-Type for bytes): the forwarder decides every header that goes upstream.
+NO_AUTO_HEADERS = frozenset({hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE})
+# Idle keep-alive connections are closed after this many seconds (xAI's edge keeps 60+).
+KEEPALIVE_SECONDS = 30.0
+# Longest upstream response head line and header, as nginx's large_client_header_buffers.
+MAX_HEAD_LINE = 16 * 1024
 
 
 def timeouts_of(settings: Settings) -> Timeouts:
@@ -64,36 +74,52 @@ def timeouts_of(settings: Settings) -> Timeouts:
     )
 
 
-def build_transport(settings: Settings) -> pyqwest.HTTPTransport:
-    """One pooled transport per worker, configured from the settings."""
-    timeouts = timeouts_of(settings)
-    proxy = None
+@dataclass(frozen=True, slots=True)
+class ForwardProxy:
+    """The forward proxy every upstream request goes through."""
+
+    url: str
+    # Proxy-Authorization from credentials in the URL (kept out of the URL aiohttp logs).
+    headers: dict[str, str]
+
+
+def forward_proxy(settings: Settings, url: str) -> ForwardProxy | None:
+    """The proxy for `url` by curl's rules: XAI_PROXY_URL, else the environment; NO_PROXY."""
     if settings.xai_proxy_url == "direct":
-        # Any explicit proxy rule turns the environment's off (as in reqwest). This one is
-        # bypassed for the upstream's host, the only host this client talks to, so every
-        # connection is direct (pyqwest does not honour a `*` exclusion).
-        host = urlsplit(settings.upstream_base_url()).hostname or "*"
-        proxy = pyqwest.Proxy("http://127.0.0.1:9", no_proxy=host)
-    elif settings.xai_proxy_url:
-        proxy = pyqwest.Proxy(settings.xai_proxy_url, no_proxy=no_proxy_list())
-    return pyqwest.HTTPTransport(
-        tls_ca_cert=trusted_roots(settings),
-        http_version=None if settings.xai_http2 else pyqwest.HTTPVersion.HTTP1,
-        proxy=proxy,
-        connect_timeout=timeouts.connect,
-        read_timeout=timeouts.read,
-        pool_idle_timeout=30.0,
-        enable_gzip=False,
-        enable_brotli=False,
-        enable_zstd=False,
-        follow_redirects=False,
-        # The proxy has its own metrics and logs; per-request spans would cost CPU.
-        enable_otel=False,
-    )
+        return None
+    environment = urllib.request.getproxies_environment()
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass_environment(parts.hostname or "", environment):
+        return None
+    chosen = settings.xai_proxy_url or environment.get(parts.scheme) or environment.get("all")
+    if not chosen:
+        return None
+    if "://" not in chosen:
+        chosen = f"http://{chosen}"  # curl's default scheme for a bare host:port
+    proxy = urlsplit(chosen)
+    if proxy.scheme not in ("http", "https"):
+        raise ValueError(
+            f"the forward proxy {proxy.scheme}://{proxy.hostname} is not supported: "
+            "use an http:// or https:// proxy (XAI_PROXY_URL, HTTPS_PROXY, ALL_PROXY)"
+        )
+    headers = {}
+    if proxy.username is not None:
+        login, password = unquote(proxy.username), unquote(proxy.password or "")
+        headers[hdrs.PROXY_AUTHORIZATION] = aiohttp.encode_basic_auth(login, password)
+    netloc = proxy.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if proxy.port is not None:
+        netloc = f"{netloc}:{proxy.port}"
+    return ForwardProxy(urlunsplit((proxy.scheme, netloc, proxy.path, "", "")), headers)
 
 
-def no_proxy_list() -> str | None:
-    return os.environ.get("NO_PROXY") or os.environ.get("no_proxy") or None
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """Verification against certifi's roots and the settings' extra CAs."""
+    context = ssl.create_default_context(cadata=trusted_roots(settings).decode("ascii"))
+    # HTTP/1.1 only (docs/upstream-client.md: HTTP/2 is not offered upstream).
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 class HttpClient:
@@ -101,32 +127,69 @@ class HttpClient:
 
     def __init__(self, settings: Settings) -> None:
         self.timeouts = timeouts_of(settings)
-        self.transport = build_transport(settings)
-        # XAI_POOL_SIZE bounds the requests in flight (over HTTP/2 they share connections);
-        # a request waits for a slot at most the pool timeout.
+        self.proxy = forward_proxy(settings, settings.upstream_base_url())
+        self.tls = tls_context(settings)
+        # XAI_POOL_SIZE bounds the requests in flight, so the connections too; a request
+        # waits for a slot at most the pool timeout.
         self.slots = asyncio.Semaphore(settings.xai_pool_size)
         self.slots_total = settings.xai_pool_size
+        # Made on first use: aiohttp needs the running loop.
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None:
+            connector = aiohttp.TCPConnector(
+                ssl=self.tls,
+                limit=0,  # the slots bound the connections
+                keepalive_timeout=KEEPALIVE_SECONDS,
+                ttl_dns_cache=60,
+            )
+            session = self._session = aiohttp.ClientSession(
+                connector=connector,
+                # sock_read is the longest silence, first byte or later; there is no
+                # total here (the forwarder has its own, and streams have none).
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self.timeouts.connect, sock_read=self.timeouts.read
+                ),
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=NO_AUTO_HEADERS,
+                trust_env=False,  # proxies are decided once, above (no netrc either)
+                max_line_size=MAX_HEAD_LINE,
+                max_field_size=MAX_HEAD_LINE,
+            )
+        return session
 
     async def send(
         self, method: str, url: str, headers: list[tuple[str, str]], body: Body
     ) -> UpstreamAnswer:
         clock: _WriteClock | None = None
-        content: bytes | AsyncIterator[bytes]
-        if body is None:
-            content = b""
-        elif isinstance(body, bytes) and len(body) <= SLICE:
-            content = body
+        data: bytes | AsyncIterator[bytes] | None
+        if body is None or isinstance(body, bytes) and len(body) <= SLICE:
+            data = body
         else:
             clock = _WriteClock(self.timeouts.write)
-            content = clock.watch(_slices(body) if isinstance(body, bytes) else body)
-        request = pyqwest.Request(method, url, pyqwest.Headers(headers), content)
+            data = clock.watch(_slices(body) if isinstance(body, bytes) else body)
         await self._take_slot()
+        proxy = self.proxy
         try:
+            request = self.session.request(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                proxy=proxy.url if proxy else None,
+                proxy_headers=proxy.headers if proxy else None,
+                chunked=None if clock is None or _declares_length(headers) else True,
+            )
             if clock is None:
-                response = await self.transport.execute(request)
+                response = await request
             else:
                 async with clock:
-                    response = await self.transport.execute(request)
+                    response = await request
         except BaseException as exc:
             self.slots.release()
             if isinstance(exc, TimeoutError) and clock is not None and clock.expired:
@@ -136,7 +199,7 @@ class HttpClient:
             if isinstance(exc, LIBRARY_ERRORS):
                 raise failure_of(exc) from None
             raise
-        answer = UpstreamAnswer(response, self.slots.release)
+        answer = UpstreamAnswer(response, self.slots)
         if response.status == 101:
             await answer.aclose()
             raise ProtocolViolation("the upstream switched protocols on a plain HTTP request")
@@ -156,61 +219,45 @@ class HttpClient:
             ) from None
 
     async def aclose(self) -> None:
-        await self.transport.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+
+def _declares_length(headers: list[tuple[str, str]]) -> bool:
+    return any(name.lower() == "content-length" for name, _ in headers)
 
 
 class UpstreamAnswer:
     """An upstream response whose body is read on demand (see transport.UpstreamResponse).
 
-    Each pyqwest read is a round trip into its Rust runtime (about 80 us of CPU and as
-    much latency here, `bench/clients.py`), so reads are spared where the answer says
-    enough: a body whose `Content-Length` has arrived is complete without asking for its
-    end, and a complete body needs no close.
-
-    Cancelling a pyqwest read aborts the response, but a stream's relay cancels its wait
-    to send keep-alives: `read_chunk` waits on the read through `asyncio.shield`, and a
-    read whose wait was cancelled is picked up by the next call, so no bytes are lost.
+    Reads take what aiohttp has buffered, all of it, in one await. A read that is
+    cancelled loses nothing (the bytes stay buffered for the next one), which the stream
+    relay relies on to send keep-alives; closing an unfinished answer drops its
+    connection, which is how the upstream learns that nobody is reading any more.
     """
 
-    __slots__ = (
-        "body",
-        "left",
-        "pending",
-        "raw_headers",
-        "release",
-        "response",
-        "status",
-        "version",
-    )
+    __slots__ = ("content", "raw_headers", "response", "slots", "status", "version")
 
-    def __init__(self, response: pyqwest.Response, release: Callable[[], None]) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, slots: asyncio.Semaphore) -> None:
         self.response = response
-        # Gives the request's slot back; called once, by aclose().
-        self.release: Callable[[], None] | None = release
+        # The request's slot, given back once, by aclose().
+        self.slots: asyncio.Semaphore | None = slots
         self.status = response.status
-        self.version = str(response.http_version)
-        self.raw_headers: RawHeaders = [
-            (name.encode("latin-1"), value.encode("latin-1"))
-            for name, value in response.headers.items()
-        ]
-        self.body = aiter(response.content)
-        declared = self.header("content-length")
-        # Bytes still to come when the length is declared; 0 once the body is complete.
-        self.left: int | None = int(declared) if declared.isdigit() else None
-        self.pending: asyncio.Future[bytes] | None = None
+        self.version = f"HTTP/{response.version.major}.{response.version.minor}"
+        self.raw_headers: RawHeaders = list(response.raw_headers)
+        self.content = response.content
 
     def header(self, name: str) -> str:
         return self.response.headers.get(name, "")
 
     async def read(self, limit: int) -> bytes:
         try:
-            if self.left is not None and self.left > limit:
+            declared = self.header("content-length")
+            if declared.isdigit() and int(declared) > limit:
                 raise BodyTooLarge(limit)
             chunks = []
             size = 0
-            # Not shielded: nothing interrupts a whole read but a hang-up or a deadline,
-            # and then the upstream read should stop.
-            while chunk := await self._next(shield=False):
+            while chunk := await self.read_chunk():
                 size += len(chunk)
                 if size > limit:
                     raise BodyTooLarge(limit)
@@ -220,44 +267,20 @@ class UpstreamAnswer:
             await self.aclose()
 
     async def read_chunk(self) -> bytes:
-        return await self._next(shield=True)
-
-    async def _next(self, *, shield: bool) -> bytes:
-        if self.left == 0:
-            return b""
-        pending = self.pending
-        if pending is None:
-            # pyqwest's __anext__ hands back an asyncio future: the read runs in Rust.
-            pending = self.pending = self.body.__anext__()  # type: ignore[assignment]
-            assert pending is not None
         try:
-            chunk = bytes(await (asyncio.shield(pending) if shield else pending))
-        except asyncio.CancelledError:
-            if pending.cancelled():
-                self.pending = None
-            raise  # a shielded read stays pending for the next call
-        except StopAsyncIteration:
-            self.pending = None
-            self.left = 0
-            return b""
+            return await self.content.readany()
         except LIBRARY_ERRORS as exc:
-            self.pending = None
             raise failure_of(exc) from None
-        self.pending = None
-        if self.left is not None:
-            self.left -= len(chunk)
-        return chunk
 
     async def aclose(self) -> None:
-        release, self.release = self.release, None
-        if release is not None:
-            release()
-        if self.pending is not None:
-            self.pending.cancel()  # aborts the read in Rust
-            self.pending = None
-        if self.left != 0:  # a complete body has left nothing open to close
-            self.left = 0
-            await self.response.aclose()
+        slots, self.slots = self.slots, None
+        if slots is None:
+            return
+        slots.release()
+        if self.content.is_eof() and self.content.exception() is None:
+            self.response.release()  # read to its end: the connection is reused
+        else:
+            self.response.close()  # unfinished: the connection is dropped
 
 
 class _WriteClock:
@@ -302,30 +325,32 @@ async def _slices(body: bytes) -> AsyncIterator[bytes]:
         yield bytes(view[start : start + SLICE])
 
 
-def _causes(text: str) -> str:
-    """`... for url (URL): client error (Connect): tcp connect error: refused` -> the causes.
-
-    The chain is kept whole (a DNS error's own text contains `: `), without the URL and
-    hyper's phase label, and cut short for an error message.
-    """
-    _, found, rest = text.partition("): ")
-    rest = (rest if found else text).removeprefix("client error (Connect): ")
-    return rest if len(rest) <= 200 else rest[:199] + "…"
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in the library's words, without URLs or repeated causes."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error
+        # asyncio words a refusal "Connect call failed (addr)": the errno says it plainly.
+        code = cause.errno if not isinstance(cause, socket.gaierror) else None
+        text = os.strerror(code) if code else cause.strerror or str(cause) or type(cause).__name__
+        return f"cannot connect to {exc.host}:{exc.port}: {text}"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return exc.message or type(exc).__name__
+    text = str(exc)
+    if isinstance(exc, aiohttp.ClientPayloadError) and exc.__cause__ is not None:
+        text = str(exc.__cause__) or text
+    text = text or type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def failure_of(exc: BaseException) -> UpstreamFailure:
-    """pyqwest's exception as one of the forwarder's failures, with its causes as the reason."""
-    text = str(exc)
-    reason = _causes(text) or type(exc).__name__
-    # hyper marks errors of the connect phase (DNS, TCP, TLS, proxy tunnel) "(Connect)":
-    # only those prove that the request never left.
-    connecting = "(Connect)" in text or isinstance(exc, pyqwest.ConnectTimeout)
+    """aiohttp's exception as one of the forwarder's failures, with its cause as the reason."""
+    reason = _reason(exc)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return ConnectTimedOut(f"no connection within the connect timeout ({reason})")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectFailed(reason)  # DNS, TCP, TLS or the proxy: nothing was sent
     if isinstance(exc, TimeoutError):
-        if connecting:
-            return ConnectTimedOut(f"no connection within the connect timeout ({reason})")
         return ReadTimedOut(reason)
-    if connecting:
-        return ConnectFailed(reason)
-    if isinstance(exc, pyqwest.RemoteProtocolError) and "switching protocols" in text.lower():
-        return ProtocolViolation(reason)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return ProtocolViolation(f"the upstream's answer is not valid HTTP: {reason}")
     return ConnectionLost(reason)

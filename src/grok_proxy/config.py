@@ -67,10 +67,6 @@ class Settings(BaseSettings):
             "have no total deadline."
         ),
     )
-    xai_http2: bool = Field(
-        default=True,
-        description="Offer HTTP/2 to https upstreams (ALPN); false keeps HTTP/1.1.",
-    )
     xai_proxy_url: str = Field(
         default="",
         description=(
