@@ -34,6 +34,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import hdrs
+from yarl import URL
 
 from grok_proxy.config import Settings
 from grok_proxy.tls import trusted_roots
@@ -177,7 +178,8 @@ class HttpClient:
         try:
             request = self.session.request(
                 method,
-                url,
+                # Encoded as received: yarl would otherwise normalise the path and query.
+                URL(url, encoded=True),
                 headers=headers,
                 data=data,
                 allow_redirects=False,
@@ -327,6 +329,10 @@ async def _slices(body: bytes) -> AsyncIterator[bytes]:
 
 def _reason(exc: BaseException) -> str:
     """What went wrong, in the library's words, without URLs or repeated causes."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        error = exc.certificate_error
+        text = getattr(error, "verify_message", "") or str(error)
+        return f"the certificate of {exc.host} was refused: certificate verify failed: {text}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         cause = exc.os_error
         # asyncio words a refusal "Connect call failed (addr)": the errno says it plainly.

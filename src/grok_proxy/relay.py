@@ -186,7 +186,7 @@ class SseRelay(Response):
     def _filter(self, event: Event) -> bytes:
         """The bytes to relay for one event: as sent, minus what the proxy itself asked for."""
         raw = event.raw
-        if event.data is not None and USAGE_MARK in event.data:
+        if USAGE_MARK in raw and event.data is not None:
             try:
                 payload = orjson.loads(event.data)
             except orjson.JSONDecodeError:

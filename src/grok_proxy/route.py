@@ -31,9 +31,11 @@ class StreamEnd:
         return self.data is not None or bool(self.types)
 
     def reached(self, event: Event) -> bool:
-        if event.data is not None and event.data == self.data:
+        # Most events are none of these: a look at the raw bytes spares parsing them.
+        raw = event.raw
+        if self.data is not None and self.data in raw and event.data == self.data:
             return True
-        if not self.types:
+        if not self.types or not any(name in raw for name in self.types):
             return False
         if event.name is not None:
             return event.name in self.types

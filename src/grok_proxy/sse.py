@@ -13,21 +13,63 @@ an event larger than `max_event` is refused rather than buffered without end.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 # Any line end; a lone CR at the end of the buffer may still be the first half of CRLF.
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
-@dataclass(frozen=True, slots=True)
 class Event:
-    """One complete event: its raw bytes and the fields a relay decides with."""
+    """One complete event: its raw bytes, and the fields a relay decides with.
 
-    raw: bytes
-    # The `event:` field (None when absent: the type is then "message").
-    name: bytes | None
-    # The data lines joined by "\n"; None for an event without data (comments only).
-    data: bytes | None
+    The fields are parsed from the raw bytes on first use: a relay looks at them only
+    for the few events that can matter (the end, usage), so the rest cost no parsing.
+    """
+
+    __slots__ = ("_data", "_name", "_parsed", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._parsed = False
+        self._name: bytes | None = None
+        self._data: bytes | None = None
+
+    @property
+    def name(self) -> bytes | None:
+        """The `event:` field (None when absent: the type is then "message")."""
+        if not self._parsed:
+            self._parse()
+        return self._name
+
+    @property
+    def data(self) -> bytes | None:
+        """The data lines joined by "\\n"; None for an event without data (comments only)."""
+        if not self._parsed:
+            self._parse()
+        return self._data
+
+    def _parse(self) -> None:
+        self._parsed = True
+        data: list[bytes] = []
+        for line in _LINE_END.split(self.raw):
+            if not line or line.startswith(b":"):
+                continue  # the empty line that ends the event, or a comment
+            name, colon, value = line.partition(b":")
+            if colon and value.startswith(b" "):
+                value = value[1:]
+            if name == b"data":
+                data.append(value)
+            elif name == b"event":
+                self._name = value
+        self._data = b"\n".join(data) if data else None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Event) and other.raw == self.raw
+
+    def __hash__(self) -> int:
+        return hash(self.raw)
+
+    def __repr__(self) -> str:
+        return f"Event({self.raw!r})"
 
 
 class EventTooLarge(Exception):
@@ -46,11 +88,31 @@ class SseParser:
         # (past what was already searched, so a long line is scanned only once).
         self.line_start = 0
         self.search_from = 0
-        self.name: bytes | None = None
-        self.data: list[bytes] = []
 
     def feed(self, chunk: bytes, *, final: bool = False) -> list[Event]:
         """The events `chunk` completes; `final` when no more bytes will come."""
+        if not (self.buffer or final) and b"\r" not in chunk and b"\n\n\n" not in chunk:
+            return self._feed_lf(chunk)
+        return self._feed(chunk, final)
+
+    def _feed_lf(self, chunk: bytes) -> list[Event]:
+        """The common case, framed with LF only and starting at an event: split, no scan.
+
+        With nothing pending, no CR, and no empty line right after another, every
+        `\\n\\n` ends one event, which is what the general scan below would find too.
+        """
+        if chunk.startswith(b"\n"):
+            return self._feed(chunk, False)  # an empty first line: an event of its own
+        *complete, rest = chunk.split(b"\n\n")
+        events = [Event(raw + b"\n\n") for raw in complete]
+        for event in events:
+            if len(event.raw) > self.max_event:
+                raise EventTooLarge(self.max_event)
+        if rest:
+            events += self._feed(rest, False)
+        return events
+
+    def _feed(self, chunk: bytes, final: bool) -> list[Event]:
         buffer = self.buffer
         buffer += chunk
         events: list[Event] = []
@@ -70,10 +132,8 @@ class SseParser:
                 # An empty line ends the event.
                 if after - start > self.max_event:
                     raise EventTooLarge(self.max_event)
-                events.append(self._event(bytes(buffer[start:after])))
+                events.append(Event(bytes(buffer[start:after])))
                 start = after
-            else:
-                self._field(bytes(buffer[line_start:end]))
             line_start = search_from = after
         if start:
             del buffer[:start]
@@ -86,24 +146,8 @@ class SseParser:
 
     def close(self) -> list[Event]:
         """At the end of the stream: the event a final lone CR completes, if any."""
-        return self.feed(b"", final=True)
+        return self._feed(b"", True)
 
     def pending(self) -> bytes:
         """Bytes of an event the stream has not finished (kept for the end of the stream)."""
         return bytes(self.buffer)
-
-    def _field(self, line: bytes) -> None:
-        if line.startswith(b":"):
-            return  # a comment
-        name, colon, value = line.partition(b":")
-        if colon and value.startswith(b" "):
-            value = value[1:]
-        if name == b"data":
-            self.data.append(value)
-        elif name == b"event":
-            self.name = value
-
-    def _event(self, raw: bytes) -> Event:
-        event = Event(raw, self.name, b"\n".join(self.data) if self.data else None)
-        self.name, self.data = None, []
-        return event

@@ -83,3 +83,22 @@ def test_terminal_event_types_by_name_or_by_json_type() -> None:
         b'data: {"type":"response.output_text.delta","delta":"response.completed"}\n\n', []
     )[0]
     assert not RESPONSES_END.reached(mention)
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        b"\n\ndata: a\n\n\n\ndata: b\n\n",  # empty lines before, between and after events
+        b"data: a\n\ndata: b\ndata: c\n",  # a whole event, then one still open
+        b": only a comment\n\nevent: x\n\n",
+        b"data: a\n\ndata: b\r\n\r\n",  # LF, then CRLF
+    ],
+)
+def test_a_whole_read_frames_events_as_byte_by_byte_reads_do(stream: bytes) -> None:
+    # One read takes the split-on-blank-line shortcut; single bytes take the general scan.
+    whole, single = SseParser(1 << 20), SseParser(1 << 20)
+    events = whole.feed(stream)
+    assert [(e.raw, e.name, e.data) for e in events] == [
+        (e.raw, e.name, e.data) for b in range(len(stream)) for e in single.feed(stream[b : b + 1])
+    ]
+    assert whole.pending() == single.pending()
