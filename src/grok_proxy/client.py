@@ -90,7 +90,9 @@ def forward_proxy(settings: Settings, url: str) -> ForwardProxy | None:
         return None
     environment = urllib.request.getproxies_environment()
     parts = urlsplit(url)
-    if urllib.request.proxy_bypass_environment(parts.hostname or "", environment):
+    # urllib's own NO_PROXY matcher (suffixes, `*`, host:port); typeshed lacks it.
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if bypass(parts.hostname or "", environment):
         return None
     chosen = settings.xai_proxy_url or environment.get(parts.scheme) or environment.get("all")
     if not chosen:
@@ -103,10 +105,10 @@ def forward_proxy(settings: Settings, url: str) -> ForwardProxy | None:
             f"the forward proxy {proxy.scheme}://{proxy.hostname} is not supported: "
             "use an http:// or https:// proxy (XAI_PROXY_URL, HTTPS_PROXY, ALL_PROXY)"
         )
-    headers = {}
+    headers: dict[str, str] = {}
     if proxy.username is not None:
         login, password = unquote(proxy.username), unquote(proxy.password or "")
-        headers[hdrs.PROXY_AUTHORIZATION] = aiohttp.encode_basic_auth(login, password)
+        headers[str(hdrs.PROXY_AUTHORIZATION)] = aiohttp.encode_basic_auth(login, password)
     netloc = proxy.hostname or ""
     if ":" in netloc:
         netloc = f"[{netloc}]"
@@ -168,7 +170,7 @@ class HttpClient:
     ) -> UpstreamAnswer:
         clock: _WriteClock | None = None
         data: bytes | AsyncIterator[bytes] | None
-        if body is None or isinstance(body, bytes) and len(body) <= SLICE:
+        if body is None or (isinstance(body, bytes) and len(body) <= SLICE):
             data = body
         else:
             clock = _WriteClock(self.timeouts.write)
@@ -245,7 +247,8 @@ class UpstreamAnswer:
         # The request's slot, given back once, by aclose().
         self.slots: asyncio.Semaphore | None = slots
         self.status = response.status
-        self.version = f"HTTP/{response.version.major}.{response.version.minor}"
+        version = response.version
+        self.version = f"HTTP/{version.major}.{version.minor}" if version else "HTTP/1.1"
         self.raw_headers: RawHeaders = list(response.raw_headers)
         self.content = response.content
 
@@ -273,6 +276,13 @@ class UpstreamAnswer:
             return await self.content.readany()
         except LIBRARY_ERRORS as exc:
             raise failure_of(exc) from None
+
+    def untimed(self) -> None:
+        # aiohttp re-arms its read timer on every packet; a stream's relay times its
+        # reads with one timer for the whole stream instead (relay.StreamClock).
+        connection = self.response.connection
+        if connection is not None and connection.protocol is not None:
+            connection.protocol.read_timeout = None
 
     async def aclose(self) -> None:
         slots, self.slots = self.slots, None

@@ -150,6 +150,7 @@ class Forwarder:
         self.drain = Drain(settings.shutdown_grace_seconds)
         self.relay = RelayConfig(
             keepalive=settings.sse_keepalive_seconds,
+            read_timeout=settings.xai_read_timeout,
             max_event=settings.max_sse_event_bytes,
             drain=self.drain,
             rewrite=None if self.models.identity else self.models.answer,

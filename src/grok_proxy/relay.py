@@ -27,7 +27,7 @@ from grok_proxy.route import Route
 from grok_proxy.sse import Event, EventTooLarge, SseParser
 from grok_proxy.transport import ReadTimedOut, UpstreamFailure, UpstreamResponse
 from grok_proxy.usage import USAGE_MARK, from_event, is_usage_only_chunk, merge
-from grok_proxy.watch import HangUpWatch, KeepAliveClock
+from grok_proxy.watch import HangUpWatch, StreamClock
 
 log = logging.getLogger("grok_proxy.relay")
 
@@ -47,6 +47,8 @@ class RelayConfig:
     """What every relay of one worker shares."""
 
     keepalive: float
+    # Longest upstream silence while the relay waits (XAI_READ_TIMEOUT).
+    read_timeout: float
     max_event: int
     drain: Drain
     # Model names back to the caller's form (some presets), on whole events or bodies.
@@ -77,7 +79,7 @@ class SseRelay(Response):
         self.strip_usage = strip_usage
         self.ended: str | None = None
         self.background = None
-        self.clock: KeepAliveClock | None = None  # started with the stream, in __call__
+        self.clock: StreamClock | None = None  # started with the stream, in __call__
 
     def end(self, reason: str) -> None:
         """End the stream now with an error event saying `reason` (used at shutdown)."""
@@ -94,8 +96,9 @@ class SseRelay(Response):
         drain = self.config.drain
         drain.streams.add(self)
         metrics.OPEN_STREAMS.inc()
-        keepalive = self.config.keepalive
-        self.clock = KeepAliveClock(task, keepalive) if keepalive else None
+        # The clock times the stream's reads, keep-alives and silence alike.
+        self.answer.untimed()
+        self.clock = StreamClock(task, self.config.keepalive, self.config.read_timeout)
         try:
             with watch:
                 await self._pump(send)
@@ -122,20 +125,26 @@ class SseRelay(Response):
 
         Load balancers cut connections idle for 60-180 s while reasoning models think for
         minutes. The comment goes out only between whole events (partial ones are held
-        back), and SSE clients ignore comment lines.
+        back), and SSE clients ignore comment lines. Silence past the read timeout is a
+        failure (ReadTimedOut), as it is for every other read.
         """
         clock = self.clock
-        if clock is None:
-            return await self.answer.read_chunk()
+        assert clock is not None
+        fresh = True  # upstream bytes came before this wait (or it is the first)
         while True:
-            clock.waiting_since = clock.loop.time()
+            clock.waiting(fresh)
             try:
-                return await self.answer.read_chunk()
+                chunk = await self.answer.read_chunk()
             except asyncio.CancelledError:
-                if not clock.answered():
+                why = clock.answered()
+                if why is None:
                     raise
-            finally:
-                clock.waiting_since = None
+                if why == "silence":
+                    raise ReadTimedOut("no upstream bytes within the read timeout") from None
+            else:
+                clock.heard()
+                return chunk
+            fresh = False
             await send({"type": "http.response.body", "body": KEEPALIVE, "more_body": True})
 
     async def _pump(self, send: Send) -> None:

@@ -98,6 +98,9 @@ class UpstreamResponse(Protocol):
         Safe to cancel while waiting (nothing is lost), so callers can time it out.
         """
 
+    def untimed(self) -> None:
+        """Stop timing reads: the caller times them itself (a stream's one clock)."""
+
     async def aclose(self) -> None:
         """Release the connection, or drop it if the body was not read to the end."""
 

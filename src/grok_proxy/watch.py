@@ -1,9 +1,10 @@
 """Two ways of interrupting a task that waits on the upstream, both cheap on the hot path.
 
 `HangUpWatch` cancels the task when the caller hangs up (nobody pays for tokens no one
-reads); `KeepAliveClock` interrupts a stream's wait during long silences so a keep-alive
-comment can go out. Both take their cancellation back the way `asyncio.timeout` does, so
-one arriving at the same moment as the other is never lost.
+reads); `StreamClock` interrupts a stream's wait during long silences, so a keep-alive
+comment can go out or a silent upstream is given up on. Both take their cancellation
+back the way `asyncio.timeout` does, so one arriving at the same moment as the other is
+never lost.
 """
 
 from __future__ import annotations
@@ -62,41 +63,69 @@ class HangUpWatch:
             self.task.uncancel()
 
 
-class KeepAliveClock:
-    """Interrupts the relay's wait for upstream once it has lasted `every` seconds.
+class StreamClock:
+    """Interrupts a stream's wait for upstream: for a keep-alive, or when upstream is silent.
 
     One timer per stream that re-arms itself, instead of a timeout per chunk: a stream
     waits once per chunk, and creating and cancelling a timer each time cost more than
-    relaying the chunk (docs/benchmarks.md). The interruption is a cancellation of the
-    relay's task, taken back by the relay exactly as `asyncio.timeout` does it, so a
-    hang-up or shutdown arriving at the same moment still gets through.
+    relaying the chunk (docs/benchmarks.md). The same timer enforces the read timeout of a
+    stream, so the HTTP client's own per-read timer is off for it. The interruption is a
+    cancellation of the relay's task, taken back by the relay exactly as `asyncio.timeout`
+    does it, so a hang-up or shutdown arriving at the same moment still gets through.
     """
 
-    def __init__(self, task: asyncio.Task[None], every: float) -> None:
+    def __init__(self, task: asyncio.Task[None], keepalive: float, silence: float) -> None:
         self.task = task
-        self.every = every
+        self.keepalive = keepalive  # 0: no keep-alives
+        self.silence = silence  # longest upstream silence while waiting (the read timeout)
         self.loop = asyncio.get_running_loop()
-        self.waiting_since: float | None = None
-        self.rang = False
+        now = self.loop.time()
+        # While the relay waits: since when upstream has said nothing, and since when
+        # the caller has heard nothing (a keep-alive restarts that one only).
+        self.silent_since: float | None = None
+        self.quiet_since = now
+        self.rang: str | None = None  # "keepalive" or "silence", until answered
         self.cancelling = 0
-        self.timer = self.loop.call_later(every, self._tick)
+        self.timer = self.loop.call_at(now + self._period(), self._tick)
+
+    def _period(self) -> float:
+        return min(self.keepalive, self.silence) if self.keepalive else self.silence
+
+    def waiting(self, fresh: bool) -> None:
+        """The relay starts waiting; `fresh` when upstream sent bytes since the last wait."""
+        now = self.loop.time()
+        if fresh or self.silent_since is None:
+            self.silent_since = now
+        self.quiet_since = now
+
+    def heard(self) -> None:
+        """The wait ended with upstream bytes (or the relay stopped waiting)."""
+        self.silent_since = None
 
     def _tick(self) -> None:
-        since = self.waiting_since
-        waited = 0.0 if since is None else self.loop.time() - since
-        if since is not None and waited >= self.every and not self.rang:
-            self.rang = True
-            self.cancelling = self.task.cancelling()
-            self.task.cancel()
-            waited = 0.0
-        self.timer = self.loop.call_later(max(self.every - waited, 0.001), self._tick)
+        now = self.loop.time()
+        due = now + self._period()
+        since = self.silent_since
+        if since is not None and self.rang is None:
+            if now - since >= self.silence:
+                self._ring("silence")
+            elif self.keepalive and now - self.quiet_since >= self.keepalive:
+                self._ring("keepalive")
+            else:
+                due = min(since + self.silence, self.quiet_since + (self.keepalive or self.silence))
+        self.timer = self.loop.call_at(max(due, now + 0.001), self._tick)
 
-    def answered(self) -> bool:
-        """After a CancelledError: whether it was only this clock (and is now withdrawn)."""
-        if not self.rang:
-            return False
-        self.rang = False
-        return self.task.uncancel() <= self.cancelling
+    def _ring(self, why: str) -> None:
+        self.rang = why
+        self.cancelling = self.task.cancelling()
+        self.task.cancel()
+
+    def answered(self) -> str | None:
+        """After a CancelledError: why this clock rang (now withdrawn), or None if not it."""
+        why, self.rang = self.rang, None
+        if why is None:
+            return None
+        return why if self.task.uncancel() <= self.cancelling else None
 
     def stop(self) -> None:
         self.timer.cancel()

@@ -24,8 +24,8 @@ UPSTREAM = "https://api.x.ai/v1"
 KEY = ConnectionKey("api.x.ai", 443, True, True, None, None, None)
 
 
-def settings(**values: str) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+def settings(xai_proxy_url: str = "") -> Settings:
+    return Settings(_env_file=None, xai_proxy_url=xai_proxy_url)
 
 
 def test_a_dns_failure_says_which_host_and_why() -> None:
@@ -93,5 +93,5 @@ def test_xai_proxy_url_overrides_the_environment_and_direct_ignores_it(
 
 def test_a_socks_proxy_is_refused_with_a_clear_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "")
-    with pytest.raises(ValueError, match="socks5://proxy.corp is not supported"):
+    with pytest.raises(ValueError, match=r"socks5://proxy\.corp is not supported"):
         forward_proxy(settings(xai_proxy_url="socks5://proxy.corp:1080"), UPSTREAM)

@@ -119,6 +119,9 @@ class Upstream:
     async def read_chunk(self) -> bytes:
         return await self.chunks.get()  # cancel-safe: a queued chunk is never lost
 
+    def untimed(self) -> None:
+        pass  # reads here are never timed by the source itself
+
     async def aclose(self) -> None:
         self.closed = True
 
@@ -150,9 +153,10 @@ async def receive() -> Message:
     raise AssertionError
 
 
-def relay_of(source: Upstream, keepalive: float) -> SseRelay:
+def relay_of(source: Upstream, keepalive: float, read_timeout: float = 3600) -> SseRelay:
     config = RelayConfig(
         keepalive=keepalive,
+        read_timeout=read_timeout,
         max_event=1 << 20,
         drain=Drain(30),
         rewrite=None,
@@ -190,12 +194,29 @@ async def test_a_shutdown_at_the_moment_of_a_keepalive_still_ends_the_stream() -
         await asyncio.sleep(0)
     # The clock rings and the shutdown comes before the relay runs again: both cancel it.
     assert relay.clock is not None
-    relay.clock.waiting_since = -3600.0
+    relay.clock.quiet_since = -3600.0
     relay.clock._tick()
     relay.end("The proxy is shutting down.")
     await asyncio.wait_for(task, 5)
     assert caller.body.startswith(ROLE)
     assert b"proxy_shutting_down" in caller.body
     assert KEEPALIVE not in caller.body
+    assert caller.ended
+    assert source.closed
+
+
+async def test_keepalives_do_not_hide_a_silent_upstream_from_the_read_timeout() -> None:
+    # The caller hears comments every 20 ms, but upstream said nothing for 150 ms: cut.
+    source, caller = Upstream(), Caller()
+    relay = relay_of(source, keepalive=0.02, read_timeout=0.15)
+    task = asyncio.ensure_future(relay({"type": "http"}, receive, caller.send))
+    source.chunks.put_nowait(ROLE)
+    await asyncio.wait_for(task, 5)
+    assert caller.body.startswith(ROLE + KEEPALIVE)
+    assert caller.keepalives >= 3
+    last = caller.body.rsplit(b"\n\n", 2)[-2]
+    assert b"Stream interrupted" in last
+    assert b"[DONE]" not in caller.body
+    assert relay.record.error_kind == "stream_stalled"
     assert caller.ended
     assert source.closed
