@@ -1,14 +1,16 @@
-"""Upstream HTTP clients side by side: the CPU each spends per forwarded request, and cancellation.
+"""Upstream HTTP clients side by side: CPU per forwarded request and per stream event, and cancellation.
 
-    uv run --with pyreqwest --with httpx2 python bench/clients.py
+    uv run --with pyqwest --with pyreqwest --with httpx2 python bench/clients.py
 
 Each client sends the same chat completion to the simulator, 32 at a time, reading the
 answer as the proxy does (as a stream, since the proxy cannot know in advance whether an
-answer is SSE). The client process is pinned to core 0 and the simulator to core 1;
+answer is SSE). Then 100 streams of 200 events each, 32 at a time, read as they arrive
+(CPU per event). The client process is pinned to core 0 and the simulator to core 1;
 rounds alternate between clients so drift on a shared machine hits all of them alike.
-CPU is the client process's own (all threads, from /proc), per request. The second table
-says whether cancelling a call while it waits for the upstream's headers closes the
-upstream connection (the simulator counts requests whose caller left).
+CPU is the client process's own (all threads, from /proc). The last column says whether
+cancelling a call while it waits for the upstream's headers closes the upstream
+connection (the simulator counts requests whose caller left). aiohttp is grok-proxy's
+engine (a dependency); the others are installed only for this comparison.
 """
 
 from __future__ import annotations
@@ -25,12 +27,29 @@ import httpx
 HOST = "127.0.0.1"
 BODY = b'{"model":"grok-4","messages":[{"role":"user","content":"Say hello"}]}'
 HEADERS = {"authorization": "Bearer xai-bench", "content-type": "application/json"}
-CLIENTS = ("pyqwest", "pyreqwest", "httpx2")
+CLIENTS = ("aiohttp", "pyqwest", "pyreqwest", "httpx2")
+STREAM = b'{"model":"grok-4@chunks=196,pace=0","stream":true,"messages":[{"role":"user","content":"Count"}]}'
+STREAM_EVENTS = 200  # 196 content chunks, role, finish, usage-less end, [DONE]
 
 Send = Callable[[str, bytes], Awaitable[None]]
 
 
 async def make(name: str) -> tuple[Send, Callable[[], Awaitable[None]]]:
+    if name == "aiohttp":
+        import aiohttp
+
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            auto_decompress=False,
+            skip_auto_headers=("accept-encoding", "user-agent", "content-type", "accept"),
+        )
+
+        async def send_ah(url: str, body: bytes) -> None:
+            async with session.post(url, data=body, headers=HEADERS) as response:
+                async for _ in response.content.iter_any():
+                    pass
+
+        return send_ah, session.close
     if name == "pyqwest":
         import pyqwest
 
@@ -76,20 +95,23 @@ def cpu_seconds() -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def throughput(name: str, url: str, count: int) -> tuple[float, float]:
+async def throughput(name: str, url: str, count: int) -> tuple[float, float, float]:
     send, close = await make(name)
     limit = asyncio.Semaphore(32)
 
-    async def one() -> None:
+    async def one(body: bytes = BODY) -> None:
         async with limit:
-            await send(url, BODY)
+            await send(url, body)
 
     await asyncio.gather(*(one() for _ in range(300)))  # warm the pool
     started, cpu = time.perf_counter(), cpu_seconds()
     await asyncio.gather(*(one() for _ in range(count)))
     wall, used = time.perf_counter() - started, cpu_seconds() - cpu
+    cpu = cpu_seconds()
+    await asyncio.gather(*(one(STREAM) for _ in range(100)))
+    per_event = (cpu_seconds() - cpu) / (100 * STREAM_EVENTS) * 1e6
     await close()
-    return count / wall, used / count * 1e6
+    return count / wall, used / count * 1e6, per_event
 
 
 async def cancels(name: str, sim: str) -> bool:
@@ -115,8 +137,8 @@ def main() -> None:
         if sys.argv[5] == "cancel":
             print(asyncio.run(cancels(name, url)))
         else:
-            rate, cpu = asyncio.run(throughput(name, url, count))
-            print(f"{rate:.0f} {cpu:.0f}")
+            rate, cpu, per_event = asyncio.run(throughput(name, url, count))
+            print(f"{rate:.0f} {cpu:.0f} {per_event:.1f}")
         return
     port = 9187
     sim = subprocess.Popen(
@@ -132,7 +154,7 @@ def main() -> None:
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        results: dict[str, list[tuple[float, float]]] = {name: [] for name in CLIENTS}
+        results: dict[str, list[tuple[float, ...]]] = {name: [] for name in CLIENTS}
         for _ in range(3):
             for name in CLIENTS:
                 out = subprocess.run(
@@ -140,20 +162,22 @@ def main() -> None:
                      f"{base}/v1/chat/completions", "4000", "load"],
                     capture_output=True, text=True, check=True,
                 )  # fmt: skip
-                rate, cpu = map(float, out.stdout.split())
-                results[name].append((rate, cpu))
+                results[name].append(tuple(map(float, out.stdout.split())))
         print(
-            "| client | req/s (3 rounds) | client CPU per request (µs) | cancel closes upstream |"
+            "| client | req/s (3 rounds) | client CPU per request (µs) "
+            "| client CPU per stream event (µs) | cancel closes upstream |"
         )
-        print("|---|---|---|---|")
+        print("|---|---|---|---|---|")
         for name in CLIENTS:
             closed = subprocess.run(
                 [sys.executable, __file__, "--child", name, base, "0", "cancel"],
                 capture_output=True, text=True, check=True,
             ).stdout.strip()  # fmt: skip
-            rates = ", ".join(f"{rate:,.0f}" for rate, _ in results[name])
-            cpus = ", ".join(f"{cpu:.0f}" for _, cpu in results[name])
-            print(f"| {name} | {rates} | {cpus} | {'yes' if closed == 'True' else 'no'} |")
+            rates = ", ".join(f"{row[0]:,.0f}" for row in results[name])
+            cpus = ", ".join(f"{row[1]:.0f}" for row in results[name])
+            events = ", ".join(f"{row[2]:.1f}" for row in results[name])
+            closes = "yes" if closed == "True" else "no"
+            print(f"| {name} | {rates} | {cpus} | {events} | {closes} |")
     finally:
         sim.terminate()
         sim.wait()
