@@ -628,7 +628,7 @@ class Realtime:
             # The same response and events as the SSE stream of POST /v1/responses.
             turn = response_turn(body, model, directives)
             response_id = "resp_" + self.simulator.next_id()
-            final = model_response(response_id, model, body, turn)
+            final = model_response(response_id, model, body, turn, directives)
             final["previous_response_id"] = previous
             events, _ = response_events(final, turn)
             for raw in events:

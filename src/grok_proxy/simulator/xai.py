@@ -69,6 +69,7 @@ import orjson
 from grok_proxy.simulator.account import Account
 from grok_proxy.simulator.chat import Chat
 from grok_proxy.simulator.core import Kit, ok, xai_error
+from grok_proxy.simulator.documents import Documents
 from grok_proxy.simulator.embeddings import Embeddings
 from grok_proxy.simulator.files import Files
 from grok_proxy.simulator.media import Media
@@ -102,6 +103,7 @@ class Simulator:
         self.media = Media(self.kit)
         self.files = Files(self.kit)
         self.embeddings = Embeddings(self.kit)
+        self.documents = Documents(self.kit)
         self.account = Account(self.kit)
         self.controls: dict[tuple[str, str], Route] = {
             ("GET", "/_sim/requests"): self.list_requests,
@@ -132,6 +134,7 @@ class Simulator:
             ("DELETE", "/responses/{id}", responses.delete),
             ("POST", "/messages", messages.create),
             ("POST", "/messages/count_tokens", messages.count_tokens),
+            ("POST", "/complete", messages.complete),
             ("POST", "/images/generations", media.generate_images),
             ("POST", "/images/edits", media.edit_images),
             ("POST", "/videos/generations", media.start_video),
@@ -140,12 +143,17 @@ class Simulator:
             ("GET", "/videos/{id}", media.video),
             ("POST", "/embeddings", self.embeddings.create),
             ("POST", "/tokenize-text", self.embeddings.tokenize),
+            ("POST", "/documents/search", self.documents.search),
             ("GET", "/models", account.list_models),
             ("GET", "/models/{id}", account.retrieve_model),
             ("GET", "/language-models", account.language_models),
             ("GET", "/language-models/{id}", account.language_model),
+            ("GET", "/embedding-models", account.embedding_models),
+            ("GET", "/embedding-models/{id}", account.embedding_model),
             ("GET", "/image-generation-models", account.image_models),
+            ("GET", "/image-generation-models/{id}", account.image_model),
             ("GET", "/video-generation-models", account.video_models),
+            ("GET", "/video-generation-models/{id}", account.video_model),
             ("GET", "/api-key", account.api_key),
             ("POST", "/files", files.upload),
             ("GET", "/files", files.list_files),
