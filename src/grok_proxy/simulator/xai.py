@@ -14,7 +14,11 @@ What the simulated model does, deterministically:
   enums, nested objects and arrays); `json_object`: `{"answer": ...}`;
 - reasoning models (grok-4.7, grok-4.3, grok-4.20 reasoning ...) think first:
   `reasoning_content` (chat), a reasoning item and `reasoning_summary_text` events
-  (Responses), reasoning tokens in usage; `grok-4` is kept as a non-reasoning legacy alias.
+  (Responses), a `thinking` block when Anthropic `thinking` is on, reasoning tokens in
+  usage; `grok-4` is kept as a non-reasoning legacy alias;
+- server-side tools offered to Responses are each used once (usage counts and bills them);
+- usage carries `cost_in_usd_ticks` from the twin's own price list (catalog.py), plain and
+  streamed; images and finished videos carry theirs in `usage`.
 
 Strict as xAI: unknown paths and models are 404 (xAI's message); `search_parameters` is 410
 Gone; a key that contains `invalid` gets xAI's 400 "Incorrect API key provided" (xAI answers
@@ -41,6 +45,9 @@ pace=MS        wait MS milliseconds before each streamed piece
 cut=K          drop the connection before piece K of a stream
 stall=K        stop sending before piece K of a stream, and never finish
 pending        with `deferred: true`: the deferred result stays 202 (not ready)
+cost=N         report exactly N in `cost_in_usd_ticks` (chat, Responses, Messages,
+               images, videos, gRPC)
+cached=N       report N of the prompt tokens as cached, and price them so
 frame=F        how a stream is framed on the wire; several joined with `+`
                (`frame=crlf+split`):
                  `lf`        LF line ends, one event per write (the default)
