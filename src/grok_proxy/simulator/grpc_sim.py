@@ -277,7 +277,7 @@ class GrpcSimulator:
             effort="none" if request.reasoning_effort == chat_pb2.EFFORT_NONE else None,
         )
         turn.server_tools = [
-            kind for tool in request.tools if (kind := tool.WhichOneof("tool")) != "function"
+            kind for tool in request.tools if (kind := tool.WhichOneof("tool")) in SERVER_SIDE_TOOLS
         ]
         return model, directives, turn
 
@@ -525,7 +525,7 @@ def _usage(
     completion = len(turn.pieces) + (1 if turn.call else 0)
     reasoning = len(turn.reasoning)
     cached = min(prompt, number(directives, "cached"))
-    used = [SERVER_SIDE_TOOLS[kind] for kind in turn.server_tools if kind in SERVER_SIDE_TOOLS]
+    used = [SERVER_SIDE_TOOLS[kind] for kind in turn.server_tools]
     cost = catalog.token_cost(prompt, completion, reasoning, cached, len(used))
     return usage_pb2.SamplingUsage(
         prompt_tokens=prompt,
