@@ -142,9 +142,12 @@ class EventWriter:
 
     def __init__(self) -> None:
         self.events: list[bytes] = []
+        self.first_delta: int | None = None
 
     def __call__(self, kind: str, **fields: Any) -> None:
         payload = {"type": kind, "sequence_number": len(self.events), **fields}
+        if self.first_delta is None and kind.endswith(".delta"):
+            self.first_delta = len(self.events)
         self.events.append(named_event(kind, payload))
 
 
@@ -154,7 +157,6 @@ def response_events(done: JSON, turn: Turn) -> tuple[list[bytes], int]:
     started = {**done, "status": "in_progress", "output": [], "usage": None}
     emit("response.created", response=started)
     emit("response.in_progress", response=started)
-    head = len(emit.events) + 2
     for index, item in enumerate(done["output"]):
         kind = item["type"]
         opened = {**item, "status": "in_progress"}
@@ -188,7 +190,7 @@ def response_events(done: JSON, turn: Turn) -> tuple[list[bytes], int]:
             emit("response.content_part.done", **where, part=output_text(turn.text))
         emit("response.output_item.done", output_index=index, item=item)
     emit("response.completed", response=done)
-    return emit.events, head
+    return emit.events, emit.first_delta or 0
 
 
 class Responses:
