@@ -401,3 +401,36 @@ def test_the_streamed_anthropic_message_delta_carries_the_cost(client: httpx.Cli
     delta = next(event for event in events if event["type"] == "message_delta")
     plain = client.post("/v1/messages", json={**body, "stream": False}).json()
     assert delta["usage"]["cost_in_usd_ticks"] == plain["usage"]["cost_in_usd_ticks"] > 0
+
+
+def test_cost_is_the_published_price_of_the_tokens_unless_a_directive_sets_it(
+    client: httpx.Client,
+) -> None:
+    prices = client.get("/v1/language-models/grok-4.3").json()
+    body = {"model": "grok-4.3@cached=3", "messages": USER}
+    usage = client.post("/v1/chat/completions", json=body).json()["usage"]
+    cached = usage["prompt_tokens_details"]["cached_tokens"]
+    reasoning = usage["completion_tokens_details"]["reasoning_tokens"]
+    assert cached == 3 and reasoning > 0
+    assert usage["cost_in_usd_ticks"] == (
+        (usage["prompt_tokens"] - cached) * prices["prompt_text_token_price"]
+        + cached * prices["cached_prompt_text_token_price"]
+        + (usage["completion_tokens"] + reasoning) * prices["completion_text_token_price"]
+    )
+    body = {"model": "grok-4.3@cost=987654321", "messages": USER}
+    assert client.post("/v1/chat/completions", json=body).json()["usage"] == {
+        **usage,
+        "prompt_tokens_details": {**usage["prompt_tokens_details"], "cached_tokens": 0},
+        "cost_in_usd_ticks": 987654321,
+    }
+
+
+def test_a_server_side_tool_is_counted_and_billed(client: httpx.Client) -> None:
+    plain = client.post("/v1/responses", json={"model": "grok-4", "input": "News?"}).json()
+    body = {"model": "grok-4", "input": "News?", "tools": [{"type": "web_search"}]}
+    searched = client.post("/v1/responses", json=body).json()
+    assert searched["usage"]["num_server_side_tools_used"] == 1
+    assert searched["usage"]["server_side_tool_usage_details"]["web_search_calls"] == 1
+    assert searched["output"][0]["type"] == "web_search_call"
+    extra = searched["usage"]["cost_in_usd_ticks"] - plain["usage"]["cost_in_usd_ticks"]
+    assert extra == 50_000_000  # $5 per 1,000 calls
