@@ -105,6 +105,10 @@ class GrpcSimulator:
         self.sim = simulator
         # request_id -> (the answer, whether it stays pending)
         self.deferred: dict[str, tuple[chat_pb2.GetChatCompletionResponse, bool]] = {}
+        simulator.stateful.append(self)
+
+    def clear(self) -> None:
+        self.deferred.clear()
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         """One generic handler per service; methods not listed answer UNIMPLEMENTED."""

@@ -69,7 +69,7 @@ import base64
 import re
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -85,6 +85,13 @@ from grok_proxy.simulator.responses import Responses
 from grok_proxy.simulator.wire import Outcome, Reply, SimRequest
 
 Route = Callable[..., "Outcome | Awaitable[Outcome]"]
+
+
+class Stateful(Protocol):
+    """An area that keeps objects between requests (stored responses, files, videos...)."""
+
+    def clear(self) -> None: ...
+
 
 # Where xAI's API is served: xAI itself, and the access points grok-proxy has presets for.
 BASES = re.compile(r"^(?:/v1/[^/]+/[^/]+/grok/v1|/api/v1|/v1)(?=/)")
@@ -112,6 +119,8 @@ class Simulator:
         self.embeddings = Embeddings(self.kit)
         self.documents = Documents(self.kit)
         self.account = Account(self.kit)
+        # What `POST /_sim/reset` empties besides the request log (the gRPC side adds itself).
+        self.stateful: list[Stateful] = [self.chat, self.responses, self.media, self.files]
         self.controls: dict[tuple[str, str], Route] = {
             ("GET", "/_sim/requests"): self.list_requests,
             ("GET", "/_sim/stats"): self.get_stats,
@@ -237,7 +246,7 @@ class Simulator:
 
     def reset(self, request: SimRequest | None) -> Reply:
         self.kit.clear()
-        for area in (self.chat, self.responses, self.media, self.files):
+        for area in self.stateful:
             area.clear()
         return Reply(200, b'{"reset":true}')
 
