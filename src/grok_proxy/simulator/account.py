@@ -1,15 +1,13 @@
-"""Catalogue and account routes: models, language/image/video models, and the API key's info."""
+"""Catalogue and account routes: models, language/embedding/image/video models, the API key."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
 
 from grok_proxy.simulator import catalog
 from grok_proxy.simulator.core import JSON, Kit, ok, parse_directives, xai_error
 from grok_proxy.simulator.wire import Outcome, SimRequest
-
-MEDIA_KINDS = {"image-generation-models": "image", "video-generation-models": "video"}
 
 
 def api_key_info(key: str) -> JSON:
@@ -30,7 +28,8 @@ def api_key_info(key: str) -> JSON:
 
 
 class Account:
-    """GET /v1/models[/{id}], /v1/language-models[/{id}], media model lists, /v1/api-key."""
+    """GET /v1/models, /v1/{language,embedding,image-generation,video-generation}-models
+    (each with `/{id}`), and /v1/api-key."""
 
     def __init__(self, kit: Kit) -> None:
         self.kit = kit
@@ -56,15 +55,36 @@ class Account:
             return xai_error(404, f"Model not found: {model_id}")
         return ok(catalog.language_model(model))
 
+    def embedding_models(self, request: SimRequest) -> Outcome:
+        models = [catalog.embedding_model(m) for m in catalog.MODELS if m.kind == "embedding"]
+        return ok({"models": models})
+
+    def embedding_model(self, request: SimRequest, model_id: str) -> Outcome:
+        return self._one("embedding", catalog.embedding_model, model_id)
+
     def image_models(self, request: SimRequest) -> Outcome:
         return self._media("image")
+
+    def image_model(self, request: SimRequest, model_id: str) -> Outcome:
+        return self._one("image", catalog.media_model, model_id)
 
     def video_models(self, request: SimRequest) -> Outcome:
         return self._media("video")
 
+    def video_model(self, request: SimRequest, model_id: str) -> Outcome:
+        return self._one("video", catalog.media_model, model_id)
+
     def _media(self, kind: str) -> Outcome:
         models = [catalog.media_model(m) for m in catalog.MODELS if m.kind == kind]
         return ok({"models": models})
+
+    @staticmethod
+    def _one(kind: str, describe: Callable[[catalog.Model], JSON], model_id: str) -> Outcome:
+        """One model of a kind, by id or alias."""
+        model = catalog.find(model_id)
+        if model is None or model.kind != kind:
+            return xai_error(404, f"Model not found: {model_id}")
+        return ok(describe(model))
 
     def api_key(self, request: SimRequest) -> Outcome:
         auth = request.headers.get("authorization", "")

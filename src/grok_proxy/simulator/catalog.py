@@ -25,7 +25,24 @@ class Model:
     prices: dict[str, int] = field(default_factory=dict)
 
 
-LANGUAGE_PRICES = {"prompt_text_token_price": 20000, "completion_text_token_price": 60000}
+# Prices in xAI's units: USD cents per 100 million tokens, which is exactly ticks per token
+# (1 USD = 10,000,000,000 ticks). So a twin answer's `cost_in_usd_ticks` is tokens x price.
+LANGUAGE_PRICES = {
+    "prompt_text_token_price": 20000,
+    "cached_prompt_text_token_price": 5000,
+    "prompt_image_token_price": 20000,
+    "completion_text_token_price": 60000,
+    "search_price": 0,
+}
+EMBEDDING_PRICES = {"prompt_text_token_price": 1000, "prompt_image_token_price": 1000}
+TICKS_PER_USD = 10_000_000_000
+# Per-use prices of what xAI bills outside tokens ($5 per 1,000 tool calls; $0.02 an image,
+# $0.05 a second of video, as xAI's 2026 price list).
+SERVER_SIDE_TOOL_TICKS = 50_000_000
+IMAGE_TICKS = 200_000_000
+VIDEO_SECOND_TICKS = 500_000_000
+# `image_price` in the image model list, in the document's unit (USD cents per image).
+IMAGE_PRICE_CENTS = IMAGE_TICKS * 100 // TICKS_PER_USD
 
 MODELS: tuple[Model, ...] = (
     Model("grok-4.7", "language", ("grok-4.7-latest", "grok-latest"), reasoning=True),
@@ -107,6 +124,19 @@ def reasons(name: str) -> bool:
     return model is not None and model.reasoning
 
 
+def token_cost(
+    prompt: int, completion: int, reasoning: int = 0, cached: int = 0, server_side_tools: int = 0
+) -> int:
+    """What xAI would bill in ticks: reasoning at the completion price, cached prompt cheaper."""
+    prices = LANGUAGE_PRICES
+    return (
+        (prompt - cached) * prices["prompt_text_token_price"]
+        + cached * prices["cached_prompt_text_token_price"]
+        + (completion + reasoning) * prices["completion_text_token_price"]
+        + server_side_tools * SERVER_SIDE_TOOL_TICKS
+    )
+
+
 def listing(kind: str | None = None) -> list[dict[str, Any]]:
     """OpenAI-style model objects (`/v1/models`)."""
     return [
@@ -127,18 +157,13 @@ def language_model(model: Model) -> dict[str, Any]:
         "version": "1.0",
         "input_modalities": list(model.input_modalities),
         "output_modalities": ["text"],
-        "prompt_text_token_price": 20000,
-        "cached_prompt_text_token_price": 5000,
-        "prompt_image_token_price": 20000,
-        "completion_text_token_price": 60000,
-        "search_price": 0,
+        **LANGUAGE_PRICES,
         "aliases": list(model.aliases),
     }
 
 
-def media_model(model: Model) -> dict[str, Any]:
-    """xAI's `/v1/image-generation-models` and `/v1/video-generation-models` entry."""
-    output = "image" if model.kind == "image" else "video"
+def embedding_model(model: Model) -> dict[str, Any]:
+    """xAI's `/v1/embedding-models` entry."""
     return {
         "id": model.id,
         "fingerprint": FINGERPRINT,
@@ -146,8 +171,29 @@ def media_model(model: Model) -> dict[str, Any]:
         "object": "model",
         "owned_by": "xai",
         "version": "1.0",
+        "input_modalities": list(model.input_modalities),
+        "output_modalities": ["embedding"],
+        **EMBEDDING_PRICES,
+        "aliases": list(model.aliases),
+    }
+
+
+def media_model(model: Model) -> dict[str, Any]:
+    """xAI's `/v1/image-generation-models` and `/v1/video-generation-models` entry."""
+    entry: dict[str, Any] = {
+        "id": model.id,
+        "fingerprint": FINGERPRINT,
+        "created": CREATED,
+        "object": "model",
+        "owned_by": "xai",
+        "version": "1.0",
         "input_modalities": ["text", "image"],
-        "output_modalities": [output],
+        "output_modalities": [model.kind],
         "max_prompt_length": 1024,
         "aliases": list(model.aliases),
     }
+    if model.kind == "image":
+        entry["image_price"] = IMAGE_PRICE_CENTS
+    else:
+        entry["input_modalities"] = ["text", "image", "video"]
+    return entry

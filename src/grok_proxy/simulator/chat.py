@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -35,6 +35,8 @@ class Turn:
     pieces: list[str]
     reasoning: list[str]
     call: tools.Call | None = None
+    # Server-side tools (web search, code execution...) xAI ran during the turn, by kind.
+    server_tools: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -92,17 +94,27 @@ def chat_turn(body: JSON, model: str, directives: dict[str, str]) -> Turn:
     )
 
 
-def usage(body: JSON, completion_tokens: int, reasoning_tokens: int = 0) -> JSON:
+def usage(
+    body: JSON,
+    completion_tokens: int,
+    reasoning_tokens: int = 0,
+    directives: dict[str, str] | None = None,
+) -> JSON:
+    """Chat usage as xAI reports it, priced in ticks (`cost=N` and `cached=N` set them)."""
+    directives = directives or {}
     prompt_tokens = max(1, len(orjson.dumps(body.get("messages", body.get("prompt", "")))) // 4)
+    cached = min(prompt_tokens, number(directives, "cached"))
+    cost = catalog.token_cost(prompt_tokens, completion_tokens, reasoning_tokens, cached)
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
+        # xAI counts reasoning tokens in the total but not in completion_tokens.
         "total_tokens": prompt_tokens + completion_tokens + reasoning_tokens,
         "prompt_tokens_details": {
             "text_tokens": prompt_tokens,
             "audio_tokens": 0,
             "image_tokens": 0,
-            "cached_tokens": 0,
+            "cached_tokens": cached,
         },
         "completion_tokens_details": {
             "reasoning_tokens": reasoning_tokens,
@@ -111,7 +123,14 @@ def usage(body: JSON, completion_tokens: int, reasoning_tokens: int = 0) -> JSON
             "rejected_prediction_tokens": 0,
         },
         "num_sources_used": 0,
+        "cost_in_usd_ticks": number(directives, "cost", cost),
     }
+
+
+def turn_usage(body: JSON, turn: Turn, directives: dict[str, str]) -> JSON:
+    """The usage of one chat turn: its pieces (a tool call counts one) and its reasoning."""
+    completion = len(turn.pieces) + (1 if turn.call else 0)
+    return usage(body, completion, len(turn.reasoning), directives)
 
 
 def call_id(response_id: str, index: int = 0) -> str:
@@ -193,9 +212,10 @@ class Chat:
                 "model": model,
                 "body": body,
                 "pending": "pending" in directives,
+                "directives": directives,
             }
             return self.kit.answer(directives, lambda: ok({"request_id": response_id}))
-        spent = usage(body, len(turn.pieces) + (1 if turn.call else 0), len(turn.reasoning))
+        spent = turn_usage(body, turn, directives)
         if body.get("stream"):
             wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             events = chat_events(response_id, model, turn, spent if wants_usage else None)
@@ -213,8 +233,8 @@ class Chat:
         if entry["pending"]:
             return Reply(202, b"")
         del self.deferred[request_id]
-        turn = chat_turn(entry["body"], entry["model"], {})
-        spent = usage(entry["body"], len(turn.pieces), len(turn.reasoning))
+        turn = chat_turn(entry["body"], entry["model"], entry["directives"])
+        spent = turn_usage(entry["body"], turn, entry["directives"])
         return ok(chat_completion(request_id, entry["model"], turn, spent))
 
     def text_completions(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
@@ -227,7 +247,8 @@ class Chat:
         if body.get("stream"):
             events = text_completion_events(response_id, model, pieces)
             return self.kit.answer(directives, lambda: self.kit.stream(events, directives, head=0))
-        completion = text_completion(response_id, model, pieces, usage(body, len(pieces)))
+        spent = usage(body, len(pieces), directives=directives)
+        completion = text_completion(response_id, model, pieces, spent)
         return self.kit.answer(directives, lambda: ok(completion))
 
 

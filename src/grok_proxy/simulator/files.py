@@ -7,7 +7,7 @@ from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
 
-from grok_proxy.simulator.chat import chat_completion, chat_turn, usage
+from grok_proxy.simulator.chat import chat_completion, chat_turn, turn_usage
 from grok_proxy.simulator.core import JSON, Kit, now, ok, xai_error
 from grok_proxy.simulator.wire import Outcome, Reply, SimRequest
 
@@ -135,7 +135,7 @@ class Files:
             model = chat.get("model", "grok-4.3")
             turn = chat_turn(chat, model, {})
             response_id = self.kit.next_id()
-            completion = chat_completion(response_id, model, turn, usage(chat, len(turn.pieces)))
+            completion = chat_completion(response_id, model, turn, turn_usage(chat, turn, {}))
             request_id = item.get("batch_request_id") if isinstance(item, dict) else None
             batch["results"].append(
                 {

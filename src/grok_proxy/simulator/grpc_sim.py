@@ -3,6 +3,12 @@
 Message classes come from `xai_sdk.proto.v6` (xai-sdk is a dependency): they are exactly
 what the SDK sends and expects, with no code generation step to keep in sync.
 
+The simulated model behaves as on HTTP (simulator/chat.py decides the turn): it calls an
+offered function tool with schema-valid arguments, answers a `response_format` JSON schema
+with an instance of it, thinks first on reasoning models (`reasoning_content`), answers in
+text after a tool result, and bills server-side tools and tokens in `cost_in_usd_ticks`.
+Base64 images are data URLs (`data:image/jpeg;base64,...`), as xAI sends them.
+
 Faults ride in the model name as on HTTP (`grok-4@status=429`, `delay`, `chunks`, `pace`,
 `cut`, `stall`); an HTTP status becomes the gRPC code xAI uses for it. Calls land in the
 same request log and counters as HTTP ones (`/_sim/requests`, `/_sim/stats`), with the
@@ -12,6 +18,8 @@ method as `path`, the metadata as `headers` and the request message as JSON `bod
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -21,6 +29,7 @@ from google.protobuf import empty_pb2, json_format, timestamp_pb2
 from google.protobuf.message import Message
 from xai_sdk.proto.v6 import (
     chat_pb2,
+    deferred_pb2,
     embed_pb2,
     image_pb2,
     models_pb2,
@@ -29,8 +38,10 @@ from xai_sdk.proto.v6 import (
     usage_pb2,
 )
 
-from grok_proxy.simulator import shapes
+from grok_proxy.simulator import catalog, shapes, tools
+from grok_proxy.simulator.chat import Turn, plan, structured_text
 from grok_proxy.simulator.core import ERROR_TEXTS, number, split_model
+from grok_proxy.simulator.media import TINY_JPEG
 from grok_proxy.simulator.wire import SimRequest
 from grok_proxy.simulator.xai import Simulator
 
@@ -51,6 +62,23 @@ CODES = {
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 NO_KEY = "No API key provided. Set the `authorization` metadata to `Bearer <your key>`."
+
+# What each server-side tool of a request is counted as in `SamplingUsage`.
+SERVER_SIDE_TOOLS = {
+    "web_search": usage_pb2.SERVER_SIDE_TOOL_WEB_SEARCH,
+    "x_search": usage_pb2.SERVER_SIDE_TOOL_X_SEARCH,
+    "code_execution": usage_pb2.SERVER_SIDE_TOOL_CODE_EXECUTION,
+    "collections_search": usage_pb2.SERVER_SIDE_TOOL_COLLECTIONS_SEARCH,
+    "mcp": usage_pb2.SERVER_SIDE_TOOL_MCP,
+    "attachment_search": usage_pb2.SERVER_SIDE_TOOL_ATTACHMENT_SEARCH,
+    "image_generation": usage_pb2.SERVER_SIDE_TOOL_IMAGE_GENERATION,
+}
+# xAI's gRPC API sends base64 images as data URLs; xai-sdk's `.image` cuts at "base64,".
+DATA_URL = "data:image/jpeg;base64," + base64.b64encode(TINY_JPEG).decode()
+FORMATS = {
+    chat_pb2.FORMAT_TYPE_JSON_OBJECT: "json_object",
+    chat_pb2.FORMAT_TYPE_JSON_SCHEMA: "json_schema",
+}
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -75,6 +103,12 @@ class GrpcSimulator:
 
     def __init__(self, simulator: Simulator) -> None:
         self.sim = simulator
+        # request_id -> (the answer, whether it stays pending)
+        self.deferred: dict[str, tuple[chat_pb2.GetChatCompletionResponse, bool]] = {}
+        simulator.stateful.append(self)
+
+    def clear(self) -> None:
+        self.deferred.clear()
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         """One generic handler per service; methods not listed answer UNIMPLEMENTED."""
@@ -93,6 +127,36 @@ class GrpcSimulator:
                 self.language_model,
                 models_pb2.GetModelRequest,
                 models_pb2.LanguageModel,
+            ),
+            ("xai_api.Models", "ListImageGenerationModels"): (
+                self.image_models,
+                empty_pb2.Empty,
+                models_pb2.ListImageGenerationModelsResponse,
+            ),
+            ("xai_api.Models", "GetImageGenerationModel"): (
+                self.image_model,
+                models_pb2.GetModelRequest,
+                models_pb2.ImageGenerationModel,
+            ),
+            ("xai_api.Models", "ListEmbeddingModels"): (
+                self.embedding_models,
+                empty_pb2.Empty,
+                models_pb2.ListEmbeddingModelsResponse,
+            ),
+            ("xai_api.Models", "GetEmbeddingModel"): (
+                self.embedding_model,
+                models_pb2.GetModelRequest,
+                models_pb2.EmbeddingModel,
+            ),
+            ("xai_api.Chat", "StartDeferredCompletion"): (
+                self.start_deferred,
+                chat_pb2.GetCompletionsRequest,
+                deferred_pb2.StartDeferredResponse,
+            ),
+            ("xai_api.Chat", "GetDeferredCompletion"): (
+                self.get_deferred,
+                deferred_pb2.GetDeferredRequest,
+                chat_pb2.GetDeferredCompletionResponse,
             ),
             ("xai_api.Tokenize", "TokenizeText"): (
                 self.tokenize,
@@ -192,55 +256,125 @@ class GrpcSimulator:
         return method
 
     # Chat
-    async def completion(self, request: chat_pb2.GetCompletionsRequest) -> Any:
+    def turn(self, request: chat_pb2.GetCompletionsRequest) -> tuple[str, dict[str, str], Turn]:
+        """The model, its directives and what the simulated model does for this request."""
         model, directives = self.model(request.model)
-        await self.faults(directives)
-        text = "".join(shapes.words(number(directives, "chunks")))
+        offered = [
+            tools.Offered(tool.function.name, _schema(tool.function.parameters))
+            for tool in request.tools
+            if tool.WhichOneof("tool") == "function"
+        ]
+        mode = request.tool_choice.mode if request.HasField("tool_choice") else None
+        choice = "none" if mode == chat_pb2.TOOL_MODE_NONE else "auto"
+        forced = request.tool_choice.function_name or None
+        response_format = None
+        if request.response_format.format_type in FORMATS:
+            schema = _schema(request.response_format.schema)
+            kind = FORMATS[request.response_format.format_type]
+            response_format = {"type": kind, "json_schema": {"schema": schema}}
+        turn = plan(
+            model,
+            directives,
+            call=tools.choose(offered, choice, forced),
+            tool_result=_tool_result(request),
+            structured=structured_text(response_format),
+            effort="none" if request.reasoning_effort == chat_pb2.EFFORT_NONE else None,
+        )
+        turn.server_tools = [
+            kind for tool in request.tools if (kind := tool.WhichOneof("tool")) in SERVER_SIDE_TOOLS
+        ]
+        return model, directives, turn
+
+    def answer(
+        self,
+        request: chat_pb2.GetCompletionsRequest,
+        model: str,
+        directives: dict[str, str],
+        turn: Turn,
+    ) -> chat_pb2.GetChatCompletionResponse:
+        """The whole completion for a turn."""
+        message = chat_pb2.CompletionMessage(
+            content=turn.text,
+            reasoning_content="".join(turn.reasoning),
+            role=chat_pb2.MessageRole.ROLE_ASSISTANT,
+        )
+        response_id = self.sim.next_id()
+        if turn.call is not None:
+            message.tool_calls.append(_tool_call(response_id, turn.call))
         return chat_pb2.GetChatCompletionResponse(
-            id=self.sim.next_id(),
+            id=response_id,
             model=model,
             created=now(),
             system_fingerprint=shapes.FINGERPRINT,
             outputs=[
-                chat_pb2.CompletionOutput(
-                    index=0,
-                    finish_reason=sample_pb2.FinishReason.REASON_STOP,
-                    message=chat_pb2.CompletionMessage(
-                        content=text, role=chat_pb2.MessageRole.ROLE_ASSISTANT
-                    ),
-                )
+                chat_pb2.CompletionOutput(index=0, finish_reason=_finish(turn), message=message)
             ],
-            usage=_usage(request, len(text.split())),
+            usage=_usage(request, turn, directives),
         )
+
+    async def completion(self, request: chat_pb2.GetCompletionsRequest) -> Any:
+        model, directives, turn = self.turn(request)
+        await self.faults(directives)
+        return self.answer(request, model, directives, turn)
+
+    async def start_deferred(self, request: chat_pb2.GetCompletionsRequest) -> Any:
+        """StartDeferredCompletion: the answer is kept until fetched (`pending` keeps it back)."""
+        model, directives, turn = self.turn(request)
+        await self.faults(directives)
+        request_id = self.sim.next_id()
+        answer = self.answer(request, model, directives, turn)
+        self.deferred[request_id] = (answer, "pending" in directives)
+        return deferred_pb2.StartDeferredResponse(request_id=request_id)
+
+    async def get_deferred(self, request: deferred_pb2.GetDeferredRequest) -> Any:
+        found = self.deferred.get(request.request_id)
+        if found is None:
+            raise Refused(
+                grpc.StatusCode.NOT_FOUND,
+                f"No deferred request {request.request_id}, or it was already fetched.",
+            )
+        answer, pending = found
+        if pending:
+            return chat_pb2.GetDeferredCompletionResponse(status=deferred_pb2.PENDING)
+        del self.deferred[request.request_id]
+        return chat_pb2.GetDeferredCompletionResponse(status=deferred_pb2.DONE, response=answer)
 
     async def chunks(
         self, request: chat_pb2.GetCompletionsRequest, context: Context
     ) -> AsyncIterator[chat_pb2.GetChatCompletionChunk]:
-        """GetCompletionChunk: one chunk per piece; pace, cut and stall as on HTTP."""
+        """GetCompletionChunk: reasoning, then content pieces or one whole tool call, then the
+        finish with usage; pace, cut and stall count the content pieces, as on HTTP."""
         try:
             self.admit("/xai_api.Chat/GetCompletionChunk", request, context)
-            model, directives = self.model(request.model)
+            model, directives, turn = self.turn(request)
             await self.faults(directives)
         except Refused as refused:
             await context.abort(refused.code, refused.details)
         self.sim.count("streams_started")
         response_id = self.sim.next_id()
-        pieces = shapes.words(number(directives, "chunks"))
+        deltas = [chat_pb2.Delta(reasoning_content=piece) for piece in turn.reasoning]
+        head = len(deltas)
+        deltas += [chat_pb2.Delta(content=piece) for piece in turn.pieces]
+        if turn.call is not None:
+            deltas.append(chat_pb2.Delta(tool_calls=[_tool_call(response_id, turn.call)]))
         pace = number(directives, "pace") / 1000
         cut = number(directives, "cut", -1)
         stall = number(directives, "stall", -1)
         try:
-            for index, piece in enumerate(pieces):
-                if pace:
+            for index, delta in enumerate(deltas):
+                piece = index - head  # negative while the model thinks
+                if piece >= 0 and pace:
                     await asyncio.sleep(pace)
-                if index == cut:
+                if piece >= 0 and piece == cut:
                     self.sim.count("streams_cut")
                     await context.abort(
                         grpc.StatusCode.UNAVAILABLE, "The simulator cut the stream."
                     )
-                if index == stall:
+                if piece >= 0 and piece == stall:
                     await asyncio.Event().wait()
-                last = index == len(pieces) - 1
+                last = index == len(deltas) - 1
+                # The SDK takes each chunk's role as the output's: every delta carries it.
+                delta.role = chat_pb2.MessageRole.ROLE_ASSISTANT
                 yield chat_pb2.GetChatCompletionChunk(
                     id=response_id,
                     model=model,
@@ -249,15 +383,11 @@ class GrpcSimulator:
                     outputs=[
                         chat_pb2.CompletionOutputChunk(
                             index=0,
-                            delta=chat_pb2.Delta(
-                                content=piece, role=chat_pb2.MessageRole.ROLE_ASSISTANT
-                            ),
-                            finish_reason=sample_pb2.FinishReason.REASON_STOP
-                            if last
-                            else sample_pb2.FinishReason.REASON_INVALID,
+                            delta=delta,
+                            finish_reason=_finish(turn) if last else sample_pb2.REASON_INVALID,
                         )
                     ],
-                    usage=_usage(request, len(pieces)) if last else None,
+                    usage=_usage(request, turn, directives) if last else None,
                 )
         except asyncio.CancelledError:
             self.sim.count("streams_cancelled")
@@ -275,6 +405,20 @@ class GrpcSimulator:
             if entry["id"] == request.name:
                 return _language_model(entry["id"])
         raise Refused(grpc.StatusCode.NOT_FOUND, f"Model not found: {request.name}")
+
+    async def image_models(self, request: empty_pb2.Empty) -> Any:
+        models = [_image_model(m) for m in catalog.MODELS if m.kind == "image"]
+        return models_pb2.ListImageGenerationModelsResponse(models=models)
+
+    async def image_model(self, request: models_pb2.GetModelRequest) -> Any:
+        return _image_model(_one("image", request.name))
+
+    async def embedding_models(self, request: empty_pb2.Empty) -> Any:
+        models = [_embedding_model(m) for m in catalog.MODELS if m.kind == "embedding"]
+        return models_pb2.ListEmbeddingModelsResponse(models=models)
+
+    async def embedding_model(self, request: models_pb2.GetModelRequest) -> Any:
+        return _embedding_model(_one("embedding", request.name))
 
     # Tokenize
     async def tokenize(self, request: tokenize_pb2.TokenizeTextRequest) -> Any:
@@ -305,15 +449,17 @@ class GrpcSimulator:
             "b64_json" if request.format == image_pb2.ImageFormat.IMG_FORMAT_BASE64 else "url",
             self.sim.sequence,
         )
+        cost = number(directives, "cost", answer["usage"]["cost_in_usd_ticks"])
         return image_pb2.ImageResponse(
             model=model,
             images=[
                 # url and base64 are one field (a oneof): set only the one there is.
                 image_pb2.GeneratedImage(url=item["url"], respect_moderation=True)
                 if "url" in item
-                else image_pb2.GeneratedImage(base64=item["b64_json"], respect_moderation=True)
+                else image_pb2.GeneratedImage(base64=DATA_URL, respect_moderation=True)
                 for item in answer["data"]
             ],
+            usage=usage_pb2.SamplingUsage(cost_in_usd_ticks=cost),
         )
 
     # Embedder
@@ -336,25 +482,117 @@ class GrpcSimulator:
         )
 
 
-def _usage(
-    request: chat_pb2.GetCompletionsRequest, completion_tokens: int
-) -> usage_pb2.SamplingUsage:
-    prompt = max(1, request.ByteSize() // 4)  # about four bytes a token, as on HTTP
-    return usage_pb2.SamplingUsage(
-        prompt_tokens=prompt,
-        prompt_text_tokens=prompt,
-        completion_tokens=completion_tokens,
-        total_tokens=prompt + completion_tokens,
+def _one(kind: str, name: str) -> catalog.Model:
+    """The model of this kind a name or alias stands for, or xAI's NOT_FOUND."""
+    model = catalog.find(name)
+    if model is None or model.kind != kind:
+        raise Refused(grpc.StatusCode.NOT_FOUND, f"Model not found: {name}")
+    return model
+
+
+def _schema(text: str) -> Any:
+    """A JSON schema sent as a string (tool parameters, response format); {} when unreadable."""
+    try:
+        return json.loads(text) if text else {}
+    except ValueError:
+        return {}
+
+
+def _tool_result(request: chat_pb2.GetCompletionsRequest) -> str | None:
+    """The text of the `tool` messages that end the conversation, if any."""
+    results: list[str] = []
+    for message in reversed(request.messages):
+        if message.role != chat_pb2.MessageRole.ROLE_TOOL:
+            break
+        results.insert(0, "".join(part.text for part in message.content))
+    return "; ".join(results) if results else None
+
+
+def _tool_call(response_id: str, call: tools.Call) -> chat_pb2.ToolCall:
+    return chat_pb2.ToolCall(
+        id=f"call_{response_id[-12:]}0",
+        type=chat_pb2.TOOL_CALL_TYPE_CLIENT_SIDE_TOOL,
+        status=chat_pb2.TOOL_CALL_STATUS_COMPLETED,
+        function=chat_pb2.FunctionCall(name=call.name, arguments=call.arguments_json),
     )
 
 
+def _finish(turn: Turn) -> sample_pb2.FinishReason:
+    return sample_pb2.REASON_TOOL_CALLS if turn.call is not None else sample_pb2.REASON_STOP
+
+
+def _usage(
+    request: chat_pb2.GetCompletionsRequest, turn: Turn, directives: dict[str, str]
+) -> usage_pb2.SamplingUsage:
+    """Tokens (about four request bytes a token, as on HTTP) and their price in ticks."""
+    prompt = max(1, request.ByteSize() // 4)
+    completion = len(turn.pieces) + (1 if turn.call else 0)
+    reasoning = len(turn.reasoning)
+    cached = min(prompt, number(directives, "cached"))
+    used = [SERVER_SIDE_TOOLS[kind] for kind in turn.server_tools]
+    cost = catalog.token_cost(prompt, completion, reasoning, cached, len(used))
+    return usage_pb2.SamplingUsage(
+        prompt_tokens=prompt,
+        prompt_text_tokens=prompt,
+        cached_prompt_text_tokens=cached,
+        completion_tokens=completion,
+        reasoning_tokens=reasoning,
+        total_tokens=prompt + completion + reasoning,
+        server_side_tools_used=used,
+        cost_in_usd_ticks=number(directives, "cost", cost),
+    )
+
+
+def _created() -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromSeconds(catalog.CREATED)
+    return stamp
+
+
 def _language_model(name: str) -> models_pb2.LanguageModel:
+    model = catalog.find(name)
+    prices = catalog.LANGUAGE_PRICES
     return models_pb2.LanguageModel(
         name=name,
+        aliases=list(model.aliases) if model else [],
         version="1.0",
         input_modalities=[models_pb2.Modality.TEXT],
         output_modalities=[models_pb2.Modality.TEXT],
+        prompt_text_token_price=prices["prompt_text_token_price"],
+        prompt_image_token_price=prices["prompt_image_token_price"],
+        cached_prompt_token_price=prices["cached_prompt_text_token_price"],
+        completion_text_token_price=prices["completion_text_token_price"],
+        created=_created(),
         max_prompt_length=131072,
+        system_fingerprint=shapes.FINGERPRINT,
+    )
+
+
+def _image_model(model: catalog.Model) -> models_pb2.ImageGenerationModel:
+    return models_pb2.ImageGenerationModel(
+        name=model.id,
+        aliases=list(model.aliases),
+        version="1.0",
+        input_modalities=[models_pb2.Modality.TEXT, models_pb2.Modality.IMAGE],
+        output_modalities=[models_pb2.Modality.IMAGE],
+        image_price=catalog.IMAGE_PRICE_CENTS,
+        created=_created(),
+        max_prompt_length=1024,
+        system_fingerprint=shapes.FINGERPRINT,
+    )
+
+
+def _embedding_model(model: catalog.Model) -> models_pb2.EmbeddingModel:
+    prices = catalog.EMBEDDING_PRICES
+    return models_pb2.EmbeddingModel(
+        name=model.id,
+        aliases=list(model.aliases),
+        version="1.0",
+        input_modalities=[models_pb2.Modality.TEXT],
+        output_modalities=[models_pb2.Modality.EMBEDDING],
+        prompt_text_token_price=prices["prompt_text_token_price"],
+        prompt_image_token_price=prices["prompt_image_token_price"],
+        created=_created(),
         system_fingerprint=shapes.FINGERPRINT,
     )
 

@@ -6,7 +6,7 @@ import base64
 from collections.abc import Awaitable
 
 from grok_proxy.simulator import catalog
-from grok_proxy.simulator.core import JSON, Kit, missing_field, ok, xai_error
+from grok_proxy.simulator.core import JSON, Kit, missing_field, number, ok, xai_error
 from grok_proxy.simulator.wire import Outcome, Reply, SimRequest
 
 # The smallest valid JPEG: what b64_json images decode to.
@@ -21,13 +21,20 @@ def images(prompt: str, count: int, response_format: str, sequence: int) -> JSON
     revised = f"A detailed rendering of: {prompt}"
     if response_format == "b64_json":
         encoded = base64.b64encode(TINY_JPEG).decode()
-        data = [{"b64_json": encoded, "revised_prompt": revised} for _ in range(count)]
+        data = [
+            {"b64_json": encoded, "mime_type": "image/jpeg", "revised_prompt": revised}
+            for _ in range(count)
+        ]
     else:
         data = [
-            {"url": f"https://imgen.x.ai/sim/{sequence}-{i}.jpg", "revised_prompt": revised}
+            {
+                "url": f"https://imgen.x.ai/sim/{sequence}-{i}.jpg",
+                "mime_type": "image/jpeg",
+                "revised_prompt": revised,
+            }
             for i in range(count)
         ]
-    return {"data": data}
+    return {"data": data, "usage": {"cost_in_usd_ticks": count * catalog.IMAGE_TICKS}}
 
 
 class Media:
@@ -70,6 +77,8 @@ class Media:
         answer = images(
             body["prompt"], count, body.get("response_format") or "url", self.kit.sequence
         )
+        if "cost" in directives:
+            answer["usage"]["cost_in_usd_ticks"] = number(directives, "cost")
         return self.kit.answer(directives, lambda: ok(answer))
 
     def start_video(self, request: SimRequest) -> Outcome | Awaitable[Outcome]:
@@ -85,7 +94,12 @@ class Media:
         if not isinstance(duration, int) or not 1 <= duration <= 15:
             return xai_error(400, "duration must be between 1 and 15 seconds.")
         request_id = self.kit.next_id()
-        self.videos[request_id] = {"model": model, "polls": 0, "duration": duration}
+        self.videos[request_id] = {
+            "model": model,
+            "polls": 0,
+            "duration": duration,
+            "cost": number(directives, "cost", duration * catalog.VIDEO_SECOND_TICKS),
+        }
         return self.kit.answer(directives, lambda: ok({"request_id": request_id}))
 
     def video(self, request: SimRequest, request_id: str) -> Outcome:
@@ -95,12 +109,14 @@ class Media:
             return xai_error(404, f"No video request {request_id}.")
         entry["polls"] += 1
         if entry["polls"] == 1:
-            return ok({"request_id": request_id, "status": "pending"}, status=202)
+            return ok({"request_id": request_id, "status": "pending", "progress": 50}, status=202)
         return ok(
             {
                 "request_id": request_id,
                 "status": "done",
+                "progress": 100,
                 "model": entry["model"],
+                "usage": {"cost_in_usd_ticks": entry["cost"]},
                 "video": {
                     "url": f"https://vidgen.x.ai/sim/{request_id}.mp4",
                     "duration": entry["duration"],

@@ -9,7 +9,10 @@ path                script
 ==================  =====================================================================
 /v1/realtime        `session.created`; audio appends and commits; `response.create` ->
                     paced audio and transcript deltas (text deltas for text-only
-                    sessions), a function call when tools were declared, `response.done`
+                    sessions), a call of a declared function tool (the forced one, else
+                    the first) with arguments valid for its `parameters` unless
+                    `tool_choice` is `none`, `response.done`; after `function_call_output`
+                    items it answers "The tool returned: <output>" and calls nothing
 /v1/responses       per `response.create`, the events of the SSE stream, one per
                     message; `previous_response_id` must name an earlier response
 /v1/tts             `text.delta` -> `audio.delta` per word; `text.done` -> `audio.done`
@@ -62,8 +65,15 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
-from grok_proxy.simulator import shapes
-from grok_proxy.simulator.core import Kit, number, parse_directives, split_model, xai_error
+from grok_proxy.simulator import shapes, tools
+from grok_proxy.simulator.core import (
+    Kit,
+    number,
+    parse_directives,
+    split_model,
+    text_pieces,
+    xai_error,
+)
 from grok_proxy.simulator.responses import model_response, response_events, response_turn
 from grok_proxy.simulator.wire import Outcome, Reply, SimRequest
 from grok_proxy.simulator.xai import Simulator
@@ -453,6 +463,8 @@ class Realtime:
         audio = 0
         speaking_item: str | None = None
         responding: asyncio.Task[None] | None = None
+        # Function outputs the caller added since the last response: the next one answers them.
+        results: list[str] = []
         while True:
             event = await self.next_event(socket, out)
             if event is None:
@@ -482,13 +494,16 @@ class Realtime:
             elif kind == "conversation.item.create":
                 item = dict(event.get("item") or {})
                 item.setdefault("id", "item_" + ids())
+                if item.get("type") == "function_call_output":
+                    results.append(tools.text_of(item.get("output")))
                 await out.send({"type": "conversation.item.added", "item": item})
             elif kind == "response.create":
                 if responding is not None and not responding.done():
                     await out.send(error_event("conversation_already_has_active_response", "Busy."))
                     continue
                 options = event.get("response") or {}
-                responding = asyncio.ensure_future(self.respond(out, session, options))
+                answered, results = results, []
+                responding = asyncio.ensure_future(self.respond(out, session, options, answered))
             elif kind == "response.cancel":
                 if responding is not None and not responding.done():
                     responding.cancel()
@@ -518,13 +533,24 @@ class Realtime:
         }
         await out.send({"type": "conversation.item.added", "item": item})
 
-    async def respond(self, out: Out, session: JSON, options: JSON) -> None:
+    async def respond(
+        self, out: Out, session: JSON, options: JSON, results: list[str] | None = None
+    ) -> None:
         """One spoken answer: paced deltas, a function call when tools exist, response.done."""
         ids = self.simulator.next_id
         response_id, item_id = "resp_" + ids(), "item_" + ids()
         modalities = options.get("modalities") or session.get("modalities") or ["audio"]
         spoken = "audio" in modalities
         pieces = shapes.words(number(out.directives, "chunks"))
+        call = None
+        if results:
+            pieces = text_pieces(tools.result_answer("; ".join(results)))
+        else:
+            choice = options.get("tool_choice", session.get("tool_choice"))
+            declared = options.get("tools") or session.get("tools") or []
+            call = tools.choose(
+                tools.responses_offered({"tools": declared}), choice, tools.responses_forced(choice)
+            )
         head = {"response_id": response_id, "item_id": item_id, "output_index": 0}
         output: list[JSON] = []
         try:
@@ -558,28 +584,26 @@ class Realtime:
             else:
                 await out.send({"type": "response.text.done", **head, "text": text})
             output.append({"id": item_id, "type": "message", "role": "assistant", "text": text})
-            tools = options.get("tools") or session.get("tools") or []
-            if tools:
-                name = tools[0].get("name", "tool")
-                call = {
+            if call is not None:
+                item = {
                     "id": "item_" + ids(),
                     "type": "function_call",
                     "call_id": "call_" + ids(),
-                    "name": name,
-                    "arguments": '{"location":"Paris"}',
+                    "name": call.name,
+                    "arguments": call.arguments_json,
                 }
                 await out.send(
                     {
                         "type": "response.function_call_arguments.done",
                         "response_id": response_id,
-                        "item_id": call["id"],
+                        "item_id": item["id"],
                         "output_index": 1,
-                        "call_id": call["call_id"],
-                        "name": name,
-                        "arguments": call["arguments"],
+                        "call_id": item["call_id"],
+                        "name": call.name,
+                        "arguments": item["arguments"],
                     }
                 )
-                output.append(call)
+                output.append(item)
             status = "completed"
         except asyncio.CancelledError:
             status = "cancelled"
@@ -628,7 +652,7 @@ class Realtime:
             # The same response and events as the SSE stream of POST /v1/responses.
             turn = response_turn(body, model, directives)
             response_id = "resp_" + self.simulator.next_id()
-            final = model_response(response_id, model, body, turn)
+            final = model_response(response_id, model, body, turn, directives)
             final["previous_response_id"] = previous
             events, _ = response_events(final, turn)
             for raw in events:

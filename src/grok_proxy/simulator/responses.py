@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any
 
-from grok_proxy.simulator import tools
+from grok_proxy.simulator import catalog, tools
 from grok_proxy.simulator.chat import Turn, plan, structured_text
-from grok_proxy.simulator.core import JSON, Kit, named_event, now, ok, xai_error
+from grok_proxy.simulator.core import JSON, Kit, named_event, now, number, ok, xai_error
 from grok_proxy.simulator.wire import Outcome, Reply, SimRequest
 
 
@@ -16,7 +16,7 @@ def response_turn(body: JSON, model: str, directives: dict[str, str]) -> Turn:
     choice = body.get("tool_choice")
     text = body.get("text")
     reasoning = body.get("reasoning")
-    return plan(
+    turn = plan(
         model,
         directives,
         call=tools.choose(offered, choice, tools.responses_forced(choice)),
@@ -24,12 +24,23 @@ def response_turn(body: JSON, model: str, directives: dict[str, str]) -> Turn:
         structured=structured_text(text.get("format") if isinstance(text, dict) else None),
         effort=reasoning.get("effort") if isinstance(reasoning, dict) else None,
     )
+    turn.server_tools = tools.server_side_offered(body)
+    return turn
 
 
 def output_items(response_id: str, turn: Turn, status: str = "completed") -> list[JSON]:
     """Reasoning first (if any), then the function call or the message."""
     suffix = response_id.removeprefix("resp_")
     items: list[JSON] = []
+    if "web_search" in turn.server_tools:
+        # What a search looked like; the other server-side tools only show in usage.
+        action = {
+            "type": "search",
+            "query": "grok-proxy simulator",
+            "sources": [{"type": "url", "url": "https://example.com/"}],
+        }
+        search = {"id": f"ws_{suffix}", "type": "web_search_call", "status": status}
+        items.append({**search, "action": action})
     if turn.reasoning:
         summary = [{"type": "summary_text", "text": "".join(turn.reasoning)}]
         items.append(
@@ -63,9 +74,14 @@ def output_text(text: str) -> JSON:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def model_response(response_id: str, model: str, body: JSON, turn: Turn) -> JSON:
-    output_tokens = len(turn.pieces) + (1 if turn.call else 0) + len(turn.reasoning)
-    input_tokens = max(1, len(str(body.get("input", ""))) // 4)
+def model_response(
+    response_id: str,
+    model: str,
+    body: JSON,
+    turn: Turn,
+    directives: dict[str, str] | None = None,
+) -> JSON:
+    """A complete `ModelResponse`, usage priced in ticks (`cost=N`, `cached=N` set them)."""
     text = body.get("text") if isinstance(body.get("text"), dict) else {"format": {"type": "text"}}
     return {
         "id": response_id,
@@ -89,13 +105,35 @@ def model_response(response_id: str, model: str, body: JSON, turn: Turn) -> JSON
         "prompt_cache_key": body.get("prompt_cache_key"),
         "error": None,
         "incomplete_details": None,
-        "usage": {
-            "input_tokens": input_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": output_tokens,
-            "output_tokens_details": {"reasoning_tokens": len(turn.reasoning)},
-            "total_tokens": input_tokens + output_tokens,
-        },
+        # Accepted for OpenResponses compatibility; xAI echoes them with these values.
+        "background": False,
+        "service_tier": "default",
+        "truncation": "disabled",
+        "top_logprobs": body.get("top_logprobs") or 0,
+        "presence_penalty": body.get("presence_penalty") or 0,
+        "frequency_penalty": body.get("frequency_penalty") or 0,
+        "usage": response_usage(body, turn, directives or {}),
+    }
+
+
+def response_usage(body: JSON, turn: Turn, directives: dict[str, str]) -> JSON:
+    """Responses usage: reasoning is part of output_tokens here, unlike Chat Completions."""
+    reasoning = len(turn.reasoning)
+    output_tokens = len(turn.pieces) + (1 if turn.call else 0) + reasoning
+    input_tokens = max(1, len(str(body.get("input", ""))) // 4)
+    cached = min(input_tokens, number(directives, "cached"))
+    used = len(turn.server_tools)
+    cost = catalog.token_cost(input_tokens, output_tokens - reasoning, reasoning, cached, used)
+    return {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": cached},
+        "output_tokens": output_tokens,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": input_tokens + output_tokens,
+        "num_sources_used": 0,
+        "num_server_side_tools_used": used,
+        "server_side_tool_usage_details": tools.server_side_details(turn.server_tools),
+        "cost_in_usd_ticks": number(directives, "cost", cost),
     }
 
 
@@ -104,9 +142,12 @@ class EventWriter:
 
     def __init__(self) -> None:
         self.events: list[bytes] = []
+        self.first_delta: int | None = None
 
     def __call__(self, kind: str, **fields: Any) -> None:
         payload = {"type": kind, "sequence_number": len(self.events), **fields}
+        if self.first_delta is None and kind.endswith(".delta"):
+            self.first_delta = len(self.events)
         self.events.append(named_event(kind, payload))
 
 
@@ -116,7 +157,6 @@ def response_events(done: JSON, turn: Turn) -> tuple[list[bytes], int]:
     started = {**done, "status": "in_progress", "output": [], "usage": None}
     emit("response.created", response=started)
     emit("response.in_progress", response=started)
-    head = len(emit.events) + 2
     for index, item in enumerate(done["output"]):
         kind = item["type"]
         opened = {**item, "status": "in_progress"}
@@ -131,6 +171,10 @@ def response_events(done: JSON, turn: Turn) -> tuple[list[bytes], int]:
             emit("response.reasoning_summary_text.done", **ids, summary_index=0, text=text)
             part = {"type": "summary_text", "text": text}
             emit("response.reasoning_summary_part.done", **ids, summary_index=0, part=part)
+        elif kind == "web_search_call":
+            emit("response.output_item.added", output_index=index, item=opened)
+            for step in ("in_progress", "searching", "completed"):
+                emit(f"response.web_search_call.{step}", **ids)
         elif kind == "function_call":
             emit("response.output_item.added", output_index=index, item={**opened, "arguments": ""})
             arguments = item["arguments"]
@@ -146,7 +190,7 @@ def response_events(done: JSON, turn: Turn) -> tuple[list[bytes], int]:
             emit("response.content_part.done", **where, part=output_text(turn.text))
         emit("response.output_item.done", output_index=index, item=item)
     emit("response.completed", response=done)
-    return emit.events, head
+    return emit.events, emit.first_delta or 0
 
 
 class Responses:
@@ -173,7 +217,7 @@ class Responses:
             return xai_error(404, f"Response with id {previous} not found.")
         turn = response_turn(body, model, directives)
         response_id = "resp_" + self.kit.next_id()
-        response = model_response(response_id, model, body, turn)
+        response = model_response(response_id, model, body, turn, directives)
         if body.get("store", True) is not False:
             self.stored[response_id] = response
         if body.get("stream"):

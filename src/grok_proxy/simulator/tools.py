@@ -71,6 +71,35 @@ def text_of(content: Any) -> str:
     return orjson.dumps(content).decode()
 
 
+# Server-side tools xAI runs itself, and the `server_side_tool_usage_details` field each counts in.
+SERVER_SIDE = {
+    "web_search": "web_search_calls",
+    "x_search": "x_search_calls",
+    "code_interpreter": "code_interpreter_calls",
+    "code_execution": "code_interpreter_calls",
+    "file_search": "file_search_calls",
+    "collections_search": "document_search_calls",
+    "mcp": "mcp_calls",
+}
+
+
+def server_side_offered(body: JSON) -> list[str]:
+    """The server-side tools a Responses request offers: the model uses each once."""
+    return [
+        tool["type"]
+        for tool in body.get("tools") or []
+        if isinstance(tool, dict) and tool.get("type") in SERVER_SIDE
+    ]
+
+
+def server_side_details(used: list[str]) -> JSON:
+    """xAI's `server_side_tool_usage_details`: calls per kind, every kind present."""
+    details = dict.fromkeys(sorted(set(SERVER_SIDE.values())), 0)
+    for kind in used:
+        details[SERVER_SIDE[kind]] += 1
+    return details
+
+
 # Chat Completions: tools=[{"type": "function", "function": {...}}]
 
 

@@ -14,7 +14,11 @@ What the simulated model does, deterministically:
   enums, nested objects and arrays); `json_object`: `{"answer": ...}`;
 - reasoning models (grok-4.7, grok-4.3, grok-4.20 reasoning ...) think first:
   `reasoning_content` (chat), a reasoning item and `reasoning_summary_text` events
-  (Responses), reasoning tokens in usage; `grok-4` is kept as a non-reasoning legacy alias.
+  (Responses), a `thinking` block when Anthropic `thinking` is on, reasoning tokens in
+  usage; `grok-4` is kept as a non-reasoning legacy alias;
+- server-side tools offered to Responses are each used once (usage counts and bills them);
+- usage carries `cost_in_usd_ticks` from the twin's own price list (catalog.py), plain and
+  streamed; images and finished videos carry theirs in `usage`.
 
 Strict as xAI: unknown paths and models are 404 (xAI's message); `search_parameters` is 410
 Gone; a key that contains `invalid` gets xAI's 400 "Incorrect API key provided" (xAI answers
@@ -41,6 +45,9 @@ pace=MS        wait MS milliseconds before each streamed piece
 cut=K          drop the connection before piece K of a stream
 stall=K        stop sending before piece K of a stream, and never finish
 pending        with `deferred: true`: the deferred result stays 202 (not ready)
+cost=N         report exactly N in `cost_in_usd_ticks` (chat, Responses, Messages,
+               images, videos, gRPC)
+cached=N       report N of the prompt tokens as cached, and price them so
 frame=F        how a stream is framed on the wire; several joined with `+`
                (`frame=crlf+split`):
                  `lf`        LF line ends, one event per write (the default)
@@ -62,13 +69,14 @@ import base64
 import re
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from grok_proxy.simulator.account import Account
 from grok_proxy.simulator.chat import Chat
 from grok_proxy.simulator.core import Kit, ok, xai_error
+from grok_proxy.simulator.documents import Documents
 from grok_proxy.simulator.embeddings import Embeddings
 from grok_proxy.simulator.files import Files
 from grok_proxy.simulator.media import Media
@@ -77,6 +85,13 @@ from grok_proxy.simulator.responses import Responses
 from grok_proxy.simulator.wire import Outcome, Reply, SimRequest
 
 Route = Callable[..., "Outcome | Awaitable[Outcome]"]
+
+
+class Stateful(Protocol):
+    """An area that keeps objects between requests (stored responses, files, videos...)."""
+
+    def clear(self) -> None: ...
+
 
 # Where xAI's API is served: xAI itself, and the access points grok-proxy has presets for.
 BASES = re.compile(r"^(?:/v1/[^/]+/[^/]+/grok/v1|/api/v1|/v1)(?=/)")
@@ -102,7 +117,10 @@ class Simulator:
         self.media = Media(self.kit)
         self.files = Files(self.kit)
         self.embeddings = Embeddings(self.kit)
+        self.documents = Documents(self.kit)
         self.account = Account(self.kit)
+        # What `POST /_sim/reset` empties besides the request log (the gRPC side adds itself).
+        self.stateful: list[Stateful] = [self.chat, self.responses, self.media, self.files]
         self.controls: dict[tuple[str, str], Route] = {
             ("GET", "/_sim/requests"): self.list_requests,
             ("GET", "/_sim/stats"): self.get_stats,
@@ -132,6 +150,7 @@ class Simulator:
             ("DELETE", "/responses/{id}", responses.delete),
             ("POST", "/messages", messages.create),
             ("POST", "/messages/count_tokens", messages.count_tokens),
+            ("POST", "/complete", messages.complete),
             ("POST", "/images/generations", media.generate_images),
             ("POST", "/images/edits", media.edit_images),
             ("POST", "/videos/generations", media.start_video),
@@ -140,12 +159,17 @@ class Simulator:
             ("GET", "/videos/{id}", media.video),
             ("POST", "/embeddings", self.embeddings.create),
             ("POST", "/tokenize-text", self.embeddings.tokenize),
+            ("POST", "/documents/search", self.documents.search),
             ("GET", "/models", account.list_models),
             ("GET", "/models/{id}", account.retrieve_model),
             ("GET", "/language-models", account.language_models),
             ("GET", "/language-models/{id}", account.language_model),
+            ("GET", "/embedding-models", account.embedding_models),
+            ("GET", "/embedding-models/{id}", account.embedding_model),
             ("GET", "/image-generation-models", account.image_models),
+            ("GET", "/image-generation-models/{id}", account.image_model),
             ("GET", "/video-generation-models", account.video_models),
+            ("GET", "/video-generation-models/{id}", account.video_model),
             ("GET", "/api-key", account.api_key),
             ("POST", "/files", files.upload),
             ("GET", "/files", files.list_files),
@@ -222,7 +246,7 @@ class Simulator:
 
     def reset(self, request: SimRequest | None) -> Reply:
         self.kit.clear()
-        for area in (self.chat, self.responses, self.media, self.files):
+        for area in self.stateful:
             area.clear()
         return Reply(200, b'{"reset":true}')
 
