@@ -199,12 +199,14 @@ class Forwarder:
         self, request: Request, caller: Caller, outgoing: Outgoing
     ) -> list[tuple[str, str]]:
         """Allow-listed caller headers (every value of repeated ones) and the upstream key."""
-        headers = [
-            (name, value)
-            for name, value in request.headers.items()
-            if (name in FORWARDED_REQUEST_HEADERS or name.startswith(FORWARDED_REQUEST_PREFIXES))
-            and name not in outgoing.headers
-        ]
+        # From the raw header list: only the few forwarded ones are decoded.
+        headers = []
+        for raw_name, raw_value in request.scope["headers"]:
+            name = raw_name.decode("latin-1")
+            if (
+                name in FORWARDED_REQUEST_HEADERS or name.startswith(FORWARDED_REQUEST_PREFIXES)
+            ) and name not in outgoing.headers:
+                headers.append((name, raw_value.decode("latin-1")))
         headers.extend(outgoing.headers.items())
         headers.extend(self.preset_headers.items())
         headers.append(("authorization", f"Bearer {caller.upstream_key}"))

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from contextvars import ContextVar
+from functools import lru_cache
 from typing import Any, TextIO
 
 import orjson
@@ -25,6 +26,7 @@ request_id: ContextVar[str] = ContextVar("request_id", default="-")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
+@lru_cache(maxsize=4096)  # a handful of keys call all day: hash each once
 def key_fingerprint(key: str) -> str:
     """A short, one-way tag for a key: safe to log, useless to an attacker."""
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:8]
