@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.run import free_port, pinned, wait_for  # noqa: E402
+from bench.processes import free_port, pinned, wait_for  # noqa: E402
 
 HOST = "127.0.0.1"
 BODY = b'{"model":"grok-4","messages":[{"role":"user","content":"Say hello"}]}'
