@@ -28,7 +28,7 @@ class Load:
 def wrk(
     url: str,
     connections: int,
-    seconds: float,
+    seconds: int,
     watch: dict[str, int] | None = None,
     key: str = KEY,
     body: str = BODY,
@@ -74,6 +74,6 @@ def wrk(
     assert rate, output
     total = re.search(r"(\d+) requests in", output)
     assert total, output
-    requests = max(1, int(total.group(1)))
-    cpu_us = {name: used / requests * 1e6 for name, used in spent.items()}
+    requests = int(total.group(1))
+    cpu_us = {name: used / max(1, requests) * 1e6 for name, used in spent.items()}
     return Load(float(rate.group(1)), latency("50"), latency("99"), errors, requests, cpu_us)

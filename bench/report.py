@@ -25,6 +25,7 @@ class StreamRun:
     """One kind of stream load, run against several targets."""
 
     title: str
+    events_each: int
     by_target: dict[str, Streams] = field(default_factory=dict)
 
 

@@ -69,7 +69,7 @@ SLOW_PROXY_SETTINGS = {"MAX_CONNECTIONS": "10000", "XAI_POOL_SIZE": "10000"}
 class Plan:
     """The sizes of one run: full by default, tiny with --quick."""
 
-    seconds: float = 8
+    seconds: int = 8
     streams: int = 1000
     chunks: int = 50  # + role, finish, usage and [DONE]: 54 events
     pace_ms: int = 20
@@ -77,7 +77,7 @@ class Plan:
     slow_chunks: int = 30  # one event a second: 33 paced events, about 33 s
     slow_pace_ms: int = 1000
     slow_processes: int = 4
-    ws: Pacing = field(default_factory=lambda: Pacing(200, 50, 20))
+    ws: Pacing = field(default_factory=lambda: Pacing(100, 50, 20))
     litellm_streams: int = 500
     measures: bool = True  # False: a quick run, correctness only
 
@@ -177,7 +177,7 @@ def arguments() -> argparse.Namespace:
         help="add LiteLLM as a peer (installed into /tmp/litellm-venv)",
     )
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
-    parser.add_argument("--seconds", type=float, help="length of each wrk load (default 8)")
+    parser.add_argument("--seconds", type=int, help="length of each wrk load (default 8)")
     parser.add_argument("--streams", type=int, help="paced and burst streams (default 1,000)")
     parser.add_argument("--slow", type=int, help="slow streams (default 8,000)")
     parser.add_argument(
@@ -207,15 +207,14 @@ def common_sections(
         if results.paced is None:
             events = events_per_stream(plan.chunks)
             title = f"{plan.streams:,} streams of {events} events paced {plan.pace_ms} ms"
-            results.paced = StreamRun(title)
+            results.paced = StreamRun(title, events)
         model = paced_model(plan.chunks, plan.pace_ms)
         results.paced.by_target[name] = streams(url, model, plan.streams, watch=watch)
     if "burst" in sections:
         if results.burst is None:
             events = events_per_stream(plan.chunks)
-            results.burst = StreamRun(
-                f"burst of {plan.streams:,} unpaced streams of {events} events"
-            )
+            title = f"burst of {plan.streams:,} unpaced streams of {events} events"
+            results.burst = StreamRun(title, events)
         model = paced_model(plan.chunks, 0)
         results.burst.by_target[name] = streams(url, model, plan.streams, watch=watch)
 
@@ -225,7 +224,8 @@ def slow_section(plan: Plan, sim_port: int, sim_pid: int, through: tuple[int, in
     seconds = (plan.slow_chunks + 3) * plan.slow_pace_ms / 1000
     run = StreamRun(
         f"{plan.slow_streams:,} slow streams (one event every {plan.slow_pace_ms} ms, "
-        f"{seconds:.0f} s)"
+        f"{seconds:.0f} s)",
+        events_per_stream(plan.slow_chunks),
     )
     model = paced_model(plan.slow_chunks, plan.slow_pace_ms)
     log.info("slow: %s streams direct", plan.slow_streams)
@@ -258,7 +258,9 @@ def litellm_section(
     model = paced_model(plan.chunks, plan.pace_ms)
     upstream = f"http://{HOST}:{sim_port}/v1"
     events = events_per_stream(plan.chunks)
-    run = StreamRun(f"{plan.litellm_streams:,} streams of {events} events paced {plan.pace_ms} ms")
+    run = StreamRun(
+        f"{plan.litellm_streams:,} streams of {events} events paced {plan.pace_ms} ms", events
+    )
     run.by_target[DIRECT] = streams(
         f"http://{HOST}:{sim_port}{CHAT}", model, plan.litellm_streams, watch={"simulator": sim_pid}
     )
@@ -271,8 +273,9 @@ def litellm_section(
         body = '{"model":"%s","messages":[{"role":"user","content":"Say hello"}]}'
         plain = body % peer.aliases["grok-4"]
         wrk(peer.url, 32, 1, key=peer.key, body=plain)  # warm-up
+        # At least 3 s: LiteLLM answers a few dozen requests a second here.
         results.plain_c32[LITELLM] = wrk(
-            peer.url, 32, plan.seconds, {"proxy": peer.pid}, key=peer.key, body=plain
+            peer.url, 32, max(3, plan.seconds), {"proxy": peer.pid}, key=peer.key, body=plain
         )
         run.by_target[LITELLM] = streams(
             peer.url,
@@ -289,14 +292,21 @@ def check(results: Results) -> list[str]:
     failures = []
     for loads in (results.plain_c1, results.plain_c32):
         for name, load in loads.items():
-            if load.errors:
-                failures.append(f"plain {name}: {load.errors} failed requests")
+            if load.errors or not load.requests:
+                failures.append(f"plain {name}: {load.errors} of {load.requests} requests failed")
     for run in (results.paced, results.burst, results.slow, results.litellm_streams):
         for name, outcome in run.by_target.items() if run else []:
+            title = run.title if run else ""
             if outcome.completed != outcome.started:
                 failures.append(
-                    f"{run.title if run else ''}, {name}: {outcome.completed}/{outcome.started} "
+                    f"{title}, {name}: {outcome.completed}/{outcome.started} "
                     f"completed: {outcome.failures}"
+                )
+            # Every event relayed, none merged or split (LiteLLM re-frames what it relays).
+            elif run and name != LITELLM and outcome.events != outcome.started * run.events_each:
+                failures.append(
+                    f"{title}, {name}: {outcome.events} events, "
+                    f"not {outcome.started} x {run.events_each}"
                 )
     if results.ws:
         expected = results.ws.pacing.sessions * results.ws.pacing.messages
@@ -319,7 +329,7 @@ class AB:
     baseline_c1: list[Load] = field(default_factory=list)
 
 
-def ab(revision: str, upstream: str, sim_pid: int, seconds: float, log_level: str) -> AB:
+def ab(revision: str, upstream: str, sim_pid: int, seconds: int, log_level: str) -> AB:
     result = AB(revision)
     with checkout_of(revision) as tree:
         for _ in range(2):

@@ -8,6 +8,8 @@ Each session opens `/v1/realtime` on the simulator's echo fault, then sends one
 times each echo. The same load runs direct to the simulator and through the proxy (one
 worker, pinned to its own core as in bench/run.py); added latency is the difference of the
 percentiles. The proxy's resident memory is sampled throughout and its peak reported.
+bench/run.py folds a short run of this (`relay`) into its table, with the proxy's CPU per
+relayed message: each echo is two, the caller's message up and the echo down.
 
 Measured on the shared 2-core development VM (load average 4-10 from other work, so the
 latencies are upper bounds): 500 x 50 x 20 ms, all 500 sessions and 25,000 echoes complete;
