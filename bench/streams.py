@@ -4,7 +4,8 @@ Each client process opens its share of the streams at once (aiohttp on uvloop), 
 first byte of each body, counts the events (blank-line separated) and checks that every
 stream ends with `data: [DONE]`. Run as a module it is one such client:
 
-    python -m bench.streams URL KEY MODEL COUNT   # prints "ready", waits for a line, runs
+    python -m bench.streams URL KEY MODEL COUNT OUT   # prints "ready", waits for a line,
+                                                      # runs, writes its result to OUT (JSON)
 
 The streams ask for the usage chunk themselves, so the proxy relays the simulator's events
 unchanged: `grok-4@chunks=50` answers role, 50 pieces, finish, usage and [DONE]: 54 events.
@@ -16,8 +17,10 @@ import asyncio
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import uvloop
@@ -26,6 +29,7 @@ from bench.measure import Peaks, cpu_seconds, percentile
 from bench.processes import KEY, LOAD_CORE, ROOT, pinned, raise_open_files_limit
 
 DONE = b"data: [DONE]\n\n"
+FAILURES_KEPT = 20  # per client process
 
 
 def paced_model(chunks: int, pace_ms: int) -> str:
@@ -62,6 +66,7 @@ class ClientResult:
     events: int = 0
     first_bytes: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    failed: int = 0  # all failures; `failures` keeps the first few
 
 
 async def run_client(url: str, key: str, model: str, count: int) -> ClientResult:
@@ -115,17 +120,21 @@ def streams(
     """`count` streams spread over `processes` clients pinned to the load core, all started
     together; CPU of each watched process is read over the run and divided by the events."""
     shares = [count // processes + (i < count % processes) for i in range(processes)]
+    shares = [share for share in shares if share]
+    directory = tempfile.TemporaryDirectory(prefix="bench-streams-")
+    files = [Path(directory.name) / f"client-{i}.json" for i in range(len(shares))]
     clients = [
         subprocess.Popen(
-            pinned(LOAD_CORE, [sys.executable, "-m", "bench.streams", url, key, model, str(n)]),
+            pinned(
+                LOAD_CORE,
+                [sys.executable, "-m", "bench.streams", url, key, model, str(n), str(out)],
+            ),
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        for n in shares
-        if n
+        for n, out in zip(shares, files, strict=True)
     ]
-    outputs: list[bytes] = []
     try:
         for client in clients:  # each has imported aiohttp and raised its descriptor limit
             assert client.stdout is not None
@@ -137,19 +146,22 @@ def streams(
             assert client.stdin is not None
             client.stdin.write(b"go\n")
             client.stdin.flush()
-        outputs = [client.communicate()[0] for client in clients]
+        for client in clients:
+            client.wait()
         spent = {name: cpu_seconds(pid) - before[name] for name, pid in watch.items()}
+        if any(client.returncode for client in clients):
+            raise RuntimeError("a stream client failed")
+        results = [ClientResult(**json.loads(out.read_text())) for out in files]
     finally:
         for client in clients:
             if client.poll() is None:
                 client.kill()
                 client.wait()
-    if any(client.returncode for client in clients):
-        raise RuntimeError("a stream client failed")
-    results = [ClientResult(**json.loads(output)) for output in outputs]
+        directory.cleanup()
     first_bytes = sorted(value for result in results for value in result.first_bytes)
     events = sum(result.events for result in results)
     failures = [failure for result in results for failure in result.failures]
+    failed = sum(result.failed for result in results)
     return Streams(
         started=count,
         completed=sum(result.completed for result in results),
@@ -157,18 +169,19 @@ def streams(
         first_byte_p50_s=percentile(first_bytes, 0.5),
         first_byte_p99_s=percentile(first_bytes, 0.99),
         wall_s=max(r.ended_at for r in results) - min(r.started_at for r in results),
-        failures=[*failures[:5], *([f"... {len(failures)} in all"] if len(failures) > 5 else [])],
+        failures=[*failures[:5], *([f"... {failed} failures in all"] if failed > 5 else [])],
         cpu_us_per_event={name: used / max(1, events) * 1e6 for name, used in spent.items()},
     )
 
 
 def main() -> None:
-    url, key, model, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    url, key, model, count, out = sys.argv[1:6]
     raise_open_files_limit()
     print("ready", flush=True)
     sys.stdin.readline()
-    result = uvloop.run(run_client(url, key, model, count))
-    print(json.dumps(result.__dict__), flush=True)
+    result = uvloop.run(run_client(url, key, model, int(count)))
+    result.failed, result.failures = len(result.failures), result.failures[:FAILURES_KEPT]
+    Path(out).write_text(json.dumps(result.__dict__))
 
 
 if __name__ == "__main__":
