@@ -88,7 +88,7 @@ class PeakSampler:
     """Samples a process tree in a thread: resident memory, open descriptors and the
     established connections it holds to `upstream_port` (its upstream pool)."""
 
-    def __init__(self, pid: int, upstream_port: int, interval: float = 0.5) -> None:
+    def __init__(self, pid: int, upstream_port: int, interval: float = 1.0) -> None:
         self.pid, self.upstream_port, self.interval = pid, upstream_port, interval
         self.peaks = Peaks()
         self._stop = threading.Event()
