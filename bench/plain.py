@@ -41,7 +41,9 @@ def wrk(
             'wrk.headers["Content-Type"] = "application/json"\n'
             f'wrk.headers["Authorization"] = "Bearer {key}"\n'
         )
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    # A request counts as failed after 10 s without an answer (wrk's default is 2 s, which
+    # a saturated peer such as LiteLLM exceeds while still answering).
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency"]
     command += ["-s", script.name, url]
     watch = watch or {}
     before = {name: cpu_seconds(pid) for name, pid in watch.items()}
