@@ -1,6 +1,6 @@
 """The grok-proxy benchmark: direct, nginx and grok-proxy against one simulator, in one run.
 
-    uv run python bench/run.py                  # full run (a few minutes), rewrites docs/benchmarks.md
+    uv run python bench/run.py                  # full run (5-15 min), rewrites docs/benchmarks.md
     uv run python bench/run.py --quick          # seconds; checks correctness only
     uv run python bench/run.py --only plain,streams --no-write    # iterate on some sections
     uv run python bench/run.py --litellm        # adds LiteLLM as a peer (installed in /tmp)
