@@ -25,16 +25,8 @@ from dataclasses import dataclass
 import grpc
 from xai_sdk.proto.v6 import chat_pb2
 
-from bench.run import (
-    HOST,
-    LOAD_CORE,
-    PROXY_CORE,
-    cpu_seconds,
-    free_port,
-    peak_rss_mb,
-    pinned,
-    process,
-)
+from bench.measure import cpu_seconds, peak_rss_mb
+from bench.processes import HOST, LOAD_CORE, PROXY_CORE, free_port, pinned, process
 
 KEY = "xai-bench-key"
 METADATA = (("authorization", f"Bearer {KEY}"),)

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.run import HOST, free_port
+from bench.processes import HOST, free_port
 
 PROTOCOLS = {"guarded": "grok_proxy.server_protocol:GuardedHttpToolsProtocol"}
 

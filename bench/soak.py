@@ -24,7 +24,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.run import HOST, KEY, free_port, proxy, simulator
+from bench.processes import HOST, KEY, free_port, proxy, simulator
 
 MAX_RSS_GROWTH_MB = 5.0
 MESSAGES = [{"role": "user", "content": "hi"}]

@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import run as harness  # noqa: E402
+from bench import plain, processes  # noqa: E402
 from tests.postgres import postgres_bin, postgres_cluster  # noqa: E402
 
-HOST = harness.HOST
+HOST = processes.HOST
 
 
 @contextmanager
@@ -36,14 +36,14 @@ def shared_proxy(port: int, upstream: str, env: dict[str, str]) -> Iterator[int]
     command = [sys.executable, "-m", "grok_proxy", "serve", "--host", HOST, "--port", str(port)]
     settings = {"XAI_BASE_URL": upstream, "LOG_LEVEL": "warning", **env}
     proc = subprocess.Popen(
-        harness.pinned(harness.PROXY_CORE, command),
+        processes.pinned(processes.PROXY_CORE, command),
         env={**os.environ, **settings},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         # Importing the database stack and migrating takes seconds on a busy machine.
-        harness.wait_for(f"http://{HOST}:{port}/health", timeout=120)
+        processes.wait_for(f"http://{HOST}:{port}/health", timeout=120)
         yield proc.pid
     finally:
         proc.terminate()
@@ -63,9 +63,8 @@ def add_member(env: dict[str, str], name: str, *limits: str) -> str:
 
 
 def measure(name: str, url: str, key: str, pid: int, seconds: int) -> str:
-    harness.KEY = key  # wrk's Authorization header
-    harness.wrk(url, 32, 1)  # warm-up
-    load = harness.wrk(url, 32, seconds, {"proxy": pid})
+    plain.wrk(url, 32, 1, key=key)  # warm-up
+    load = plain.wrk(url, 32, seconds, {"proxy": pid}, key=key)
     return (
         f"| {name} | {load.requests_per_s:,.0f} | {load.p50_ms:.1f} | {load.p99_ms:.1f} | "
         f"{load.cpu_us['proxy']:.0f} | {load.errors} |"
@@ -77,18 +76,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     seconds = parser.parse_args().seconds
     rows = []
-    sim_port = harness.free_port()
+    sim_port = processes.free_port()
     upstream = f"http://{HOST}:{sim_port}/v1"
-    with harness.simulator(sim_port), tempfile.TemporaryDirectory() as temp, ExitStack() as stack:
+    with processes.simulator(sim_port), tempfile.TemporaryDirectory() as temp, ExitStack() as stack:
         path = "/api/v1/chat/completions"
-        port = harness.free_port()
+        port = processes.free_port()
         with shared_proxy(port, upstream, {}) as pid:
             rows.append(
                 measure("pass-through", f"http://{HOST}:{port}{path}", "xai-k", pid, seconds)
             )
         team = {"XAI_API_KEY": "xai-server", "GROK_PROXY_DATA_DIR": f"{temp}/a"}
         keyed = {**team, "GROK_PROXY_API_KEYS": "member-key-0123456789"}
-        port = harness.free_port()
+        port = processes.free_port()
         with shared_proxy(port, upstream, keyed) as pid:
             url = f"http://{HOST}:{port}{path}"
             rows.append(
@@ -104,7 +103,7 @@ def main() -> None:
             limited = add_member(
                 env, "bench", "--rpm", "1000000000", "--tokens-per-month", "1000000000000"
             )
-            port = harness.free_port()
+            port = processes.free_port()
             # Both members through the same proxy process, so a pair differs only in the
             # limit path; in the order off, on, on, off, so that a drift of the shared
             # machine's load during the run shows as a difference between the two of a kind.
