@@ -100,6 +100,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         log_config=None,
         # Per-request access lines come from grok-proxy itself, without keys.
         access_log=False,
+        # Connections waiting to be accepted: a burst of thousands of streams must not see
+        # resets (the kernel caps this at net.core.somaxconn).
+        backlog=max(2048, settings.max_connections),
         # Keep-alive outlasts common load balancers' 60 s idle, so they reuse connections.
         timeout_keep_alive=75,
         # X-Forwarded-For is trusted only from the addresses configured for it.

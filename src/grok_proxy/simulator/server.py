@@ -203,7 +203,8 @@ async def start(
         host,
         port,
         reuse_address=True,
-        backlog=2048,
+        # Bursts of thousands of connections (bench/run.py): the kernel caps it at somaxconn.
+        backlog=8192,
     )
 
 
@@ -212,7 +213,10 @@ def serve(host: str, port: int, grpc_port: int = 0) -> None:
     from grok_proxy.simulator.realtime import Realtime
     from grok_proxy.simulator.xai import Simulator
 
+    from grok_proxy.server_protocol import raise_open_files_limit
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    raise_open_files_limit()  # a stand-in for xAI holds as many streams as the proxy does
     try:
         import uvloop
 
