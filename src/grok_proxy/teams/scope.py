@@ -127,7 +127,6 @@ REFERENCES = {
     "file_id": "file",
     "input_file_id": "file",
 }
-REFERENCE_MARKS = tuple(f'"{name}"'.encode() for name in REFERENCES)
 
 
 def references(data: object) -> list[tuple[str, str]]:
