@@ -215,7 +215,9 @@ class Session:
             for name, value in scope["headers"]
         }
         query = scope.get("query_string", b"").decode("latin-1")
-        self.model = parse_qs(query).get("model", [None])[0]
+        # Every `model` of the query: a shared proxy checks each one (teams.ws_sessions).
+        self.models: list[str] = parse_qs(query).get("model", [])
+        self.model = self.models[0] if self.models else None
         self.fingerprint: str | None = None
         self.status = 0
         self.upstream: ClientConnection | None = None
@@ -278,7 +280,7 @@ class Session:
                 from grok_proxy.teams.ws_sessions import session_gate
 
                 route = self.path.removeprefix(API_PREFIX + "/")
-                self.gate = session_gate(team, caller, route, self.model)
+                self.gate = session_gate(team, caller, route, self.models)
                 await self.gate.open()  # refusals answer the handshake: nothing went upstream
         for name, value in self.headers.items():
             if name in FORWARDED_HANDSHAKE_HEADERS or name.startswith(FORWARDED_HANDSHAKE_PREFIXES):

@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection, connect
 
 from tests.e2e.test_teams import Shared, cli, key_in, team_settings
 from tests.processes import Simulator, proxy
@@ -166,3 +168,75 @@ def test_a_body_the_gate_cannot_parse_is_refused_not_forwarded(
         assert error["code"] == "invalid_json"
         assert error["message"].startswith("Request body is not valid JSON")
     assert sim.stats()["requests"] == before
+
+
+# WebSockets
+def ws(team: Shared, member: str, path: str) -> ClientConnection:
+    url = f"ws{team.proxy.api.removeprefix('http')}/{path}"
+    headers = {"Authorization": f"Bearer {team.keys[member]}"}
+    conn: ClientConnection = connect(url, additional_headers=headers, open_timeout=15)
+    return conn
+
+
+def answer_to(conn: ClientConnection, message: str | bytes) -> dict[str, Any]:
+    conn.send(message)
+    event: dict[str, Any] = orjson.loads(conn.recv(timeout=15))
+    return event
+
+
+def received_upstream(sim: Simulator, path: str) -> int:
+    """Messages the simulator's one open session on `path` has received so far."""
+    records = httpx.get(f"{sim.url}/_sim/websockets").json()
+    (record,) = [r for r in records if r["path"].endswith(path) and r["open"]]
+    return len(record["received"])
+
+
+def test_websocket_turns_are_decided_on_their_parsed_type(team: Shared, sim: Simulator) -> None:
+    """Item 2: escaped, binary and unparsable `response.create` turns never pass unchecked."""
+    with ws(team, "alice", "responses") as conn:
+        conn.send(
+            orjson.dumps({"type": "response.create", "model": "grok-4", "input": "Hi"}).decode()
+        )
+        while (event := orjson.loads(conn.recv(timeout=15)))["type"] != "response.completed":
+            pass
+        alice_response = event["response"]["id"]
+    escaped_type = '{"type": "response\\u002ecreate", "model": "grok-3-mini", "input": "Hi"}'
+    with ws(team, "carol", "responses") as conn:
+        refusals = [
+            answer_to(conn, escaped_type),
+            answer_to(conn, escaped_type.encode()),  # a binary frame
+            answer_to(conn, b'{"type": "response.create", "model": "grok-3-mini"}'),
+            answer_to(conn, '{"type": "response.create", "model": "grok-3-mini",}'),
+            answer_to(conn, '{"type": "response.create", "model": NaN}'),
+        ]
+        assert received_upstream(sim, "/v1/responses") == 0
+    assert [(r["type"], r["status"]) for r in refusals] == [
+        ("error", 403),
+        ("error", 403),
+        ("error", 403),
+        ("error", 400),
+        ("error", 400),
+    ]
+    continued = f'{{"type": "response\\u002ecreate", "previous_response_id": "{alice_response}"}}'
+    with ws(team, "bob", "responses") as conn:
+        refused = answer_to(conn, continued)
+        assert received_upstream(sim, "/v1/responses") == 0
+    assert (refused["status"], refused["error"]["code"]) == (404, "not_found")
+
+
+def test_realtime_models_are_checked_wherever_they_are_named(team: Shared, sim: Simulator) -> None:
+    """Item 6: every `model` of the URL, `session.update` and a nested `response.model`."""
+    with pytest.raises(InvalidStatus) as refused:
+        ws(team, "carol", "realtime?model=grok-4&model=grok-3-mini")
+    assert refused.value.response.status_code == 403
+    with ws(team, "carol", "realtime?model=grok-4") as conn:
+        conn.recv(timeout=15)  # session.created
+        conn.recv(timeout=15)  # conversation.created
+        update = {"type": "session.update", "session": {"model": "grok-3-mini"}}
+        create = {"type": "response.create", "response": {"model": "grok-3-mini"}}
+        refusals = [answer_to(conn, orjson.dumps(e).decode()) for e in (update, create)]
+        assert received_upstream(sim, "/v1/realtime") == 0
+    assert [(r["status"], r["error"]["code"]) for r in refusals] == [
+        (403, "model_not_allowed"),
+        (403, "model_not_allowed"),
+    ]
