@@ -8,6 +8,7 @@ unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -240,3 +241,64 @@ def test_realtime_models_are_checked_wherever_they_are_named(team: Shared, sim: 
         (403, "model_not_allowed"),
         (403, "model_not_allowed"),
     ]
+
+
+# WebSocket heads
+HEADERS_TIMEOUT = 4.0
+
+
+def bad_head(port: int, number: int) -> bytes:
+    """An upgrade head uvicorn parses but websockets cannot: a long line, or 129 headers."""
+    lines = [
+        "GET /v1/realtime HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+    ]
+    if number % 2:
+        lines.append("X-Long: " + "a" * 9000)
+    else:
+        lines += [f"X-Many-{i}: {i}" for i in range(129)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def held_heads(port: int, count: int, health: str) -> tuple[list[bytes], list[int]]:
+    """Bad heads in waves of 100 connections held open, /health during each; every answer."""
+
+    async def one(number: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(bad_head(port, number))
+        await writer.drain()
+        return reader, writer
+
+    answers: list[bytes] = []
+    statuses: list[int] = []
+    async with httpx.AsyncClient() as client:
+        for wave in range(0, count, 100):
+            connections = await asyncio.gather(*(one(n) for n in range(wave, wave + 100)))
+            try:
+                answer = await client.get(health, timeout=HEADERS_TIMEOUT)
+                statuses.append(answer.status_code)
+                async with asyncio.timeout(HEADERS_TIMEOUT):
+                    # Read to the end: the proxy must answer and close each one itself.
+                    answers += await asyncio.gather(*(r.read() for r, _ in connections))
+            finally:
+                for _, writer in connections:
+                    writer.close()
+    return answers, statuses
+
+
+def test_unparsable_websocket_heads_are_answered_and_closed(sim: Simulator) -> None:
+    """Item 3: 300 heads websockets refuses are answered 400 and closed in time; /health
+    answers all along (with 200 connections allowed, held ones would starve it)."""
+    with proxy(
+        sim.base_url, max_connections="200", headers_timeout=str(HEADERS_TIMEOUT)
+    ) as running:
+        port = int(running.url.rsplit(":", 1)[1])
+        answers, health = asyncio.run(held_heads(port, 300, f"{running.url}/health"))
+    assert health == [200, 200, 200]
+    assert len(answers) == 300
+    assert {answer.split(b"\r\n", 1)[0] for answer in answers} == {b"HTTP/1.1 400 Bad Request"}
+    assert all(b'"code":"invalid_handshake"' in answer for answer in answers)
