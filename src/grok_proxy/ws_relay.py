@@ -50,6 +50,7 @@ from grok_proxy.lifecycle import Drain
 from grok_proxy.logs import key_fingerprint, request_id
 from grok_proxy.middleware import API_PREFIX, request_id_for
 from grok_proxy.presets import PRESETS
+from grok_proxy.redact import redact, redact_header
 from grok_proxy.tls import trusted_roots
 
 if TYPE_CHECKING:  # a proxy nobody shares never imports the team's database layer
@@ -315,7 +316,7 @@ class Session:
             content_type = response.headers.get("content-type", "")
             error = upstream_error(response.status_code, bytes(response.body or b""), content_type)
             error.headers = {
-                name.lower(): value
+                name.lower(): redact(value)
                 for name, value in response.headers.raw_items()
                 if name.lower().encode().startswith(RELAYED_REFUSAL_PREFIXES)
             }
@@ -358,7 +359,7 @@ class Session:
         headers = [(b"x-request-id", self.request_id.encode())]
         upstream_id = upstream.response.headers.get("x-request-id") if upstream.response else None
         if upstream_id:
-            headers.append((b"x-upstream-request-id", upstream_id.encode("latin-1")))
+            headers.append((b"x-upstream-request-id", redact_header(upstream_id.encode("latin-1"))))
         try:
             await self.send(
                 {

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -20,7 +22,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.e2e.test_teams import Shared, cli, key_in, team_settings
-from tests.processes import Simulator, proxy
+from tests.processes import Proxy, Simulator, output_of, proxy
 
 # Keys whose value a member's checks decide on.
 GUARDED_KEYS = ("model", "previous_response_id", "file_id", "input_file_id")
@@ -302,3 +304,121 @@ def test_unparsable_websocket_heads_are_answered_and_closed(sim: Simulator) -> N
     assert len(answers) == 300
     assert {answer.split(b"\r\n", 1)[0] for answer in answers} == {b"HTTP/1.1 400 Bad Request"}
     assert all(b'"code":"invalid_handshake"' in answer for answer in answers)
+
+
+# The admin API and validated bodies
+def test_unmatched_admin_requests_answer_in_the_envelope(team: Shared) -> None:
+    """Item 7: 404/405 in the envelope, no traceback; a taken name is 409."""
+    missing = team.admin("GET", "/nothing-here")
+    wrong_method = team.admin("DELETE", "/usage")
+    taken = team.admin("POST", "/members", json={"name": "alice"})
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+    assert (wrong_method.status_code, wrong_method.json()["error"]["code"]) == (
+        405,
+        "method_not_allowed",
+    )
+    assert (taken.status_code, taken.json()["error"]["code"]) == (409, "member_exists")
+    assert "Traceback" not in output_of(team.proxy.process)
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"dollars_per_day": 1e308},
+        {"dollars_per_month": -1},
+        {"rpm": 1.5},
+        {"tpm": 10**30},
+        {"models": [f"grok-{n}" for n in range(100_000)]},
+    ],
+)
+def test_admin_limits_out_of_range_are_refused(team: Shared, limits: dict[str, Any]) -> None:
+    """Item 8: limits the proxy cannot hold (or that would break every later request)."""
+    answer = team.admin("POST", "/members", json={"name": "zed", **limits})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"] == "invalid_value"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model": "grok-4", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}',
+        b'{"model": "grok-4", "messages": [], "temperature": Infinity}',
+        b'{"model": "grok-4", "messages": [{"role": "user", "content": "hi"}], "top_p": -Infinity,'
+        b' "stream": true}',
+    ],
+)
+def test_nan_and_infinity_are_refused_as_not_json(live: Proxy, body: bytes) -> None:
+    """Item 8: not JSON (RFC 8259), so 400 in the envelope, never a 500."""
+    answer = httpx.post(
+        f"{live.api}/chat/completions",
+        content=body,
+        headers={"authorization": "Bearer k", "content-type": "application/json"},
+        timeout=15,
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "invalid_json"
+
+
+# Relayed headers
+SERVER_KEY_ECHOED = "xai-server-secret-77e1c0ffee"
+
+
+class HeaderEchoingUpstream(BaseHTTPRequestHandler):
+    """An upstream that echoes the credentials it received in its response headers."""
+
+    protocol_version = "HTTP/1.1"  # websockets reads no HTTP/1.0 answer to an upgrade
+
+    def answer(self, status: int) -> None:
+        received = self.headers.get("authorization", "")
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("x-xai-debug-authorization", received)
+        self.send_header("x-ratelimit-key", received.removeprefix("Bearer "))
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def do_GET(self) -> None:
+        # A WebSocket upgrade is refused (401) like a plain GET is answered (200).
+        self.answer(401 if self.headers.get("upgrade") else 200)
+
+    def do_POST(self) -> None:
+        self.answer(401)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the test reads answers, not this server's log."""
+
+
+def test_relayed_upstream_headers_never_show_the_server_key() -> None:
+    """Item 9: HTTP 200 and 401 answers and WebSocket refusals alike."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HeaderEchoingUpstream)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    upstream = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    headers = {"authorization": "Bearer team-key-1"}
+    try:
+        with proxy(
+            upstream, grok_proxy_api_keys="team-key-1", xai_api_key=SERVER_KEY_ECHOED
+        ) as running:
+            listed = httpx.get(f"{running.api}/models", headers=headers, timeout=15)
+            refused = httpx.post(
+                f"{running.api}/chat/completions",
+                json={"model": "grok-4", "messages": [{"role": "user", "content": "hi"}]},
+                headers=headers,
+                timeout=15,
+            )
+            with pytest.raises(InvalidStatus) as upgrade:
+                connect(
+                    f"ws{running.api.removeprefix('http')}/realtime",
+                    additional_headers=headers,
+                    open_timeout=15,
+                )
+    finally:
+        server.shutdown()
+        server.server_close()
+    ws_headers = upgrade.value.response.headers
+    assert (listed.status_code, refused.status_code) == (200, 401)
+    assert upgrade.value.response.status_code == 401
+    for relayed in (listed.headers, refused.headers, ws_headers):
+        assert "x-ratelimit-key" in relayed  # relayed, with the key taken out
+        assert all(SERVER_KEY_ECHOED not in value for value in relayed.values())
