@@ -21,7 +21,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.e2e.test_teams import Shared, cli, key_in, team_settings
+from tests.e2e.test_teams import ADMIN_TOKEN, Shared, cli, key_in, team_settings
 from tests.processes import Proxy, Simulator, output_of, proxy
 
 # Keys whose value a member's checks decide on.
@@ -333,7 +333,8 @@ def test_unmatched_admin_requests_answer_in_the_envelope(team: Shared) -> None:
 )
 def test_admin_limits_out_of_range_are_refused(team: Shared, limits: dict[str, Any]) -> None:
     """Item 8: limits the proxy cannot hold (or that would break every later request)."""
-    answer = team.admin("POST", "/members", json={"name": "zed", **limits})
+    name = "zed-" + "-".join(limits)  # each case its own member: a 409 is no refusal here
+    answer = team.admin("POST", "/members", json={"name": name, **limits})
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["code"] == "invalid_value"
 
@@ -422,3 +423,18 @@ def test_relayed_upstream_headers_never_show_the_server_key() -> None:
     for relayed in (listed.headers, refused.headers, ws_headers):
         assert "x-ratelimit-key" in relayed  # relayed, with the key taken out
         assert all(SERVER_KEY_ECHOED not in value for value in relayed.values())
+
+
+def test_operational_routes_are_closed_on_a_team_with_database_members(team: Shared) -> None:
+    """Item 4: no ops token set, members in the database: /metrics (every member's usage)
+    and the rest answer neither strangers nor members, only the operator."""
+    paths = ["/metrics", "/docs", "/openapi.json", "/health?upstream=1"]
+
+    def statuses(token: str | None) -> set[int]:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        return {httpx.get(f"{team.proxy.url}{p}", headers=headers).status_code for p in paths}
+
+    assert statuses(None) == {401}
+    assert statuses(team.keys["bob"]) == {401}
+    assert statuses(ADMIN_TOKEN) == {200}
+    assert httpx.get(f"{team.proxy.url}/health").status_code == 200  # liveness stays open
