@@ -296,6 +296,14 @@ class Settings(BaseSettings):
         gt=0,
         description="How often each worker reloads members and keys from the team database.",
     )
+    team_client_secrets: Literal["any", "minted"] = Field(
+        default="any",
+        description=(
+            "Ephemeral WebSocket tokens a shared proxy relays: `any` (those minted through it "
+            "are the minting member's sessions; others go to xAI to check, on the session "
+            "routes only) or `minted` (only those minted through this proxy; others get 401)."
+        ),
+    )
 
     @field_validator("database_url", "grok_proxy_admin_token", mode="before")
     @classmethod

@@ -274,7 +274,10 @@ class Session:
             token = secrets[0][len(CLIENT_SECRET_PREFIX) :]
             self.fingerprint = key_fingerprint(token)
             if team is not None:  # minted by a member through this proxy: its session
-                caller = await team.secret_caller(token, self.fingerprint)
+                from grok_proxy.teams.ws_sessions import secret_caller
+
+                route = self.path.removeprefix(API_PREFIX + "/")
+                caller = await secret_caller(team, route, token, self.fingerprint)
         if caller is not None:
             self.fingerprint = caller.fingerprint
             if team is not None:

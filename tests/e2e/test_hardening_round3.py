@@ -20,6 +20,7 @@ import orjson
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from tests.e2e.test_teams import ADMIN_TOKEN, Shared, cli, key_in, team_settings
 from tests.processes import Proxy, Simulator, output_of, proxy
@@ -438,3 +439,38 @@ def test_operational_routes_are_closed_on_a_team_with_database_members(team: Sha
     assert statuses(team.keys["bob"]) == {401}
     assert statuses(ADMIN_TOKEN) == {200}
     assert httpx.get(f"{team.proxy.url}/health").status_code == 200  # liveness stays open
+
+
+def secret_session(running: Proxy, path: str, token: str) -> ClientConnection:
+    """A browser's session: no Authorization header, the token as the subprotocol."""
+    url = f"ws{running.api.removeprefix('http')}/{path}"
+    offered = [Subprotocol(f"xai-client-secret.{token}")]
+    conn: ClientConnection = connect(url, subprotocols=offered, open_timeout=15)
+    return conn
+
+
+def refused_status(running: Proxy, path: str, token: str) -> tuple[int, str]:
+    with pytest.raises(InvalidStatus) as refused:
+        secret_session(running, path, token)
+    response = refused.value.response
+    return response.status_code, orjson.loads(response.body or b"{}")["error"]["code"]
+
+
+def test_made_up_client_secrets_reach_no_route_a_shared_proxy_refuses(
+    team: Shared, sim: Simulator
+) -> None:
+    """Item 5: a token the proxy did not mint opens nothing beyond the session routes, and
+    TEAM_CLIENT_SECRETS=minted refuses it everywhere while minted ones still work."""
+    handshakes = sim.stats().get("ws_handshakes", 0)
+    for path in ("chat/completions", "files", "batches/x"):
+        assert refused_status(team.proxy, path, "made-up") == (403, "route_not_shared")
+    assert sim.stats().get("ws_handshakes", 0) == handshakes
+
+    settings = {**team.settings, "team_client_secrets": "minted"}
+    with proxy(sim.base_url, workers=1, **settings) as strict:
+        minted = team.call_on(strict, "alice", "POST", "/realtime/client_secrets", json={})
+        assert refused_status(strict, "realtime", "made-up") == (401, "invalid_client_secret")
+        assert sim.stats().get("ws_handshakes", 0) == handshakes
+        with secret_session(strict, "responses", minted.json()["value"]) as conn:
+            conn.send('{"type": "response.create", "model": "grok-4", "input": "Hi"}')
+            assert orjson.loads(conn.recv(timeout=15))["type"] == "response.created"

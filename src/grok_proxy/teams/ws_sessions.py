@@ -28,11 +28,11 @@ import orjson
 
 from grok_proxy.auth import Caller
 from grok_proxy.bodies import parse_json
-from grok_proxy.errors import InvalidRequest, ProxyError, error_type
-from grok_proxy.teams.errors import NotAllowed
+from grok_proxy.errors import InvalidRequest, MissingApiKey, ProxyError, error_type
+from grok_proxy.teams.errors import DatabaseUnavailable, NotAllowed
 from grok_proxy.teams.members import Member
 from grok_proxy.teams.scope import references
-from grok_proxy.teams.team import Admission, MemberCaller, Team
+from grok_proxy.teams.team import DB_ERRORS, Admission, MemberCaller, Team
 from grok_proxy.usage import Usage, from_event
 
 # The session routes a shared proxy relays; others may keep state it cannot scope.
@@ -66,6 +66,40 @@ def error_event(error: ProxyError, client_event: dict[str, Any] | None = None) -
     return orjson.dumps({"type": "error", "status": error.status, "error": body}).decode()
 
 
+async def secret_caller(team: Team, route: str, token: str, fingerprint: str) -> Caller | None:
+    """The member behind an ephemeral token (`xai-client-secret.<token>`), or None for one
+    minted elsewhere, which xAI checks itself.
+
+    Either way the session is on a route a shared proxy relays, a token minted elsewhere is
+    refused when TEAM_CLIENT_SECRETS=minted, and a database that cannot say whose a token
+    is answers 503 (not a 500).
+    """
+    if route not in SHARED_ROUTES:
+        raise _not_shared(route)
+    try:
+        caller = await team.secret_caller(token, fingerprint)
+    except DB_ERRORS:
+        raise DatabaseUnavailable(
+            "The team database is unreachable, so this token's member cannot be known; "
+            "try again shortly."
+        ) from None
+    if caller is None and team.settings.team_client_secrets == "minted":
+        raise MissingApiKey(
+            "This proxy accepts only ephemeral tokens minted through it "
+            "(POST /v1/realtime/client_secrets with an access key).",
+            code="invalid_client_secret",
+        )
+    return caller
+
+
+def _not_shared(route: str) -> NotAllowed:
+    return NotAllowed(
+        f"The WebSocket route /{route} is not available through this shared proxy: it is not "
+        "known to keep each member's objects apart.",
+        code="route_not_shared",
+    )
+
+
 def session_gate(team: Team, caller: Caller, route: str, models: list[str]) -> SessionGate:
     """The gate of one session by an admitted caller (a member: the team's auth admitted it).
 
@@ -94,11 +128,7 @@ class SessionGate:
     async def open(self) -> None:
         """Check the session before the upstream handshake (ProxyError: refuse it)."""
         if self.route not in SHARED_ROUTES:
-            raise NotAllowed(
-                f"The WebSocket route /{self.route} is not available through this shared "
-                "proxy: it is not known to keep each member's objects apart.",
-                code="route_not_shared",
-            )
+            raise _not_shared(self.route)
         for model in self.url_models[1:]:
             self._allowed(model)
         admission = await self.team.check(self.member, self.route, self.model)
