@@ -230,6 +230,8 @@ class Session:
         self.caller_closed = False
         self.ending: asyncio.Task[None] | None = None
         self.gate: SessionGate | None = None  # a member's session in a shared proxy
+        self.started = perf_counter()
+        self.accounted = False
 
     @property
     def route(self) -> str:
@@ -237,7 +239,7 @@ class Session:
         return name if name in ROUTES else "other"
 
     async def run(self) -> None:
-        started = perf_counter()
+        self.started = perf_counter()
         token = request_id.set(self.request_id)
         try:
             message = await self.receive()
@@ -250,10 +252,24 @@ class Session:
                 return
             await self.relay_both_ways()
         finally:
+            await self.account()
+            request_id.reset(token)
+
+    async def account(self) -> None:
+        """Count the session once: team usage, metrics and the access line.
+
+        Called before the last wait on the upstream's close too: at shutdown, uvicorn
+        cancels a session whose caller answers the 1001 close late, and the worker may stop
+        (its usage flushed) before a slow upstream close is over.
+        """
+        if self.accounted:
+            return
+        self.accounted = True
+        try:
             if self.gate is not None:
                 await self.gate.close()  # turns that never ended are counted, turns given back
-            self.finish(started)
-            request_id.reset(token)
+        finally:
+            self.finish(self.started)
 
     # the handshake
     async def open_upstream(self) -> ClientConnection:
@@ -395,6 +411,7 @@ class Session:
             SESSIONS_OPEN.dec()
             if drain is not None:
                 drain.streams.discard(self)
+            await self.account()
             await upstream.close(1001)
 
     async def caller_to_upstream(self, upstream: ClientConnection) -> None:

@@ -9,7 +9,13 @@ unchanged.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import itertools
+import re
+import signal
+import socket
+import socketserver
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -474,3 +480,83 @@ def test_made_up_client_secrets_reach_no_route_a_shared_proxy_refuses(
         with secret_session(strict, "responses", minted.json()["value"]) as conn:
             conn.send('{"type": "response.create", "model": "grok-4", "input": "Hi"}')
             assert orjson.loads(conn.recv(timeout=15))["type"] == "response.created"
+
+
+# Shutdown
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def head_of(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def text_frame(payload: bytes, *, masked: bool) -> bytes:
+    """One small text frame (a caller's is masked; a zero mask leaves the payload as is)."""
+    assert len(payload) < 126
+    if masked:
+        return bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+    return bytes([0x81, len(payload)]) + payload
+
+
+class SilentUpstream(socketserver.BaseRequestHandler):
+    """A WebSocket upstream that starts a response, then never says another word (nor
+    answers a close)."""
+
+    def handle(self) -> None:
+        head = head_of(self.request)
+        key = re.search(rb"(?i)sec-websocket-key: *(\S+)", head)
+        if key is None:  # plain HTTP (the price list): nothing here
+            self.request.sendall(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+            return
+        accept = base64.b64encode(hashlib.sha1(key.group(1) + WS_GUID).digest())
+        self.request.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        self.request.recv(4096)  # the relayed response.create
+        started = b'{"type":"response.created","response":{"id":"resp_silent"}}'
+        self.request.sendall(text_frame(started, masked=False))
+        while self.request.recv(4096):
+            pass
+
+
+def test_sigterm_keeps_a_busy_websocket_session_s_record(
+    sim: Simulator, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Item 10: a turn under way, a caller that never answers the 1001 close and an upstream
+    slow to close: after SIGTERM the session's access line and usage are still there."""
+    upstream = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SilentUpstream)
+    upstream.daemon_threads = True
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    settings = team_settings({"grok_proxy_data_dir": str(tmp_path_factory.mktemp("sigterm"))})
+    key = key_in(cli(settings, "members", "add", "walt"))
+    base = f"http://127.0.0.1:{upstream.server_address[1]}/v1"
+    try:
+        with proxy(base, workers=1, shutdown_grace_seconds="2", **settings) as running:
+            port = int(running.url.rsplit(":", 1)[1])
+            caller = socket.create_connection(("127.0.0.1", port), timeout=15)
+            caller.sendall(
+                b"GET /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer " + key.encode() + b"\r\n\r\n"
+            )
+            assert head_of(caller).startswith(b"HTTP/1.1 101")
+            turn = b'{"type":"response.create","model":"grok-4","input":"Hi"}'
+            caller.sendall(text_frame(turn, masked=True))
+            assert b"response.created" in caller.recv(4096)  # the turn is under way
+            running.process.send_signal(signal.SIGTERM)
+            running.process.wait(timeout=30)
+            output = output_of(running.process)
+            caller.close()
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+    assert "WEBSOCKET /api/v1/responses" in output
+    rows = orjson.loads(cli(settings, "usage", "--member", "walt", "--json"))
+    assert sum(row["requests"] for row in rows) == 2  # the session and its turn
