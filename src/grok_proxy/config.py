@@ -227,8 +227,9 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "Token for /metrics, /docs, /openapi.json and /health?upstream=1 (Bearer, or "
-            "the password of Basic auth). Unset: those need an access key when "
-            "GROK_PROXY_API_KEYS is set, and nothing otherwise."
+            "the password of Basic auth). Unset: on a shared proxy an access key of "
+            "GROK_PROXY_API_KEYS or the admin token opens them (with neither, they are "
+            "closed); in pass-through mode they are open."
         ),
     )
     max_connections: int = Field(
