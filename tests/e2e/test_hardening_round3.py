@@ -560,3 +560,27 @@ def test_sigterm_keeps_a_busy_websocket_session_s_record(
     assert "WEBSOCKET /api/v1/responses" in output
     rows = orjson.loads(cli(settings, "usage", "--member", "walt", "--json"))
     assert sum(row["requests"] for row in rows) == 2  # the session and its turn
+
+
+def test_model_allow_lists_hold_inside_batches(team: Shared, sim: Simulator) -> None:
+    """Item 1: a batch's requests each name a model; a model-limited member's must all be
+    allowed, and a file's requests (which the gate cannot read) are not batched for it."""
+    batch = team.call("carol", "POST", "/batches", json={"name": "c"}).json()["batch_id"]
+    upload = team.call("carol", "POST", "/files", files={"file": ("b.jsonl", b"{}")})
+
+    def add(model: str | None) -> int:
+        chat: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}]}
+        if model is not None:
+            chat["model"] = model
+        item = {"batch_request_id": "r1", "batch_request": {"chat_get_completion": chat}}
+        body = orjson.dumps({"batch_requests": [item]})
+        return int(
+            post(team, "carol", f"/batches/{batch}/requests", body, "text/plain").status_code
+        )
+
+    before = sim.stats()["requests"]
+    from_file = {"name": "f", "input_file_id": upload.json()["id"]}
+    assert post(team, "carol", "/batches", orjson.dumps(from_file), None).status_code == 403
+    assert (add("grok-3-mini"), add(None)) == (403, 403)
+    assert sim.stats()["requests"] == before
+    assert add("grok-4") == 200

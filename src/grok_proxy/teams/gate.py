@@ -158,13 +158,42 @@ class TeamGate:
             return None, claims_answer
         await self.team.require_all(member, references(data))
         model = data.get("model") if isinstance(data, dict) else None
-        if model is not None and not isinstance(model, str) and member.limits.models:
-            raise NotAllowed(
-                f"Member {member.name} may only name one of its allowed models as `model`.",
-                code="model_not_allowed",
-                param="model",
-            )
+        if member.limits.models:
+            if model is not None and not isinstance(model, str):
+                raise NotAllowed(
+                    f"Member {member.name} may only name one of its allowed models as `model`.",
+                    code="model_not_allowed",
+                    param="model",
+                )
+            if decision.kind == "batch":
+                self._check_batch_models(member, data)
         return (model if isinstance(model, str) else None), claims_answer
+
+    def _check_batch_models(self, member: Member, data: Any) -> None:
+        """A batch runs requests of its own, each naming a model: a member limited to some
+        models names one of them in every request, and cannot batch a file's requests (the
+        gate does not read files)."""
+        if not isinstance(data, dict):
+            return
+        if "input_file_id" in data:
+            raise NotAllowed(
+                f"Member {member.name} is limited to some models, so its batches take their "
+                "requests in `batch_requests` (a file's requests are not checked here).",
+                code="model_not_allowed",
+                param="input_file_id",
+            )
+        items = data.get("batch_requests")
+        for item in items if isinstance(items, list) else []:
+            payload = item.get("batch_request") if isinstance(item, dict) else None
+            for request in payload.values() if isinstance(payload, dict) else []:
+                model = request.get("model") if isinstance(request, dict) else None
+                if not isinstance(model, str) or not member.limits.allows_model(model):
+                    raise NotAllowed(
+                        f"Member {member.name} may not use model {model} on this proxy "
+                        "(each batch request must name one of its allowed models).",
+                        code="model_not_allowed",
+                        param="batch_requests",
+                    )
 
 
 def receive_once(body: bytes, receive: Receive) -> Receive:
