@@ -158,6 +158,12 @@ def test_model_allow_lists_hold_on_every_model_taking_route(team: Shared, sim: S
         for path in MODEL_ROUTES
     }
     assert answers == dict.fromkeys(MODEL_ROUTES, 403)
+    # Naming no model would get a default one: refused for a member limited to some.
+    unnamed = {
+        path: post(team, "carol", path, b'{"prompt": "a cat"}', None).status_code
+        for path in MODEL_ROUTES
+    }
+    assert unnamed == dict.fromkeys(MODEL_ROUTES, 403)
     assert sim.stats()["requests"] == before
 
 

@@ -22,7 +22,7 @@ from grok_proxy.record import record_of
 from grok_proxy.sse import EventTooLarge, SseParser
 from grok_proxy.teams.errors import DatabaseUnavailable, NotAllowed
 from grok_proxy.teams.members import Member
-from grok_proxy.teams.scope import CREATES, Action, Decision, references
+from grok_proxy.teams.scope import CREATES, MODEL_ROUTES, Action, Decision, references
 from grok_proxy.teams.team import DB_ERRORS, Admission, Team
 
 log = logging.getLogger("grok_proxy.teams")
@@ -104,6 +104,13 @@ class TeamGate:
             return
         data, receive = await self._body(scope, receive, route)
         model, claims_answer = await self._inspect(member, decision, data)
+        if model is None and member.limits.models and route in MODEL_ROUTES:
+            raise NotAllowed(
+                f"Member {member.name} is limited to some models: name one of them as "
+                "`model` (without one, a default model would be used).",
+                code="model_not_allowed",
+                param="model",
+            )
         if decision.action is Action.OBJECT:
             assert decision.kind is not None
             assert decision.object_id is not None

@@ -162,6 +162,13 @@ class SessionGate:
             named = _turn_model(event)
             self._allowed(named)
             model = named if isinstance(named, str) and named else self.model
+            if model is None and self.member.limits.models:
+                raise NotAllowed(
+                    f"Member {self.member.name} is limited to some models: name one of them "
+                    "(without one, a default model would be used).",
+                    code="model_not_allowed",
+                    param="model",
+                )
             admission = await self.team.check(self.member, self.route, model)
         except ProxyError as refused:
             return error_event(refused, event)
