@@ -47,3 +47,12 @@ def test_a_grpc_request_with_fields_the_proxy_cannot_read_is_refused() -> None:
     with pytest.raises(InvalidRequest) as refused:
         asyncio.run(gate.admit(request))
     assert "does not know" in refused.value.message
+
+
+def test_relayed_grpc_metadata_loses_the_server_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 9, on gRPC: metadata echoing the server key reaches the caller without it."""
+    from grok_proxy import grpc_relay, redact
+
+    monkeypatch.setattr(redact, "_server_secrets", ("xai-server-secret-1234567",))
+    echoed = [("x-echo", "Bearer xai-server-secret-1234567"), ("x-id", "abc")]
+    assert grpc_relay._relayable(echoed) == (("x-echo", "Bearer [redacted]"), ("x-id", "abc"))
