@@ -11,6 +11,10 @@ What counts as a request (docs/teams.md, "Other protocols"):
   the usage of the `response.done` / `response.completed` (or failed, incomplete) that ends
   it, before that event reaches the caller. A refusal is an `error` event in xAI's shape;
   the event is not relayed and the session stays open.
+- Every caller message on those routes, text or binary, is parsed and decided on its
+  parsed value (issue 24): one that is not a JSON object gets an `error` event and is not
+  relayed. Models are checked wherever they are named (every `model` of the URL,
+  `session.update`, a turn's `model` and `response.model`).
 - A response the server starts by itself (voice activity detection) cannot be refused
   before it starts; it is counted, with its usage, when it ends.
 
