@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
     app.add_middleware(WebSocketRelay, settings=settings, team=team)
     app.add_middleware(V1Alias)
     # Operational routes need a token in shared deployments (see ops_auth).
-    app.add_middleware(OpsGuard, settings=settings)
+    app.add_middleware(OpsGuard, settings=settings, shared=team is not None)
     # Outside V1Alias: dot-segments are resolved (or refused) before any prefix or route.
     app.add_middleware(DotSegments)
     if settings.cors_allow_origins:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
+from pydantic_core import from_json
 from starlette.types import Receive
 
-from grok_proxy.errors import CallerGone, PayloadTooLarge, ProxyError
+from grok_proxy.errors import CallerGone, InvalidRequest, PayloadTooLarge, ProxyError
 
 
 def too_large(limit: int) -> PayloadTooLarge:
@@ -79,3 +81,22 @@ class StreamedBody:
                 yield chunk
             if not more:
                 return
+
+
+# Where the team gate leaves the body it parsed (teams/gate.py), so that the route decides on
+# the very value the gate checked and parses nothing a second time.
+PARSED_BODY = "grok_proxy.parsed_body"
+
+
+def parse_json(body: bytes) -> Any:
+    """A JSON body as Python values; 400 when it is not JSON.
+
+    NaN and Infinity are not JSON (RFC 8259) and xAI refuses them: refused here too, so no
+    later step meets a value it cannot write back out.
+    """
+    try:
+        return from_json(body, allow_inf_nan=False)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"Request body is not valid JSON: {exc}.", code="invalid_json"
+        ) from None

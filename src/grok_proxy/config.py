@@ -223,8 +223,9 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "Token for /metrics, /docs, /openapi.json and /health?upstream=1 (Bearer, or "
-            "the password of Basic auth). Unset: those need an access key when "
-            "GROK_PROXY_API_KEYS is set, and nothing otherwise."
+            "the password of Basic auth). Unset: on a shared proxy an access key of "
+            "GROK_PROXY_API_KEYS or the admin token opens them (with neither, they are "
+            "closed); in pass-through mode they are open."
         ),
     )
     max_connections: int = Field(
@@ -291,6 +292,14 @@ class Settings(BaseSettings):
         default=2.0,
         gt=0,
         description="How often each worker reloads members and keys from the team database.",
+    )
+    team_client_secrets: Literal["any", "minted"] = Field(
+        default="any",
+        description=(
+            "Ephemeral WebSocket tokens a shared proxy relays: `any` (those minted through it "
+            "are the minting member's sessions; others go to xAI to check, on the session "
+            "routes only) or `minted` (only those minted through this proxy; others get 401)."
+        ),
     )
 
     @field_validator("database_url", "grok_proxy_admin_token", mode="before")

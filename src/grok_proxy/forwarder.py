@@ -35,6 +35,7 @@ from grok_proxy.errors import (
 from grok_proxy.lifecycle import Drain
 from grok_proxy.presets import PRESETS, ModelNames, parse_aliases
 from grok_proxy.record import RequestRecord, record_of
+from grok_proxy.redact import redact_header
 from grok_proxy.relay import BodyRelay, RelayConfig, SseRelay
 from grok_proxy.retry import ATTEMPTS_HEADER, RetryPolicy, Tally
 from grok_proxy.route import JsonHook, Route
@@ -123,9 +124,9 @@ def relayed_headers(raw_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes,
     for name, value in raw_headers:
         lowered = name.lower()
         if lowered == b"x-request-id":
-            relayed.append((b"x-upstream-request-id", value))
+            relayed.append((b"x-upstream-request-id", redact_header(value)))
         elif lowered in RELAYED_RESPONSE_HEADERS or lowered.startswith(RELAYED_RESPONSE_PREFIXES):
-            relayed.append((lowered, value))
+            relayed.append((lowered, redact_header(value)))
     return relayed
 
 

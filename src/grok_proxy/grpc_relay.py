@@ -45,6 +45,7 @@ from grok_proxy.errors import MissingApiKey, ProxyError
 from grok_proxy.logs import request_id
 from grok_proxy.metrics import LATENCY_BUCKETS
 from grok_proxy.middleware import request_id_for
+from grok_proxy.redact import redact
 from grok_proxy.tls import trusted_roots
 
 if TYPE_CHECKING:  # a proxy nobody shares never imports the team's database layer
@@ -327,7 +328,7 @@ class GrpcRelay(grpc.GenericRpcHandler):
             if call is not None and (code, details) == LOST_STATUS:
                 code, details, trailing = await _settled_status(call)
             context.set_trailing_metadata(_relayable(trailing))
-            _answer(context, record, code, details or "")
+            _answer(context, record, code, redact(details or ""))
         except TimeoutError:
             _answer(
                 context,
@@ -503,8 +504,9 @@ def _upstream_metadata(incoming: dict[str, str | bytes], key: str, rid: str) -> 
 def _relayable(metadata: Iterable[tuple[str, str | bytes]] | None) -> Metadata:
     if not metadata:
         return ()
+    # Values lose the server's secrets, as relayed HTTP headers do (an upstream may echo them).
     return tuple(
-        (name, value)
+        (name, redact(value) if isinstance(value, str) else value)
         for name, value in metadata
         if name not in RESERVED_METADATA and not name.startswith(("grpc-", ":"))
     )

@@ -1,11 +1,12 @@
 """Operational routes (/metrics, /docs, /openapi.json, /health?upstream=1) behind a token.
 
-In a shared deployment (GROK_PROXY_API_KEYS set) these routes would tell anyone the traffic,
-the API surface and the upstream, and let them make the proxy call upstream. They then need
-GROK_PROXY_OPS_TOKEN, or an access key while no ops token is set; GROK_PROXY_OPS_TOKEN
-alone also closes them in pass-through mode. The token comes as `Authorization: Bearer`
-(Prometheus' `authorization`) or as the password of Basic auth (a browser's prompt, for
-/docs). Plain /health stays open for liveness probes.
+In a shared deployment (access keys, or members in a team database) these routes would tell
+anyone the traffic (every member's requests and cost), the API surface and the upstream, and
+let them make the proxy call upstream. They then need GROK_PROXY_OPS_TOKEN or, while that is
+unset, an access key of GROK_PROXY_API_KEYS or the admin token; with none of these set they
+are closed. GROK_PROXY_OPS_TOKEN alone also closes them in pass-through mode. The token
+comes as `Authorization: Bearer` (Prometheus' `authorization`) or as the password of Basic
+auth (a browser's prompt, for /docs). Plain /health stays open for liveness probes.
 """
 
 from __future__ import annotations
@@ -27,11 +28,15 @@ UPSTREAM_CHECK = frozenset({"1", "true", "yes"})
 CHALLENGE = b'Basic realm="grok-proxy operations", Bearer'
 
 
-def ops_tokens(settings: Settings) -> tuple[bytes, ...]:
-    """The tokens that open the operational routes; empty when they are open to all."""
+def ops_tokens(settings: Settings, *, shared: bool = False) -> tuple[bytes, ...]:
+    """The tokens that open the operational routes (GROK_PROXY_OPS_TOKEN; else the access
+    keys of GROK_PROXY_API_KEYS and, on a shared proxy, the admin token)."""
     if settings.grok_proxy_ops_token is not None:
         return (settings.grok_proxy_ops_token.get_secret_value().encode(),)
-    return tuple(key.encode() for key in settings.access_keys())
+    tokens = [key.encode() for key in settings.access_keys()]
+    if shared and settings.grok_proxy_admin_token is not None:
+        tokens.append(settings.grok_proxy_admin_token.get_secret_value().encode())
+    return tuple(tokens)
 
 
 def presented_token(authorization: str) -> str | None:
@@ -63,12 +68,15 @@ def is_operational(scope: Scope) -> bool:
 class OpsGuard:
     """ASGI middleware: 401 on operational routes without a valid token."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, *, shared: bool = False) -> None:
         self.app = app
-        self.tokens = ops_tokens(settings)
+        self.tokens = ops_tokens(settings, shared=shared)
+        # A shared proxy (members in a database too) closes them even with no token to open
+        # them: /metrics names every member's requests and cost.
+        self.guarded = shared or bool(self.tokens)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.tokens and scope["type"] == "http" and is_operational(scope):
+        if self.guarded and scope["type"] == "http" and is_operational(scope):
             authorization = ""
             for name, value in scope["headers"]:
                 if name == b"authorization":
@@ -90,7 +98,8 @@ class OpsGuard:
 async def _refuse(send: Send) -> None:
     message = (
         "This operational route needs GROK_PROXY_OPS_TOKEN (or, while that is unset, an "
-        "access key) as a Bearer token or the password of Basic auth."
+        "access key of GROK_PROXY_API_KEYS or the admin token) as a Bearer token or the "
+        "password of Basic auth."
     )
     await send_error(
         send,

@@ -57,3 +57,14 @@ def redact(text: str, caller_key: str | None = None, secrets: Iterable[str] | No
         lambda match: match.group(0) if caller_key and match.group(0) == caller_key else REDACTED,
         text,
     )
+
+
+def redact_header(value: bytes) -> bytes:
+    """A relayed upstream header value, redacted as `redact` does text.
+
+    An upstream (or a gateway in front of it) that echoes the Authorization header in an
+    `x-xai-*` or rate-limit header would otherwise hand the server's key to the caller.
+    """
+    text = value.decode("latin-1")
+    cleaned = redact(text)
+    return value if cleaned == text else cleaned.encode("latin-1")

@@ -50,6 +50,7 @@ from grok_proxy.lifecycle import Drain
 from grok_proxy.logs import key_fingerprint, request_id
 from grok_proxy.middleware import API_PREFIX, request_id_for
 from grok_proxy.presets import PRESETS
+from grok_proxy.redact import redact, redact_header
 from grok_proxy.tls import trusted_roots
 
 if TYPE_CHECKING:  # a proxy nobody shares never imports the team's database layer
@@ -215,7 +216,9 @@ class Session:
             for name, value in scope["headers"]
         }
         query = scope.get("query_string", b"").decode("latin-1")
-        self.model = parse_qs(query).get("model", [None])[0]
+        # Every `model` of the query: a shared proxy checks each one (teams.ws_sessions).
+        self.models: list[str] = parse_qs(query).get("model", [])
+        self.model = self.models[0] if self.models else None
         self.fingerprint: str | None = None
         self.status = 0
         self.upstream: ClientConnection | None = None
@@ -227,6 +230,8 @@ class Session:
         self.caller_closed = False
         self.ending: asyncio.Task[None] | None = None
         self.gate: SessionGate | None = None  # a member's session in a shared proxy
+        self.started = perf_counter()
+        self.accounted = False
 
     @property
     def route(self) -> str:
@@ -234,7 +239,7 @@ class Session:
         return name if name in ROUTES else "other"
 
     async def run(self) -> None:
-        started = perf_counter()
+        self.started = perf_counter()
         token = request_id.set(self.request_id)
         try:
             message = await self.receive()
@@ -247,10 +252,24 @@ class Session:
                 return
             await self.relay_both_ways()
         finally:
+            await self.account()
+            request_id.reset(token)
+
+    async def account(self) -> None:
+        """Count the session once: team usage, metrics and the access line.
+
+        Called before the last wait on the upstream's close too: at shutdown, uvicorn
+        cancels a session whose caller answers the 1001 close late, and the worker may stop
+        (its usage flushed) before a slow upstream close is over.
+        """
+        if self.accounted:
+            return
+        self.accounted = True
+        try:
             if self.gate is not None:
                 await self.gate.close()  # turns that never ended are counted, turns given back
-            self.finish(started)
-            request_id.reset(token)
+        finally:
+            self.finish(self.started)
 
     # the handshake
     async def open_upstream(self) -> ClientConnection:
@@ -271,14 +290,17 @@ class Session:
             token = secrets[0][len(CLIENT_SECRET_PREFIX) :]
             self.fingerprint = key_fingerprint(token)
             if team is not None:  # minted by a member through this proxy: its session
-                caller = await team.secret_caller(token, self.fingerprint)
+                from grok_proxy.teams.ws_sessions import secret_caller
+
+                route = self.path.removeprefix(API_PREFIX + "/")
+                caller = await secret_caller(team, route, token, self.fingerprint)
         if caller is not None:
             self.fingerprint = caller.fingerprint
             if team is not None:
                 from grok_proxy.teams.ws_sessions import session_gate
 
                 route = self.path.removeprefix(API_PREFIX + "/")
-                self.gate = session_gate(team, caller, route, self.model)
+                self.gate = session_gate(team, caller, route, self.models)
                 await self.gate.open()  # refusals answer the handshake: nothing went upstream
         for name, value in self.headers.items():
             if name in FORWARDED_HANDSHAKE_HEADERS or name.startswith(FORWARDED_HANDSHAKE_PREFIXES):
@@ -313,7 +335,7 @@ class Session:
             content_type = response.headers.get("content-type", "")
             error = upstream_error(response.status_code, bytes(response.body or b""), content_type)
             error.headers = {
-                name.lower(): value
+                name.lower(): redact(value)
                 for name, value in response.headers.raw_items()
                 if name.lower().encode().startswith(RELAYED_REFUSAL_PREFIXES)
             }
@@ -356,7 +378,7 @@ class Session:
         headers = [(b"x-request-id", self.request_id.encode())]
         upstream_id = upstream.response.headers.get("x-request-id") if upstream.response else None
         if upstream_id:
-            headers.append((b"x-upstream-request-id", upstream_id.encode("latin-1")))
+            headers.append((b"x-upstream-request-id", redact_header(upstream_id.encode("latin-1"))))
         try:
             await self.send(
                 {
@@ -389,6 +411,7 @@ class Session:
             SESSIONS_OPEN.dec()
             if drain is not None:
                 drain.streams.discard(self)
+            await self.account()
             await upstream.close(1001)
 
     async def caller_to_upstream(self, upstream: ClientConnection) -> None:

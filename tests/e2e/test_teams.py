@@ -280,8 +280,9 @@ def test_usage_and_cost_of_plain_and_streamed_calls(shared: Shared) -> None:
     )
     from_cli = cli(shared.settings, "usage", "--member", "gina", "--json")
     assert '"member":"gina"' in from_cli
-    # Prometheus carries the same per member (the proxy's metrics are open in this fixture).
-    scraped = httpx.get(f"{shared.proxy.url}/metrics", timeout=10).text
+    # Prometheus carries the same per member (for the operator: the admin token opens it).
+    ops = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    scraped = httpx.get(f"{shared.proxy.url}/metrics", headers=ops, timeout=10).text
     samples = {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in scraped.splitlines()

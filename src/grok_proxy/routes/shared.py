@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from grok_proxy.auth import Caller, bearer_token
-from grok_proxy.bodies import StreamedBody, read_body
+from grok_proxy.bodies import PARSED_BODY, StreamedBody, parse_json, read_body
 from grok_proxy.errors import Flavor, InvalidRequest, ValidationFailed
 from grok_proxy.forwarder import Forwarder, Outgoing
 from grok_proxy.middleware import API_PREFIX
@@ -51,27 +52,49 @@ def authorized(request: Request, *, allow_x_api_key: bool = False) -> Caller:
 
 async def validated_body(request: Request, schema: type[M]) -> tuple[bytes, M]:
     """The raw body (to forward as sent) and its validated model (to decide with)."""
+    body, _, parsed = await validated_json(request, schema)
+    return body, parsed
+
+
+async def validated_json(request: Request, schema: type[M]) -> tuple[bytes, Any, M]:
+    """The raw body, its JSON value and its validated model, from one parse.
+
+    In a shared proxy the team gate has parsed the body already (to check the member's
+    objects and models on the value the route will use): that value is validated here.
+    """
     limit = forwarder_of(request).settings.max_body_bytes
     body = await read_body(request.receive, limit, request.headers.get("content-length"))
-    parsed = parse_body(body, schema)
+    held = request.scope.get(PARSED_BODY)
+    if held is not None and held[0] is body:
+        data = held[1]
+    elif not body.strip():
+        raise InvalidRequest("Request body is empty; send a JSON object.")
+    else:
+        data = parse_json(body)
+    parsed = validate(data, schema)
     model = getattr(parsed, "model", None)
     if isinstance(model, str):
         record_of(request.scope).model = model
-    return body, parsed
+    return body, data, parsed
 
 
 def parse_body(body: bytes, schema: type[M]) -> M:
     """Validate a JSON body, naming the first offending field in the error."""
     if not body.strip():
         raise InvalidRequest("Request body is empty; send a JSON object.")
+    return validate(parse_json(body), schema)
+
+
+def validate(data: Any, schema: type[M]) -> M:
+    """Validate a parsed JSON body, naming the first offending field in the error."""
     try:
-        return schema.model_validate_json(body)
+        return schema.model_validate(data)
     except ValidationError as exc:
-        raise validation_error(exc.errors(include_url=False), body) from None
+        raise validation_error(exc.errors(include_url=False), data) from None
 
 
 def validation_error(
-    errors: list[ErrorDetails], body: bytes | None = None
+    errors: list[ErrorDetails], data: Any = None
 ) -> InvalidRequest | ValidationFailed:
     """One clear message for pydantic's errors; malformed JSON is a 400, bad values a 422."""
     first = errors[0]
@@ -80,7 +103,6 @@ def validation_error(
         return InvalidRequest(f"Request body is not valid JSON: {reason}.", code="invalid_json")
     if first["type"] == "model_type" and not first["loc"]:
         return ValidationFailed("Request body must be a JSON object.")
-    data = orjson.loads(body) if body else None
     located = [(json_path(data, _loc(error)), error["msg"]) for error in errors]
     # For a union, pydantic reports every member's complaint; the deepest is the useful one.
     located.sort(key=lambda item: -item[0].count("."))
@@ -117,14 +139,14 @@ async def forward_validated(
     """Check the key, validate the JSON body, then forward the caller's bytes unchanged."""
     forwarder = forwarder_of(request)
     caller = authorized(request, allow_x_api_key=route.flavor is Flavor.ANTHROPIC)
-    body, parsed = await validated_body(request, schema)
+    body, data, parsed = await validated_json(request, schema)
     strip_usage = False
     if forwarder.settings.capture_stream_usage and _streams_without_usage(parsed):
         # Ask xAI for the usage chunk so metrics are complete; the relay removes it again,
         # so the caller receives exactly the stream it asked for.
-        payload = orjson.loads(body)
-        payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
-        body, strip_usage = orjson.dumps(payload), True
+        options = {**(data.get("stream_options") or {}), "include_usage": True}
+        with contextlib.suppress(orjson.JSONEncodeError):  # integers past 64 bits: as sent
+            body, strip_usage = orjson.dumps({**data, "stream_options": options}), True
     outgoing = Outgoing(target, body, JSON_BODY, strip_usage=strip_usage)
     return await forwarder.forward(request, route, caller, outgoing)
 

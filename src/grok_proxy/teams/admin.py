@@ -6,9 +6,11 @@ import hmac
 from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from grok_proxy.auth import bearer_token
 from grok_proxy.errors import Flavor, error_envelope
@@ -60,32 +62,64 @@ def _error(status: int, message: str, code: str) -> Response:
     return _json(error_envelope(Flavor.OPENAI, status, message, code=code), status)
 
 
+# Bounds of a limit: a count is a whole number an int64 column holds, dollars are finite
+# and small enough that their nano-dollars do too; patterns are few and short.
+MAX_COUNT = 10**15
+MAX_DOLLARS = 10**9
+MAX_PATTERNS = 1000
+MAX_PATTERN_CHARS = 200
+
+
 def limit_changes(data: dict[str, Any]) -> dict[str, Any]:
-    """The limit fields of a request body, checked for type (ValueError when wrong)."""
+    """The limit fields of a request body, checked for type and range (ValueError when wrong)."""
     changes: dict[str, Any] = {}
     for name in LIMIT_NAMES:
         if name not in data:
             continue
         value = data[name]
         if name in {"models", "routes"}:
-            if isinstance(value, str):
-                value = [item.strip() for item in value.split(",") if item.strip()]
-            if value is not None and not (
-                isinstance(value, list) and all(isinstance(v, str) for v in value)
-            ):
-                raise ValueError(f"{name} must be a list of strings")
-        elif value is not None and (
-            isinstance(value, bool) or not isinstance(value, int | float) or value < 0
-        ):
-            raise ValueError(f"{name} must be a number of at least 0, or null")
+            value = _patterns(name, value)
+        elif value is not None:
+            value = _amount(name, value)
         changes[name] = value
     return changes
 
 
-def admin_app(team: Team) -> Router:
+def _patterns(name: str, value: Any) -> list[str] | None:
+    if isinstance(value, str):
+        value = [item.strip() for item in value.split(",") if item.strip()]
+    if value is None:
+        return None
+    if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise ValueError(f"{name} must be a list of strings")
+    if len(value) > MAX_PATTERNS or any(len(v) > MAX_PATTERN_CHARS for v in value):
+        raise ValueError(
+            f"{name} takes at most {MAX_PATTERNS} patterns of at most {MAX_PATTERN_CHARS} "
+            "characters each"
+        )
+    return value
+
+
+def _amount(name: str, value: Any) -> int | float:
+    if name.startswith("dollars_"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name} must be a number of dollars, or null")
+        if not 0 <= value <= MAX_DOLLARS:  # NaN fails this too
+            raise ValueError(f"{name} must be between 0 and {MAX_DOLLARS} dollars, or null")
+        return value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number, or null")
+    if not 0 <= value <= MAX_COUNT:
+        raise ValueError(f"{name} must be between 0 and {MAX_COUNT}, or null")
+    return value
+
+
+def admin_app(team: Team) -> ASGIApp:
     """The /admin routes, bound to this worker's team."""
     api = AdminApi(team)
-    return Router(
+    return AdminRouter(
         routes=[
             Route("/admin/members", api.list_members, methods=["GET"]),
             Route("/admin/members", api.add_member, methods=["POST"]),
@@ -94,6 +128,27 @@ def admin_app(team: Team) -> Router:
             Route("/admin/usage", api.usage, methods=["GET"]),
         ]
     )
+
+
+class AdminRouter(Router):
+    """The admin routes; an unknown path (404) or method (405) answers in the envelope.
+
+    Starlette's router raises HTTPException for those when it runs inside an app, and
+    nothing between the team gate and the server would turn it into an answer.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except HTTPException as exc:
+            if exc.status_code == 405:
+                message = f"Method {scope['method']} is not allowed on {scope['path']}."
+            else:
+                message = f"No such admin route: {scope['path']}."
+            code = "method_not_allowed" if exc.status_code == 405 else "not_found"
+            answer = _error(exc.status_code, message, code)
+            answer.headers.update(exc.headers or {})
+            await answer(scope, receive, send)
 
 
 class AdminApi:
@@ -142,10 +197,10 @@ class AdminApi:
             member, key = await self.team.store.add_member(
                 name.strip(), limits, env if isinstance(env, str) and env else None
             )
+        except NameTaken:  # a ValueError too: caught first
+            return _error(409, f"A member named {name} exists already.", "member_exists")
         except ValueError as exc:
             return _error(422, str(exc), "invalid_value")
-        except NameTaken:
-            return _error(409, f"A member named {name} exists already.", "member_exists")
         await self.team.reload()
         # The only answer that ever carries the key: it is not stored anywhere in clear.
         return _json({"member": member_json(member, 1), "key": key}, 201)

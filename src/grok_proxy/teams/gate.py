@@ -15,18 +15,22 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from grok_proxy.auth import bearer_token
+from grok_proxy.bodies import PARSED_BODY, parse_json, read_body
 from grok_proxy.errors import Flavor, ProxyError, envelope_bytes
 from grok_proxy.middleware import API_PREFIX
 from grok_proxy.record import record_of
 from grok_proxy.sse import EventTooLarge, SseParser
 from grok_proxy.teams.errors import DatabaseUnavailable, NotAllowed
 from grok_proxy.teams.members import Member
-from grok_proxy.teams.scope import CREATES, REFERENCE_MARKS, Action, Decision, references
+from grok_proxy.teams.scope import CREATES, MODEL_ROUTES, Action, Decision, references
 from grok_proxy.teams.team import DB_ERRORS, Admission, Team
 
 log = logging.getLogger("grok_proxy.teams")
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Uploads (multipart files): the one body that is not JSON. It names no object and no model
+# the gate guards, so it streams through unread and memory stays flat.
+UPLOAD_ROUTES = frozenset({"files"})
 # How far into a stream the gate looks for the id of the object it creates.
 STREAM_SCAN_BYTES = 64 * 1024
 
@@ -98,8 +102,15 @@ class TeamGate:
             assert presented is not None
             await send_json(send, 200, orjson.dumps(self.team.key_view(member, presented)))
             return
-        body, receive = await self._body(scope, receive)
-        model, claims_answer = await self._inspect(member, decision, body)
+        data, receive = await self._body(scope, receive, route)
+        model, claims_answer = await self._inspect(member, decision, data)
+        if model is None and member.limits.models and route in MODEL_ROUTES:
+            raise NotAllowed(
+                f"Member {member.name} is limited to some models: name one of them as "
+                "`model` (without one, a default model would be used).",
+                code="model_not_allowed",
+                param="model",
+            )
         if decision.action is Action.OBJECT:
             assert decision.kind is not None
             assert decision.object_id is not None
@@ -121,51 +132,85 @@ class TeamGate:
         finally:
             await watcher.finish()
 
-    async def _body(self, scope: Scope, receive: Receive) -> tuple[bytes, Receive]:
-        """The request body (up to the size limit) and a receive that replays it to the route."""
-        if scope["method"] not in BODY_METHODS or not _is_json(scope):
-            # Only JSON bodies name a model or objects the gate checks; uploads (multipart
-            # files, images) stream through untouched, so memory stays flat for them.
-            return b"", receive
-        messages: list[Message] = []
-        size = 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            size += len(message.get("body", b""))
-            if size > self.max_body_bytes or not message.get("more_body", False):
-                break
-        complete = messages[-1]["type"] == "http.request" and not messages[-1].get("more_body")
-        body = b"".join(m.get("body", b"") for m in messages) if complete else b""
-        pending = list(messages)
+    async def _body(self, scope: Scope, receive: Receive, route: str) -> tuple[Any, Receive]:
+        """The parsed request body (None without one) and a receive that replays its bytes.
 
-        async def replay() -> Message:
-            return pending.pop(0) if pending else await receive()
-
-        return body, replay
+        Whatever its Content-Type: the routes read a body as JSON whatever its label, and
+        xAI does too, so the checks must see it as JSON as well. A body that is not JSON is
+        refused here (400): forwarded unchecked, it could name anything. The parsed value
+        goes to the route with the bytes (bodies.PARSED_BODY): one parse decides both.
+        """
+        if scope["method"] not in BODY_METHODS or route in UPLOAD_ROUTES:
+            return None, receive
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value.decode("latin-1")
+        body = await read_body(receive, self.max_body_bytes, length)
+        if not body.strip():
+            return None, receive_once(body, receive)
+        data = parse_json(body)
+        scope[PARSED_BODY] = (body, data)
+        return data, receive_once(body, receive)
 
     async def _inspect(
-        self, member: Member, decision: Decision, body: bytes
+        self, member: Member, decision: Decision, data: Any
     ) -> tuple[str | None, bool]:
         """The body's model, the objects it names (owned or 404), and whether the answer
         names a new object."""
         claims_answer = decision.action is Action.CREATE
         if decision.kind == "deferred":
-            claims_answer = b'"deferred"' in body
-        looks = bool(member.limits.models) or any(mark in body for mark in REFERENCE_MARKS)
-        if not body or not (looks or claims_answer) or body[:1] not in b"{[ \t\r\n":
-            return None, claims_answer
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None, claims_answer  # the route answers 400 with the reason
-        if decision.kind == "deferred":
             claims_answer = isinstance(data, dict) and data.get("deferred") is True
+        if data is None:
+            return None, claims_answer
         await self.team.require_all(member, references(data))
         model = data.get("model") if isinstance(data, dict) else None
+        if member.limits.models:
+            if model is not None and not isinstance(model, str):
+                raise NotAllowed(
+                    f"Member {member.name} may only name one of its allowed models as `model`.",
+                    code="model_not_allowed",
+                    param="model",
+                )
+            if decision.kind == "batch":
+                self._check_batch_models(member, data)
         return (model if isinstance(model, str) else None), claims_answer
+
+    def _check_batch_models(self, member: Member, data: Any) -> None:
+        """A batch runs requests of its own, each naming a model: a member limited to some
+        models names one of them in every request, and cannot batch a file's requests (the
+        gate does not read files)."""
+        if not isinstance(data, dict):
+            return
+        if "input_file_id" in data:
+            raise NotAllowed(
+                f"Member {member.name} is limited to some models, so its batches take their "
+                "requests in `batch_requests` (a file's requests are not checked here).",
+                code="model_not_allowed",
+                param="input_file_id",
+            )
+        items = data.get("batch_requests")
+        for item in items if isinstance(items, list) else []:
+            payload = item.get("batch_request") if isinstance(item, dict) else None
+            for request in payload.values() if isinstance(payload, dict) else []:
+                model = request.get("model") if isinstance(request, dict) else None
+                if not isinstance(model, str) or not member.limits.allows_model(model):
+                    raise NotAllowed(
+                        f"Member {member.name} may not use model {model} on this proxy "
+                        "(each batch request must name one of its allowed models).",
+                        code="model_not_allowed",
+                        param="batch_requests",
+                    )
+
+
+def receive_once(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the route the body already read, then listens on the caller."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 class AnswerWatcher:
@@ -322,13 +367,6 @@ class AnswerWatcher:
     async def finish(self) -> None:
         """Count a request that ended without a complete answer (hang-up, error)."""
         await self._record()
-
-
-def _is_json(scope: Scope) -> bool:
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            return b"json" in value.lower()
-    return True  # no type named: the routes read such bodies as JSON
 
 
 def _ids(data: dict[str, Any], kind: str | None) -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2, json_format
 from google.protobuf.message import DecodeError, Message
+from google.protobuf.unknown_fields import UnknownFieldSet
 from xai_sdk.proto.v6 import (
     chat_pb2,
     deferred_pb2,
@@ -150,6 +151,28 @@ def usage_of(usage: Any) -> Usage:
     }
 
 
+def has_unknown_fields(message: Message) -> bool:
+    """Whether a decoded message, or any message inside it, kept fields it does not know."""
+    stack = [message]
+    while stack:
+        current = stack.pop()
+        if len(UnknownFieldSet(current)):
+            return True
+        for field, value in current.ListFields():
+            if field.message_type is None:
+                continue
+            if field.message_type.GetOptions().map_entry:
+                values = value.values()
+                if field.message_type.fields_by_name["value"].message_type is None:
+                    continue
+                stack.extend(values)
+            elif field.is_repeated:
+                stack.extend(value)
+            else:
+                stack.append(value)
+    return False
+
+
 def call_gate(team: Team, caller: Caller, method: str) -> CallGate:
     """The gate of one call by an admitted caller (a member: the team's auth admitted it)."""
     assert isinstance(caller, MemberCaller)
@@ -191,10 +214,26 @@ class CallGate:
                 raise InvalidRequest(
                     f"The request is not a valid {method.request.DESCRIPTOR.full_name} message."
                 ) from None
+            if has_unknown_fields(message):
+                # Fields this proxy's copy of xAI's protos does not know could name a model
+                # or another member's object that xAI would read: not relayed unchecked.
+                raise InvalidRequest(
+                    f"The {method.request.DESCRIPTOR.full_name} message has fields this "
+                    "shared proxy does not know, so it cannot check them."
+                )
             data = json_format.MessageToDict(message, preserving_proto_field_name=True)
         model = data.get("model")
         if isinstance(model, str) and model and not self.method_name.startswith(CATALOGUE):
             self.model = model
+        names_model = "model" in method.request.DESCRIPTOR.fields_by_name
+        if self.model is None and names_model and self.member.limits.models:
+            # Without a model xAI uses a default one, which the member may not be allowed.
+            raise NotAllowed(
+                f"Member {self.member.name} is limited to some models: name one of them as "
+                "`model`.",
+                code="model_not_allowed",
+                param="model",
+            )
         named = references(data)
         if method.reads is not None:
             object_id = next((data[f] for f in ID_FIELDS if isinstance(data.get(f), str)), "")

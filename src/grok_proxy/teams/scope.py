@@ -74,6 +74,26 @@ CREATES = {
     "realtime/client_secrets": ("client_secret", ("value",)),
 }
 LISTS = {"files": "file", "batches": "batch"}
+# Routes whose body names the model used; without one, xAI (or the proxy's own routes)
+# picks a default, which a member limited to some models must not get unchecked.
+MODEL_ROUTES = frozenset(
+    {
+        "chat/completions",
+        "completions",
+        "responses",
+        "messages",
+        "messages/count_tokens",
+        "embeddings",
+        "tokenize-text",
+        "images/generations",
+        "images/generate",
+        "images/edits",
+        "vision/analyze",
+        "videos/generations",
+        "videos/edits",
+        "videos/extensions",
+    }
+)
 # First segment(s) of object routes -> kind; the id is the next segment.
 OBJECT_PREFIXES = {
     "responses": "response",
@@ -127,7 +147,6 @@ REFERENCES = {
     "file_id": "file",
     "input_file_id": "file",
 }
-REFERENCE_MARKS = tuple(f'"{name}"'.encode() for name in REFERENCES)
 
 
 def references(data: object) -> list[tuple[str, str]]:

@@ -11,6 +11,10 @@ What counts as a request (docs/teams.md, "Other protocols"):
   the usage of the `response.done` / `response.completed` (or failed, incomplete) that ends
   it, before that event reaches the caller. A refusal is an `error` event in xAI's shape;
   the event is not relayed and the session stays open.
+- Every caller message on those routes, text or binary, is parsed and decided on its
+  parsed value (issue 24): one that is not a JSON object gets an `error` event and is not
+  relayed. Models are checked wherever they are named (every `model` of the URL,
+  `session.update`, a turn's `model` and `response.model`).
 - A response the server starts by itself (voice activity detection) cannot be refused
   before it starts; it is counted, with its usage, when it ends.
 
@@ -27,11 +31,12 @@ from typing import Any
 import orjson
 
 from grok_proxy.auth import Caller
-from grok_proxy.errors import ProxyError, error_type
-from grok_proxy.teams.errors import NotAllowed
+from grok_proxy.bodies import parse_json
+from grok_proxy.errors import InvalidRequest, MissingApiKey, ProxyError, error_type
+from grok_proxy.teams.errors import DatabaseUnavailable, NotAllowed
 from grok_proxy.teams.members import Member
 from grok_proxy.teams.scope import references
-from grok_proxy.teams.team import Admission, MemberCaller, Team
+from grok_proxy.teams.team import DB_ERRORS, Admission, MemberCaller, Team
 from grok_proxy.usage import Usage, from_event
 
 # The session routes a shared proxy relays; others may keep state it cannot scope.
@@ -40,8 +45,8 @@ SHARED_ROUTES = frozenset({"realtime", "responses", "tts", "stt"})
 TURN_ROUTES = frozenset({"realtime", "responses"})
 # Server events that end a response, with its usage.
 ENDS = frozenset({"response.done", "response.completed", "response.failed", "response.incomplete"})
-# Cheap looks before any JSON is parsed: most messages (audio) are neither.
-CREATE_MARK = "response.create"
+CREATE = "response.create"
+# Cheap looks before a server event is parsed: most (audio deltas) end nothing.
 SERVER_MARK = '"response.'
 ERROR_MARK = '"error"'
 
@@ -65,10 +70,49 @@ def error_event(error: ProxyError, client_event: dict[str, Any] | None = None) -
     return orjson.dumps({"type": "error", "status": error.status, "error": body}).decode()
 
 
-def session_gate(team: Team, caller: Caller, route: str, model: str | None) -> SessionGate:
-    """The gate of one session by an admitted caller (a member: the team's auth admitted it)."""
+async def secret_caller(team: Team, route: str, token: str, fingerprint: str) -> Caller | None:
+    """The member behind an ephemeral token (`xai-client-secret.<token>`), or None for one
+    minted elsewhere, which xAI checks itself.
+
+    Either way the session is on a route a shared proxy relays, a token minted elsewhere is
+    refused when TEAM_CLIENT_SECRETS=minted, and a database that cannot say whose a token
+    is answers 503 (not a 500).
+    """
+    if route not in SHARED_ROUTES:
+        raise _not_shared(route)
+    try:
+        caller = await team.secret_caller(token, fingerprint)
+    except DB_ERRORS:
+        raise DatabaseUnavailable(
+            "The team database is unreachable, so this token's member cannot be known; "
+            "try again shortly."
+        ) from None
+    if caller is None and team.settings.team_client_secrets == "minted":
+        raise MissingApiKey(
+            "This proxy accepts only ephemeral tokens minted through it "
+            "(POST /v1/realtime/client_secrets with an access key).",
+            code="invalid_client_secret",
+        )
+    return caller
+
+
+def _not_shared(route: str) -> NotAllowed:
+    return NotAllowed(
+        f"The WebSocket route /{route} is not available through this shared proxy: it is not "
+        "known to keep each member's objects apart.",
+        code="route_not_shared",
+    )
+
+
+def session_gate(team: Team, caller: Caller, route: str, models: list[str]) -> SessionGate:
+    """The gate of one session by an admitted caller (a member: the team's auth admitted it).
+
+    `models`: every `model` of the URL's query (the upstream may read any of them).
+    """
     assert isinstance(caller, MemberCaller)
-    return SessionGate(team, caller.member, route, model)
+    gate = SessionGate(team, caller.member, route, models[0] if models else None)
+    gate.url_models = models
+    return gate
 
 
 class SessionGate:
@@ -83,32 +127,52 @@ class SessionGate:
         # Admitted `response.create` events whose response has not ended yet, oldest first;
         # `started` once the server's `response.created` for it arrived.
         self.pending: deque[_Turn] = deque()
+        self.url_models: list[str] = [model] if model else []
 
     async def open(self) -> None:
         """Check the session before the upstream handshake (ProxyError: refuse it)."""
         if self.route not in SHARED_ROUTES:
-            raise NotAllowed(
-                f"The WebSocket route /{self.route} is not available through this shared "
-                "proxy: it is not known to keep each member's objects apart.",
-                code="route_not_shared",
-            )
+            raise _not_shared(self.route)
+        for model in self.url_models[1:]:
+            self._allowed(model)
         admission = await self.team.check(self.member, self.route, self.model)
         await self.team.record_usage(self.member, self.model, None, admission)
 
     async def from_caller(self, data: str | bytes) -> str | None:
-        """None when the message may go upstream; else the error event answering it."""
-        if not self.turns or not isinstance(data, str) or CREATE_MARK not in data:
+        """None when the message may go upstream; else the error event answering it.
+
+        Every caller message of a turn route is parsed, text or binary, and decided on its
+        parsed `type`: raw-text looks would miss `"response\\u002ecreate"`, which the
+        upstream reads as `response.create`. What cannot be parsed is not relayed.
+        """
+        if not self.turns:
             return None
         try:
-            event = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return None  # the upstream answers it with its own error
-        if not isinstance(event, dict) or event.get("type") != CREATE_MARK:
-            return None
-        model = event.get("model")
-        model = model if isinstance(model, str) and model else self.model
+            event = parse_json(data.encode() if isinstance(data, str) else data)
+        except ProxyError as refused:
+            return error_event(refused)
+        if not isinstance(event, dict):
+            return error_event(
+                InvalidRequest("A client event must be a JSON object.", code="invalid_event")
+            )
+        kind = event.get("type")
         try:
             await self.team.require_all(self.member, references(event))
+            if kind == "session.update":
+                self._allowed(_session_model(event))
+                return None
+            if kind != CREATE:
+                return None
+            named = _turn_model(event)
+            self._allowed(named)
+            model = named if isinstance(named, str) and named else self.model
+            if model is None and self.member.limits.models:
+                raise NotAllowed(
+                    f"Member {self.member.name} is limited to some models: name one of them "
+                    "(without one, a default model would be used).",
+                    code="model_not_allowed",
+                    param="model",
+                )
             admission = await self.team.check(self.member, self.route, model)
         except ProxyError as refused:
             return error_event(refused, event)
@@ -116,6 +180,16 @@ class SessionGate:
             self.model = model  # later turns that name none use the session's last model
         self.pending.append(_Turn(model, admission))
         return None
+
+    def _allowed(self, model: object) -> None:
+        """Refuse a model named anywhere the member may not use (a non-string one too)."""
+        if model is None or (isinstance(model, str) and self.member.limits.allows_model(model)):
+            return
+        raise NotAllowed(
+            f"Member {self.member.name} may not use model {model} on this proxy.",
+            code="model_not_allowed",
+            param="model",
+        )
 
     async def from_upstream(self, data: str | bytes) -> None:
         """Read a server event on its way to the caller: new responses, ends and usage."""
@@ -165,6 +239,20 @@ class SessionGate:
         while self.pending:
             turn = self.pending.popleft()
             await self.team.record_usage(self.member, turn.model, None, turn.admission)
+
+
+def _turn_model(event: dict[str, Any]) -> Any:
+    """The model a `response.create` names: its own (Responses mode) or its response's."""
+    model = event.get("model")
+    response = event.get("response")
+    if model is None and isinstance(response, dict):
+        model = response.get("model")
+    return model
+
+
+def _session_model(event: dict[str, Any]) -> Any:
+    session = event.get("session")
+    return session.get("model") if isinstance(session, dict) else None
 
 
 class _Turn:
