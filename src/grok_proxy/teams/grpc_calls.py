@@ -36,7 +36,7 @@ from grok_proxy.teams.errors import NotAllowed
 from grok_proxy.teams.members import Member
 from grok_proxy.teams.scope import references
 from grok_proxy.teams.team import Admission, MemberCaller, Team
-from grok_proxy.usage import Usage
+from grok_proxy.usage import Usage, from_grpc
 
 # The gRPC status for each answer a shared proxy gives before anything goes upstream (the
 # codes xAI's own gRPC API uses for the same HTTP statuses).
@@ -141,13 +141,8 @@ def status_of(error: ProxyError) -> tuple[grpc.StatusCode, str, list[tuple[str, 
 
 
 def usage_of(usage: Any) -> Usage:
-    """xai-sdk's SamplingUsage in grok_proxy.usage's shape."""
-    return {
-        "prompt": usage.prompt_tokens,
-        "completion": usage.completion_tokens,
-        "reasoning": usage.reasoning_tokens,
-        "cached": usage.cached_prompt_text_tokens,
-    }
+    """xai-sdk's SamplingUsage in grok_proxy.usage's shape (xAI's cost included)."""
+    return from_grpc(usage)
 
 
 def call_gate(team: Team, caller: Caller, method: str) -> CallGate:

@@ -38,6 +38,7 @@ from grok_proxy.teams.pricing import NANOS_PER_DOLLAR, Prices, from_language_mod
 from grok_proxy.teams.scope import Decision, classify
 from grok_proxy.teams.store import USAGE_COLUMNS, Directory, Store, engine_url, windows
 from grok_proxy.transport import BodyTooLarge, UpstreamFailure
+from grok_proxy.usage import tokens as usage_tokens
 
 # Admission is defined with the leases it draws on; the relays import it from here.
 __all__ = ["DB_ERRORS", "Admission", "MemberCaller", "Team", "TeamAuth", "build_store"]
@@ -274,12 +275,14 @@ class Team:
                 usage.get("reasoning", 0),
                 usage.get("cached", 0),
                 cost,
+                usage.get("server_side_tools", 0),
+                usage.get("sources", 0),
             )
         ):
             row[index] += value
         metrics.count_member(member.name, usage, cost / NANOS_PER_DOLLAR)
         if member.limits.metered and usage:
-            tokens = usage.get("prompt", 0) + usage.get("completion", 0) + usage.get("reasoning", 0)
+            tokens = usage_tokens(usage)
             # In memory and at once, so the member's next check in this worker sees it;
             # the counters get it with the next batch or lease.
             self.leases.record(member, names, tokens, cost)
