@@ -247,7 +247,7 @@ def cost_of(usage: dict[str, Any], price: tuple[float, float]) -> float:
     """Dollars for one answer's usage: xAI's figure, or tokens at (input, output) per million."""
     if "cost_in_usd_ticks" in usage:
         return float(usage["cost_in_usd_ticks"]) / 1e10
-    return (usage["prompt_tokens"] * price[0] + usage["completion_tokens"] * price[1]) / 1e6
+    return float(usage["prompt_tokens"] * price[0] + usage["completion_tokens"] * price[1]) / 1e6
 
 
 def test_usage_and_cost_of_plain_and_streamed_calls(shared: Shared) -> None:

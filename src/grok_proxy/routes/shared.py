@@ -119,7 +119,8 @@ async def forward_validated(
     caller = authorized(request, allow_x_api_key=route.flavor is Flavor.ANTHROPIC)
     body, parsed = await validated_body(request, schema)
     strip_usage = False
-    if forwarder.settings.capture_stream_usage and _streams_without_usage(parsed):
+    wants_usage = forwarder.settings.capture_stream_usage or getattr(caller, "wants_usage", False)
+    if wants_usage and _streams_without_usage(parsed):
         # Ask xAI for the usage chunk so metrics are complete; the relay removes it again,
         # so the caller receives exactly the stream it asked for.
         payload = orjson.loads(body)

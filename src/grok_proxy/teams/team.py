@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
@@ -436,3 +436,6 @@ class MemberCaller(Caller):
     """A Caller that also says which member it is."""
 
     member: Member
+    # The team counts every member's usage, so a chat stream must end with its usage
+    # chunk: the routes ask xAI for it and strip it again where the caller did not.
+    wants_usage: ClassVar[bool] = True
