@@ -23,6 +23,7 @@ pytestmark = pytest.mark.anyio
 
 ADMIN = {"authorization": "Bearer admin-token-0123456789"}
 CENT_TICKS = 100_000_000  # xAI: one US cent is 100,000,000 ticks
+CUT = httpx.ReadError("connection lost")
 
 
 @asynccontextmanager
@@ -107,3 +108,66 @@ async def test_a_stream_without_include_usage_is_still_counted(tmp_path: Path) -
     assert answer.content == events[0] + events[2]
     assert rows[0]["prompt_tokens"] == 10 and rows[0]["completion_tokens"] == 3
     assert rows[0]["cost_usd"] == pytest.approx(0.01)
+
+
+async def test_a_stream_cut_before_its_usage_is_charged_an_estimate(tmp_path: Path) -> None:
+    cut = Pieces(b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n', then=CUT)
+    router = upstream()
+    router.post("/chat/completions").mock(
+        side_effect=[httpx.Response(200, json=completion(CENT_TICKS)), sse(cut)]
+    )
+    async with team(router, tmp_path) as client:
+        keys = await member(client, "quitter", tokens_per_day=10_000)
+        await client.post("/api/v1/chat/completions", json=chat(), headers=keys)
+        answer = await client.post("/api/v1/chat/completions", json=chat(stream=True), headers=keys)
+        assert b"error" in answer.content  # the caller saw the cut
+        rows = await usage_rows(client, "quitter")
+    # xAI bills what it generated: the member's largest request (13 tokens, 1 cent) stands in.
+    assert rows[0]["requests"] == 2
+    assert rows[0]["prompt_tokens"] + rows[0]["completion_tokens"] == 13 + 13
+    assert rows[0]["cost_usd"] == pytest.approx(0.02)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/chat/completions", chat(deferred=True)),
+        ("/api/v1/batches", {"name": "nightly"}),
+    ],
+)
+async def test_budgeted_members_cannot_start_work_billed_out_of_sight(
+    tmp_path: Path, path: str, body: dict[str, Any]
+) -> None:
+    router = upstream()
+    route = router.post(path.removeprefix("/api/v1")).respond(200, json={"request_id": "d1"})
+    async with team(router, tmp_path) as client:
+        keys = await member(client, "budgeted", dollars_per_month=5)
+        refused = await client.post(path, json=body, headers=keys)
+        free = await member(client, "unbudgeted")
+        allowed = await client.post(path, json=body, headers=free)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "budget_not_enforceable"
+    assert allowed.status_code == 200
+    assert route.call_count == 1  # only the member without a budget reached xAI
+
+
+async def test_deferred_completions_and_image_edits_cost_what_xai_reported(
+    tmp_path: Path,
+) -> None:
+    router = upstream()
+    router.post("/chat/completions").respond(200, json={"request_id": "d1"})
+    router.get("/chat/deferred-completion/d1").respond(200, json=completion(3 * CENT_TICKS))
+    edited = {"data": [{"url": "https://x/e.jpg"}], "usage": {"cost_in_usd_ticks": CENT_TICKS}}
+    router.post("/images/edits").respond(200, json=edited)
+    async with team(router, tmp_path) as client:
+        keys = await member(client, "patient")
+        started = await client.post(
+            "/api/v1/chat/completions", json=chat(deferred=True), headers=keys
+        )
+        assert started.json() == {"request_id": "d1"}
+        result = await client.get("/api/v1/chat/deferred-completion/d1", headers=keys)
+        assert result.json() == completion(3 * CENT_TICKS)  # relayed unchanged
+        edit = {"prompt": "purple sky", "image": {"url": "https://x/p.jpg"}}
+        assert (await client.post("/api/v1/images/edits", json=edit, headers=keys)).json() == edited
+        rows = await usage_rows(client, "patient")
+    assert sum(row["cost_usd"] for row in rows) == pytest.approx(0.04)

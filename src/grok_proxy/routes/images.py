@@ -16,9 +16,11 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from grok_proxy.routes.chat import BILLED_ANSWER
 from grok_proxy.routes.shared import (
     area_router,
     authorized,
+    forward_as_is,
     forward_translated,
     forwarder_of,
     request_body,
@@ -26,6 +28,7 @@ from grok_proxy.routes.shared import (
 )
 from grok_proxy.schemas.images import (
     UNSUPPORTED_IMAGE_FIELDS,
+    ImageEditRequest,
     ImageGenerationRequest,
     ImageGenerationsRequest,
 )
@@ -48,6 +51,17 @@ async def generations(request: Request) -> Response:
     return await forward_translated(
         request, "/images/generations", caller=caller, body=raw, on_json=partial(stamp_images, None)
     )
+
+
+@router.post(
+    "/images/edits",
+    summary="Edit an image (xAI /v1/images/edits)",
+    description="Forwarded as sent; the answer is read for the cost xAI states.",
+    openapi_extra=request_body(ImageEditRequest),
+)
+async def edits(request: Request) -> Response:
+    """xAI's image edit, the body as sent."""
+    return await forward_as_is(request, BILLED_ANSWER)
 
 
 @router.post(

@@ -28,6 +28,19 @@ class ImageGenerationsRequest(Mirrored):
     examples: ClassVar[list[dict[str, Any]]] = EXAMPLES
 
 
+class ImageEditRequest(Mirrored):
+    """xAI's image edit: forwarded as sent (only documented here, never parsed)."""
+
+    published: ClassVar[str] = "EditImageRequest"
+    examples: ClassVar[list[dict[str, Any]]] = [
+        {
+            "prompt": "Make the sky purple",
+            "model": "grok-imagine-image",
+            "image": {"url": "https://example.com/photo.jpg"},
+        }
+    ]
+
+
 class ImageGenerationRequest(Open):
     """The seed's /images/generate: defaults filled, OpenAI's unsupported fields dropped."""
 

@@ -104,7 +104,8 @@ class TeamGate:
             assert decision.kind is not None
             assert decision.object_id is not None
             await self.team.require_all(member, [(decision.kind, decision.object_id)])
-        admission = await self.team.check(member, route, model)
+        deferred = claims_answer and decision.kind == "deferred"
+        admission = await self.team.check(member, route, model, deferred=deferred)
         if model is not None and record.model is None:
             record.model = model
         watcher = AnswerWatcher(
@@ -317,7 +318,9 @@ class AnswerWatcher:
             return
         self.recorded = True
         record = record_of(self.scope)
-        await self.team.record_usage(self.member, record.model, record.usage, self.admission)
+        await self.team.record_usage(
+            self.member, record.model, record.usage, self.admission, streamed=record.streamed
+        )
 
     async def finish(self) -> None:
         """Count a request that ended without a complete answer (hang-up, error)."""

@@ -125,6 +125,8 @@ class Admission:
 
     lock: asyncio.Lock | None = None
     reserved: list[tuple[Slot, int]] = field(default_factory=list)
+    # The route's answers end with their usage (chat, completions, Responses, Messages).
+    reports_usage: bool = False
 
     def release(self) -> None:
         """Give back the estimate and the turn (once; later calls do nothing)."""

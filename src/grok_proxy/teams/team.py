@@ -38,6 +38,7 @@ from grok_proxy.teams.pricing import NANOS_PER_DOLLAR, Prices, from_language_mod
 from grok_proxy.teams.scope import Decision, classify
 from grok_proxy.teams.store import USAGE_COLUMNS, Directory, Store, engine_url, windows
 from grok_proxy.transport import BodyTooLarge, UpstreamFailure
+from grok_proxy.usage import TICKS_PER_NANO
 from grok_proxy.usage import tokens as usage_tokens
 
 # Admission is defined with the leases it draws on; the relays import it from here.
@@ -53,6 +54,8 @@ PRICES_REFRESH_SECONDS = 3600.0
 PRICES_BODY_LIMIT = 8 * 1024 * 1024
 # Unwritten usage rows kept through a database outage; beyond this the oldest are dropped.
 MAX_PENDING_ROWS = 100_000
+# Routes whose streams end with their usage: one that ends without it is charged an estimate.
+REPORTS_USAGE = frozenset({"chat/completions", "completions", "responses", "messages"})
 # The object kind of ephemeral WebSocket tokens (see scope.CREATES).
 CLIENT_SECRET = "client_secret"  # noqa: S105 - an object kind, not a secret
 
@@ -209,23 +212,35 @@ class Team:
         return classify(method, route)
 
     # limits
-    async def check(self, member: Member, route: str, model: str | None) -> Admission:
+    async def check(
+        self, member: Member, route: str, model: str | None, *, deferred: bool = False
+    ) -> Admission:
         """Raise before anything goes upstream when the member may not make this request.
 
         The Admission goes back with `record_usage` (or its `release`): it holds the
         request's estimate set aside from this worker's leases and, near a limit, the
         member's turn, so each worker has at most one such request in flight.
+        `deferred`: a chat completion whose answer (and usage) comes later.
         """
         limits = member.limits
         if not limits.allows_route(route):
             raise NotAllowed(f"Member {member.name} may not use /{route} on this proxy.")
+        if limits.metered and (deferred or route == "batches" or route.startswith("batches/")):
+            # Their usage is known only long after admission, if ever through the proxy
+            # (a batch runs at xAI): a token or dollar budget could not hold.
+            what = "Deferred completions" if deferred else "Batches"
+            raise NotAllowed(
+                f"{what} are not available to member {member.name}: its token or dollar "
+                "budget could not be enforced on them (docs/teams.md).",
+                code="budget_not_enforceable",
+            )
         if model is not None and not limits.allows_model(model):
             raise NotAllowed(
                 f"Member {member.name} may not use model {model} on this proxy.",
                 code="model_not_allowed",
                 param="model",
             )
-        admission = Admission()
+        admission = Admission(reports_usage=route in REPORTS_USAGE)
         if not limits.counted or self.db_down:
             # While the database is down (the reload loop notices its return), limits fail
             # open without each request waiting for a connection timeout first.
@@ -250,13 +265,31 @@ class Team:
         model: str | None,
         usage: dict[str, int] | None,
         admission: Admission | None = None,
+        *,
+        streamed: bool = False,
     ) -> None:
-        """Count one finished request: per member, model and day, and in the limit windows."""
+        """Count one finished request: per member, model and day, and in the limit windows.
+
+        `streamed`: a stream was relayed (xAI accepted the request and bills what it
+        generated); without usage (cut, or the caller hung up first) it is charged an estimate.
+        """
+        if usage is None and streamed and admission is not None and admission.reports_usage:
+            usage = self.estimate(member)
+            log.info("stream of member %s ended without usage: charged %s", member.name, usage)
         try:
             await self._record_usage(member, model, usage)
         finally:
             if admission is not None:
                 admission.release()
+
+    def estimate(self, member: Member) -> dict[str, int]:
+        """What a request whose usage never came is charged: the member's largest request in
+        this worker (the estimate its admission set aside), as completion tokens."""
+        tokens, nanos = self.leases.largest.get(member.id, (0, 0))
+        estimated = {"prompt": 0, "completion": max(tokens, 1), "reasoning": 0, "cached": 0}
+        if nanos:
+            estimated["cost_ticks"] = nanos * TICKS_PER_NANO
+        return estimated
 
     async def _record_usage(
         self, member: Member, model: str | None, usage: dict[str, int] | None
