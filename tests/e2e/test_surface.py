@@ -66,6 +66,14 @@ def test_images_b64_body_as_sent(oai: openai.OpenAI, fresh_sim: Simulator) -> No
     }
 
 
+def test_image_edits_forwarded_as_sent(live: Proxy, fresh_sim: Simulator) -> None:
+    body = {"prompt": "Purple sky", "image": {"url": "https://example.com/photo.jpg"}, "n": 1}
+    response = httpx.post(f"{live.api}/images/edits", json=body, headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert response.json()["data"][0]["url"].startswith("https://")
+    assert sent(fresh_sim)["json"] == body
+
+
 def test_images_generate_drops_openai_fields(live: Proxy, fresh_sim: Simulator) -> None:
     response = httpx.post(
         f"{live.api}/images/generate",
