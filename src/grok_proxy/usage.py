@@ -79,13 +79,8 @@ def normalize(usage: object) -> Usage | None:
 
 
 def from_body(data: object) -> Usage | None:
-    """Usage of a parsed plain JSON answer (a completion, a response, an image or video)."""
-    if not isinstance(data, dict):
-        return None
-    found = normalize(data.get("usage"))
-    if found is None and isinstance(data.get("response"), dict):
-        found = normalize(data["response"].get("usage"))  # a stored Responses answer
-    return found
+    """Usage of a parsed plain JSON answer (a completion, a response, an image)."""
+    return normalize(data.get("usage")) if isinstance(data, dict) else None
 
 
 def merge(known: Usage | None, found: Usage) -> Usage:
