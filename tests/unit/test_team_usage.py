@@ -171,3 +171,22 @@ async def test_deferred_completions_and_image_edits_cost_what_xai_reported(
         assert (await client.post("/api/v1/images/edits", json=edit, headers=keys)).json() == edited
         rows = await usage_rows(client, "patient")
     assert sum(row["cost_usd"] for row in rows) == pytest.approx(0.04)
+
+
+async def test_a_request_larger_than_the_budget_left_is_refused_before_upstream(
+    tmp_path: Path,
+) -> None:
+    router = upstream()
+    route = router.post("/chat/completions").respond(200, json=completion(CENT_TICKS))
+    async with team(router, tmp_path) as client:
+        keys = await member(client, "frugal", tokens_per_day=300)
+        huge = await client.post(
+            "/api/v1/chat/completions", json=chat(max_tokens=3000), headers=keys
+        )
+        small = await client.post(
+            "/api/v1/chat/completions", json=chat(max_completion_tokens=100), headers=keys
+        )
+    assert huge.status_code == 429, huge.text
+    assert huge.json()["error"]["code"] == "budget_exceeded"
+    assert small.status_code == 200
+    assert route.call_count == 1  # the one that could overshoot tenfold never went upstream

@@ -56,6 +56,8 @@ PRICES_BODY_LIMIT = 8 * 1024 * 1024
 MAX_PENDING_ROWS = 100_000
 # Routes whose streams end with their usage: one that ends without it is charged an estimate.
 REPORTS_USAGE = frozenset({"chat/completions", "completions", "responses", "messages"})
+# Request fields that bound how many tokens an answer may have.
+OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 # The object kind of ephemeral WebSocket tokens (see scope.CREATES).
 CLIENT_SECRET = "client_secret"  # noqa: S105 - an object kind, not a secret
 
@@ -213,14 +215,22 @@ class Team:
 
     # limits
     async def check(
-        self, member: Member, route: str, model: str | None, *, deferred: bool = False
+        self,
+        member: Member,
+        route: str,
+        model: str | None,
+        *,
+        deferred: bool = False,
+        body: bytes = b"",
     ) -> Admission:
         """Raise before anything goes upstream when the member may not make this request.
 
         The Admission goes back with `record_usage` (or its `release`): it holds the
         request's estimate set aside from this worker's leases and, near a limit, the
         member's turn, so each worker has at most one such request in flight.
-        `deferred`: a chat completion whose answer (and usage) comes later.
+        `deferred`: a chat completion whose answer (and usage) comes later. `body`: the
+        JSON request body, whose `max_tokens` (or `max_completion_tokens`,
+        `max_output_tokens`) a member with a budget reserves before it is admitted.
         """
         limits = member.limits
         if not limits.allows_route(route):
@@ -248,7 +258,8 @@ class Team:
         now = datetime.now(UTC)
         try:
             # From this worker's leases in memory; a statement only when one runs out.
-            await self.leases.admit(member, windows(now), now, admission)
+            declared = self.declared(model, body) if limits.metered else None
+            await self.leases.admit(member, windows(now), now, admission, declared)
         except DB_ERRORS as exc:
             # Refusing every request while the database is away would stop the whole team;
             # the limits are a budget guard, not an authorization. Documented in docs/teams.md.
@@ -281,6 +292,25 @@ class Team:
         finally:
             if admission is not None:
                 admission.release()
+
+    def declared(self, model: str | None, body: bytes) -> tuple[int, int] | None:
+        """The tokens (and their nanos at the table's price) a request may generate by its
+        own limit; None when it names none."""
+        try:
+            data = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            return None  # the route answers 400 with the reason
+        if not isinstance(data, dict):
+            return None
+        bounds = [
+            value
+            for name in OUTPUT_LIMITS
+            if isinstance(value := data.get(name), int) and not isinstance(value, bool)
+        ]
+        if not bounds:
+            return None
+        tokens = max(0, *bounds)
+        return tokens, self.prices.cost(model or "-", {"completion": tokens})
 
     def estimate(self, member: Member) -> dict[str, int]:
         """What a request whose usage never came is charged: the member's largest request in
