@@ -6,6 +6,7 @@ loopback upstream whose answers come from respx, so each test states xAI's exact
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -190,3 +191,85 @@ async def test_a_request_larger_than_the_budget_left_is_refused_before_upstream(
     assert huge.json()["error"]["code"] == "budget_exceeded"
     assert small.status_code == 200
     assert route.call_count == 1  # the one that could overshoot tenfold never went upstream
+
+
+class Stalls(httpx.AsyncByteStream):
+    """One event, then silence until `released` (the usage chunk never comes in time)."""
+
+    def __init__(self, first: bytes) -> None:
+        self.first = first
+        self.released = asyncio.Event()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.first
+        await self.released.wait()
+
+
+async def test_a_stream_the_caller_abandons_before_its_usage_is_charged_an_estimate(
+    tmp_path: Path,
+) -> None:
+    stalls = Stalls(b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n')
+    router = upstream()
+    router.post("/chat/completions").mock(
+        side_effect=[
+            httpx.Response(200, json=completion(CENT_TICKS)),
+            httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=stalls),
+        ]
+    )
+    async with team(router, tmp_path) as client:
+        keys = await member(client, "leaver", tokens_per_day=10_000)
+        await client.post("/api/v1/chat/completions", json=chat(), headers=keys)
+        app = client._transport.app  # type: ignore[attr-defined]
+        try:
+            sent = await hang_up_after_first_event(app, keys["authorization"], chat(stream=True))
+        finally:
+            stalls.released.set()
+        rows = await usage_rows(client, "leaver")
+    assert b"Hi" in b"".join(m.get("body", b"") for m in sent)
+    assert rows[0]["requests"] == 2
+    assert rows[0]["prompt_tokens"] + rows[0]["completion_tokens"] == 13 + 13
+    assert rows[0]["cost_usd"] == pytest.approx(0.02)
+
+
+async def hang_up_after_first_event(app: Any, authorization: str, body: Any) -> list[Any]:
+    """Call the app as an ASGI server would, and hang up once the first event arrived."""
+    raw = orjson.dumps(body)
+    got_event = asyncio.Event()
+    sent: list[Any] = []
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        await got_event.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and b"Hi" in message.get("body", b""):
+            got_event.set()
+
+    path = b"/api/v1/chat/completions"
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path.decode(),
+        "raw_path": path,
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"proxy.test"),
+            (b"authorization", authorization.encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(raw)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("proxy.test", 80),
+    }
+    await app(scope, receive, send)
+    return sent
