@@ -10,6 +10,7 @@ derandomized and bounded (EXAMPLES per operation), so the run is the same every 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,8 +58,10 @@ class Arrived:
     content_type: str | None
 
 
+@functools.cache
 def generated() -> list[Sent]:
-    """EXAMPLES schema-valid requests per operation of the published document."""
+    """EXAMPLES schema-valid requests per operation of the published document (made once,
+    when a test first asks, not when the module is collected)."""
     schema = schemathesis.openapi.from_path(str(SPEC))
     sent: list[Sent] = []
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
@@ -112,9 +115,6 @@ def _file(value: tuple[Any, Any]) -> tuple[str | None, bytes]:
     return filename, content
 
 
-CASES = generated()
-
-
 @asynccontextmanager
 async def recording_upstream() -> AsyncIterator[tuple[str, list[Arrived]]]:
     """An HTTP server that answers `{}` to anything and records what arrived."""
@@ -142,11 +142,12 @@ async def recording_upstream() -> AsyncIterator[tuple[str, list[Arrived]]]:
 
 @pytest.mark.parametrize("prefix", ["/v1", "/api/v1"])
 async def test_every_schema_valid_request_reaches_xai_unchanged(prefix: str) -> None:
-    assert {case.label for case in CASES} >= {"POST /v1/chat/completions", "POST /v1/files"}
+    cases = generated()
+    assert {case.label for case in cases} >= {"POST /v1/chat/completions", "POST /v1/files"}
     failures: list[str] = []
     async with recording_upstream() as (base_url, arrived):
         async with proxied_app(base_url) as client:
-            for case in CASES:
+            for case in cases:
                 headers = dict(AUTH)
                 if case.content_type:
                     headers["content-type"] = case.content_type
@@ -157,7 +158,7 @@ async def test_every_schema_valid_request_reaches_xai_unchanged(prefix: str) -> 
                 problem = mismatch(case, response, arrived[before:])
                 if problem:
                     failures.append(f"{case.label} {case.target} {case.body!r:.300}: {problem}")
-    assert not failures, f"{len(failures)} of {len(CASES)}:\n" + "\n".join(failures[:20])
+    assert not failures, f"{len(failures)} of {len(cases)}:\n" + "\n".join(failures[:20])
 
 
 def mismatch(case: Sent, response: httpx.Response, arrived: list[Arrived]) -> str | None:
