@@ -16,7 +16,10 @@ import httpx
 import orjson
 import pytest
 import respx
+from xai_sdk.proto.v6 import chat_pb2
 
+from grok_proxy.teams.errors import NotAllowed
+from grok_proxy.teams.grpc_calls import CallGate
 from tests.unit.harness import chat, proxied, upstream
 from tests.unit.test_relay import Pieces, sse
 
@@ -273,3 +276,21 @@ async def hang_up_after_first_event(app: Any, authorization: str, body: Any) -> 
     }
     await app(scope, receive, send)
     return sent
+
+
+async def test_budgeted_members_cannot_start_deferred_completions_over_grpc(
+    tmp_path: Path,
+) -> None:
+    async with team(upstream(), tmp_path) as client:
+        keys = await member(client, "grpc-budgeted", tokens_per_day=1000)
+        shared = client._transport.app.state.team  # type: ignore[attr-defined]
+        budgeted = shared.admit(keys["authorization"].removeprefix("Bearer "), "metadata")
+        request = chat_pb2.GetCompletionsRequest(model="grok-4").SerializeToString()
+        deferred = CallGate(shared, budgeted, "/xai_api.Chat/StartDeferredCompletion")
+        with pytest.raises(NotAllowed) as refused:
+            await deferred.admit(request)
+        plain = CallGate(shared, budgeted, "/xai_api.Chat/GetCompletion")
+        await plain.admit(request)  # the same request, answered at once: admitted
+        assert plain.admission is not None
+        plain.admission.release()
+    assert refused.value.code == "budget_not_enforceable"

@@ -200,7 +200,10 @@ class CallGate:
             self.claims = data.get("store_messages") is True
         else:
             self.claims = method.creates is not None
-        self.admission = await self.team.check(self.member, method.route, self.model)
+        deferred = method.creates == "deferred"  # refused to budgeted members, as on HTTP
+        self.admission = await self.team.check(
+            self.member, method.route, self.model, deferred=deferred
+        )
 
     async def answer(self, message: bytes) -> None:
         """Read one answer message: the usage it reports, the object it creates."""
