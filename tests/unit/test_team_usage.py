@@ -18,7 +18,7 @@ import pytest
 import respx
 from xai_sdk.proto.v6 import chat_pb2
 
-from grok_proxy.teams.errors import NotAllowed
+from grok_proxy.teams.errors import BudgetExceeded, NotAllowed
 from grok_proxy.teams.grpc_calls import CallGate
 from tests.unit.harness import chat, proxied, upstream
 from tests.unit.test_relay import Pieces, sse
@@ -293,4 +293,9 @@ async def test_budgeted_members_cannot_start_deferred_completions_over_grpc(
         await plain.admit(request)  # the same request, answered at once: admitted
         assert plain.admission is not None
         plain.admission.release()
+        huge = chat_pb2.GetCompletionsRequest(model="grok-4", max_tokens=5000)
+        with pytest.raises(BudgetExceeded):
+            await CallGate(shared, budgeted, "/xai_api.Chat/GetCompletion").admit(
+                huge.SerializeToString()
+            )
     assert refused.value.code == "budget_not_enforceable"
