@@ -25,6 +25,7 @@ from prometheus_client import (
 )
 
 from grok_proxy.record import RequestRecord
+from grok_proxy.usage import TOKEN_KINDS, dollars
 
 LATENCY_BUCKETS = (
     0.001,
@@ -85,6 +86,16 @@ RETRIES = Counter("grok_proxy_retries_total", "Attempts beyond the first.", ["ro
 TOKENS = Counter(
     "grok_proxy_tokens_total", "Tokens from upstream usage reports.", ["model", "kind"]
 )
+COST = Counter(
+    "grok_proxy_cost_dollars_total",
+    "Cost as xAI stated it in its answers (usage.cost_in_usd_ticks), by model.",
+    ["model"],
+)
+BILLED_USES = Counter(
+    "grok_proxy_billed_uses_total",
+    "Server-side tool uses and Live Search sources xAI reported (billed per use).",
+    ["model", "kind"],
+)
 UNKNOWN_USAGE = Counter(
     "grok_proxy_streams_without_usage_total",
     "Streams whose token usage is unknown (no usage event; see CAPTURE_STREAM_USAGE).",
@@ -105,10 +116,16 @@ MEMBER_TOKENS = Counter(
 )
 MEMBER_COST = Counter(
     "grok_proxy_member_cost_dollars_total",
-    "Cost per team member (shared mode), from xAI's published prices.",
+    "Cost per team member (shared mode): as xAI stated it, else from its published prices.",
     ["member"],
 )
-USAGE_KINDS = ("prompt", "completion", "reasoning", "cached")
+MEMBER_BILLED_USES = Counter(
+    "grok_proxy_member_billed_uses_total",
+    "Server-side tool uses and Live Search sources per team member (shared mode).",
+    ["member", "kind"],
+)
+USAGE_KINDS = TOKEN_KINDS
+BILLED_KINDS = ("server_side_tools", "sources")
 
 _models: set[str] = set()
 # Labelled children looked up once: `labels()` takes a lock and builds a tuple every call.
@@ -133,6 +150,9 @@ def count_member(member: str, usage: dict[str, int], cost_dollars: float) -> Non
     for kind in USAGE_KINDS:
         if usage.get(kind):
             MEMBER_TOKENS.labels(member, kind).inc(usage[kind])
+    for kind in BILLED_KINDS:
+        if usage.get(kind):
+            MEMBER_BILLED_USES.labels(member, kind).inc(usage[kind])
     if cost_dollars:
         MEMBER_COST.labels(member).inc(cost_dollars)
 
@@ -180,14 +200,25 @@ def observe(record: RequestRecord, status: int, duration: float, first_byte: flo
     if record.error_kind:
         UPSTREAM_ERRORS.labels(record.error_kind).inc()
     if record.usage:
-        for kind, count in record.usage.items():
-            if count:
-                tokens = _tokens.get((model, kind))
-                if tokens is None:
-                    tokens = _tokens[model, kind] = TOKENS.labels(model, kind)
-                tokens.inc(count)
+        _count_usage(model, record.usage)
     elif record.streamed and status < 400:
         UNKNOWN_USAGE.labels(model).inc()
+
+
+def _count_usage(model: str, usage: dict[str, int]) -> None:
+    for kind in TOKEN_KINDS:
+        count = usage.get(kind)
+        if count:
+            tokens = _tokens.get((model, kind))
+            if tokens is None:
+                tokens = _tokens[model, kind] = TOKENS.labels(model, kind)
+            tokens.inc(count)
+    for kind in BILLED_KINDS:
+        if usage.get(kind):
+            BILLED_USES.labels(model, kind).inc(usage[kind])
+    cost = dollars(usage)
+    if cost:
+        COST.labels(model).inc(cost)
 
 
 def forget_dead_workers(directory: str) -> None:

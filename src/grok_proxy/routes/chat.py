@@ -5,8 +5,12 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from grok_proxy.route import ANY_END, Route
 from grok_proxy.routes.shared import add_validated_route, area_router, forward_as_is
 from grok_proxy.schemas.chat import ChatCompletionRequest
+
+# Forwarded as sent, its JSON answer read for the usage (and cost) xAI bills with it.
+BILLED_ANSWER = Route(stream_end=ANY_END)
 
 router = area_router("chat")
 
@@ -24,5 +28,8 @@ add_validated_route(
     summary="Fetch a deferred chat completion (202 with an empty body while pending)",
 )
 async def deferred_completion(request: Request, request_id: str) -> Response:
-    """The result of a `"deferred": true` chat request, once, within 24 hours."""
-    return await forward_as_is(request)
+    """The result of a `"deferred": true` chat request, once, within 24 hours.
+
+    Its usage is read here: this is where a deferred completion's cost becomes known.
+    """
+    return await forward_as_is(request, BILLED_ANSWER)

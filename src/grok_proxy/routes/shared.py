@@ -141,7 +141,8 @@ async def forward_validated(
     caller = authorized(request, allow_x_api_key=route.flavor is Flavor.ANTHROPIC)
     body, data, parsed = await validated_json(request, schema)
     strip_usage = False
-    if forwarder.settings.capture_stream_usage and _streams_without_usage(parsed):
+    wants_usage = forwarder.settings.capture_stream_usage or getattr(caller, "wants_usage", False)
+    if wants_usage and _streams_without_usage(parsed):
         # Ask xAI for the usage chunk so metrics are complete; the relay removes it again,
         # so the caller receives exactly the stream it asked for.
         options = {**(data.get("stream_options") or {}), "include_usage": True}
@@ -196,12 +197,12 @@ async def forward_translated(
     return await forwarder_of(request).forward(request, CHAT, caller, outgoing)
 
 
-async def forward_as_is(request: Request) -> Response:
+async def forward_as_is(request: Request, route: Route = PASS_THROUGH) -> Response:
     """Forward a request to the same path upstream: method, query string and body as sent.
 
     The body streams upstream as it arrives, and the answer streams back, so file uploads
     and downloads cost no memory. A JSON body is read whole only where a preset must
-    rewrite its model name.
+    rewrite its model name. A `route` that reads answers gets their usage read.
     """
     caller = authorized(request)
     forwarder = forwarder_of(request)
@@ -219,7 +220,7 @@ async def forward_as_is(request: Request) -> Response:
     else:
         streamed = StreamedBody(request.receive, limit, length)
         outgoing = Outgoing(target, streamed.chunks(), headers, streamed=streamed)
-    return await forwarder.forward(request, PASS_THROUGH, caller, outgoing)
+    return await forwarder.forward(request, route, caller, outgoing)
 
 
 def upstream_path(request: Request) -> str:

@@ -12,7 +12,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from grok_proxy.errors import InvalidRequest
+from grok_proxy.errors import ValidationFailed
 from grok_proxy.routes.shared import (
     area_router,
     authorized,
@@ -75,7 +75,11 @@ async def analyze(request: Request) -> Response:
 
 
 def image_url(image: VisionImage) -> str:
-    """The URL to send: as given, or base64 bytes checked and wrapped as a data URL."""
+    """The URL to send: as given, or base64 bytes checked and wrapped as a data URL.
+
+    An image that is not valid base64, not an image, or over 20 MiB is a 422 naming
+    `image.b64_json`, like any other invalid field; nothing is sent upstream.
+    """
     if image.url is not None:
         return image.url
     encoded = image.b64_json or ""
@@ -86,21 +90,21 @@ def image_url(image: VisionImage) -> str:
     try:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidRequest(
+        raise ValidationFailed(
             "image.b64_json is not valid base64.", param="image.b64_json"
         ) from None
     if len(data) > MAX_IMAGE_BYTES:
         raise too_big(len(data))
     mime = sniff_image(data)
     if mime is None:
-        raise InvalidRequest(
+        raise ValidationFailed(
             "image.b64_json is not a PNG, JPEG, WebP or GIF image.", param="image.b64_json"
         )
     return f"data:{mime};base64,{encoded}"
 
 
-def too_big(size: int) -> InvalidRequest:
-    return InvalidRequest(
+def too_big(size: int) -> ValidationFailed:
+    return ValidationFailed(
         f"image is {size / 1048576:.1f} MiB; xAI accepts images up to 20 MiB.",
         param="image.b64_json",
     )

@@ -1,11 +1,19 @@
-"""Pydantic request models, one module per area; unknown fields are allowed and forwarded."""
+"""Request models, one module per area.
+
+Routes that mirror an xAI route forward the caller's bytes and check only what the proxy
+itself reads (`Mirrored`); everything else is xAI's to judge, so the proxy never refuses a
+request that xAI's published schema accepts (docs/api.md lists the checks per route). The
+seed's own convenience routes (`/images/generate`, `/vision/analyze`) have full models.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
+from pydantic.json_schema import DEFAULT_REF_TEMPLATE
+
+from grok_proxy.schemas.published import request_schema
 
 
 class Open(BaseModel):
@@ -14,17 +22,46 @@ class Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class OtherKind(Open):
-    """A content block, part or tool of a kind the proxy does not check: upstream judges it."""
+class Mirrored(BaseModel):
+    """The body of a route that mirrors xAI's: only the fields the proxy reads are declared.
 
-    type: str
+    Each declared field has the type xAI's schema gives it (so a body xAI accepts passes);
+    other fields are not even materialized. `/docs` shows xAI's own schema (`published`).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    published: ClassVar[str]
+    examples: ClassVar[list[dict[str, Any]]]
+
+    # Recorded (access line, metrics, team model limits); presets rewrite it.
+    model: str | None = None
+
+    @classmethod
+    def model_json_schema(  # type: ignore[override]
+        cls, by_alias: bool = True, ref_template: str = DEFAULT_REF_TEMPLATE, *_: Any, **__: Any
+    ) -> dict[str, Any]:
+        """xAI's published schema of this body, with the proxy's examples."""
+        schema = request_schema(cls.published, ref_template)
+        schema["examples"] = cls.examples
+        return schema
 
 
-def kind_of(known: set[str]) -> Callable[[Any], str]:
-    """A discriminator: the object's `type` when the proxy checks that kind, else `other`."""
+class StreamOptions(BaseModel):
+    """`stream_options`: the proxy reads `include_usage` to know whether usage will come."""
 
-    def kind(value: Any) -> str:
-        found = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-        return found if found in known else "other"
+    model_config = ConfigDict(extra="ignore")
 
-    return kind
+    include_usage: bool | None = None
+
+
+class Streamable(Mirrored):
+    """A mirrored body that may ask for a stream (relayed event by event)."""
+
+    stream: bool | None = None
+
+
+class WithStreamOptions(Streamable):
+    """A chat or text completion: `stream_options.include_usage` says if usage will come."""
+
+    stream_options: StreamOptions | None = None

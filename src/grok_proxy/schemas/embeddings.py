@@ -1,34 +1,21 @@
-"""POST /embeddings (xAI EmbeddingRequest)."""
+"""POST /embeddings (xAI EmbeddingRequest): forwarded as sent.
+
+xAI's schema describes `input` as an object (`{"String": ...}`, `{"StringArray": [...]}`);
+xAI's own example and API take a string or a list, as OpenAI's does. The proxy checks
+neither form and lets xAI decide (docs/api.md).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Any, ClassVar
 
-from pydantic import ConfigDict, Field
-
-from grok_proxy.schemas import Open
-
-NonEmpty = Field(min_length=1)
+from grok_proxy.schemas import Mirrored
 
 
-class EmbeddingRequest(Open):
+class EmbeddingRequest(Mirrored):
     """Embed text (or token ids) with an embedding model."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"model": "v1", "input": ["The quick brown fox"], "encoding_format": "float"}
-            ]
-        }
-    )
-
-    model: str = Field(min_length=1)
-    input: (
-        Annotated[str, NonEmpty]
-        | Annotated[list[str], NonEmpty]
-        | Annotated[list[int], NonEmpty]
-        | Annotated[list[list[int]], NonEmpty]
-    )
-    encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = Field(default=None, ge=1)
-    user: str | None = None
+    published: ClassVar[str] = "EmbeddingRequest"
+    examples: ClassVar[list[dict[str, Any]]] = [
+        {"model": "v1", "input": ["The quick brown fox"], "encoding_format": "float"}
+    ]

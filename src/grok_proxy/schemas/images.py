@@ -1,31 +1,51 @@
-"""POST /images/generate and /images/generations (xAI GenerateImageRequest)."""
+"""POST /images/generations (xAI GenerateImageRequest) and the seed's /images/generate."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from grok_proxy.schemas import Open
+from grok_proxy.schemas import Mirrored, Open
 
-# OpenAI's image fields that xAI does not support: accepted, then left out of the request.
+# OpenAI's image fields that xAI does not support: /images/generate leaves them out.
 UNSUPPORTED_IMAGE_FIELDS = ("quality", "size", "style")
+
+EXAMPLES: list[dict[str, Any]] = [
+    {"prompt": "A cat in a tree", "model": "grok-imagine-image", "n": 1, "response_format": "url"},
+    {
+        "prompt": "A lighthouse at dusk",
+        "model": "grok-imagine-image",
+        "response_format": "b64_json",
+    },
+]
+
+
+class ImageGenerationsRequest(Mirrored):
+    """xAI's image generation: forwarded as sent (no default model, no field dropped)."""
+
+    published: ClassVar[str] = "GenerateImageRequest"
+    examples: ClassVar[list[dict[str, Any]]] = EXAMPLES
+
+
+class ImageEditRequest(Mirrored):
+    """xAI's image edit: forwarded as sent (only documented here, never parsed)."""
+
+    published: ClassVar[str] = "EditImageRequest"
+    examples: ClassVar[list[dict[str, Any]]] = [
+        {
+            "prompt": "Make the sky purple",
+            "model": "grok-imagine-image",
+            "image": {"url": "https://example.com/photo.jpg"},
+        }
+    ]
 
 
 class ImageGenerationRequest(Open):
-    """Generate images from a prompt; `quality`, `size` and `style` are accepted and dropped."""
+    """The seed's /images/generate: defaults filled, OpenAI's unsupported fields dropped."""
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {"prompt": "A cat in a tree", "n": 1, "response_format": "url"},
-                {
-                    "prompt": "A lighthouse at dusk",
-                    "model": "grok-imagine-image",
-                    "response_format": "b64_json",
-                },
-            ]
-        }
+        json_schema_extra={"examples": [{"prompt": "A cat in a tree", "n": 1}, EXAMPLES[1]]}
     )
 
     prompt: str = Field(min_length=1, description="What to draw.")

@@ -1,19 +1,14 @@
-"""POST /tokenize and /tokenize-text (xAI TokenizeRequest)."""
+"""POST /tokenize and /tokenize-text (xAI TokenizeRequest): forwarded as sent."""
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field
+from typing import Any, ClassVar
 
-from grok_proxy.schemas import Open
+from grok_proxy.schemas import Mirrored
 
 
-class TokenizeRequest(Open):
+class TokenizeRequest(Mirrored):
     """Split text into the model's tokens."""
 
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"text": "Hello world!", "model": "grok-4.3"}]}
-    )
-
-    text: str
-    model: str = Field(min_length=1)
-    user: str | None = None
+    published: ClassVar[str] = "TokenizeRequest"
+    examples: ClassVar[list[dict[str, Any]]] = [{"text": "Hello world!", "model": "grok-4.3"}]

@@ -115,7 +115,8 @@ class TeamGate:
             assert decision.kind is not None
             assert decision.object_id is not None
             await self.team.require_all(member, [(decision.kind, decision.object_id)])
-        admission = await self.team.check(member, route, model)
+        deferred = claims_answer and decision.kind == "deferred"
+        admission = await self.team.check(member, route, model, deferred=deferred, body=body)
         if model is not None and record.model is None:
             record.model = model
         watcher = AnswerWatcher(
@@ -362,7 +363,9 @@ class AnswerWatcher:
             return
         self.recorded = True
         record = record_of(self.scope)
-        await self.team.record_usage(self.member, record.model, record.usage, self.admission)
+        await self.team.record_usage(
+            self.member, record.model, record.usage, self.admission, streamed=record.streamed
+        )
 
     async def finish(self) -> None:
         """Count a request that ended without a complete answer (hang-up, error)."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import orjson
 from google.protobuf import empty_pb2, json_format
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
@@ -37,7 +38,7 @@ from grok_proxy.teams.errors import NotAllowed
 from grok_proxy.teams.members import Member
 from grok_proxy.teams.scope import references
 from grok_proxy.teams.team import Admission, MemberCaller, Team
-from grok_proxy.usage import Usage
+from grok_proxy.usage import Usage, from_grpc
 
 # The gRPC status for each answer a shared proxy gives before anything goes upstream (the
 # codes xAI's own gRPC API uses for the same HTTP statuses).
@@ -142,13 +143,8 @@ def status_of(error: ProxyError) -> tuple[grpc.StatusCode, str, list[tuple[str, 
 
 
 def usage_of(usage: Any) -> Usage:
-    """xai-sdk's SamplingUsage in grok_proxy.usage's shape."""
-    return {
-        "prompt": usage.prompt_tokens,
-        "completion": usage.completion_tokens,
-        "reasoning": usage.reasoning_tokens,
-        "cached": usage.cached_prompt_text_tokens,
-    }
+    """xai-sdk's SamplingUsage in grok_proxy.usage's shape (xAI's cost included)."""
+    return from_grpc(usage)
 
 
 def has_unknown_fields(message: Message) -> bool:
@@ -244,7 +240,12 @@ class CallGate:
             self.claims = data.get("store_messages") is True
         else:
             self.claims = method.creates is not None
-        self.admission = await self.team.check(self.member, method.route, self.model)
+        deferred = method.creates == "deferred"  # refused to budgeted members, as on HTTP
+        # A budgeted member's request reserves its own max_tokens, as on HTTP.
+        body = orjson.dumps(data) if self.member.limits.metered else b""
+        self.admission = await self.team.check(
+            self.member, method.route, self.model, deferred=deferred, body=body
+        )
 
     async def answer(self, message: bytes) -> None:
         """Read one answer message: the usage it reports, the object it creates."""

@@ -125,6 +125,8 @@ class Admission:
 
     lock: asyncio.Lock | None = None
     reserved: list[tuple[Slot, int]] = field(default_factory=list)
+    # The route's answers end with their usage (chat, completions, Responses, Messages).
+    reports_usage: bool = False
 
     def release(self) -> None:
         """Give back the estimate and the turn (once; later calls do nothing)."""
@@ -151,11 +153,15 @@ class Leases:
         self.turns: dict[str, asyncio.Lock] = {}
         self.locks: dict[str, asyncio.Lock] = {}
 
-    def slots_for(self, member: Member, names: tuple[str, str, str]) -> list[tuple[Slot, int]]:
-        """The member's limited windows, each with what one request needs from it."""
+    def slots_for(
+        self, member: Member, names: tuple[str, str, str], floor: tuple[int, int] = (0, 0)
+    ) -> list[tuple[Slot, int]]:
+        """The member's limited windows, each with what one request needs from it (at least
+        `floor` tokens and nanos)."""
         limits = member.limits
         minute, day, month = names
         tokens, nanos = self.largest.get(member.id, (0, 0))
+        tokens, nanos = max(tokens, floor[0]), max(nanos, floor[1])
         wanted = (
             (minute, REQUESTS, limits.rpm, 1),
             (minute, TOKENS, limits.tpm, tokens),
@@ -178,10 +184,19 @@ class Leases:
         return found
 
     async def admit(
-        self, member: Member, names: tuple[str, str, str], now: datetime, admission: Admission
+        self,
+        member: Member,
+        names: tuple[str, str, str],
+        now: datetime,
+        admission: Admission,
+        declared: tuple[int, int] | None = None,
     ) -> None:
-        """Set this request's share aside in every limited window, or raise a 429."""
-        slots = self.slots_for(member, names)
+        """Set this request's share aside in every limited window, or raise a 429.
+
+        `declared`: the tokens and nanos the request may use by its own `max_tokens`; a
+        request that could not fit what is left of a budget even alone is refused.
+        """
+        slots = self.slots_for(member, names, declared or (0, 0))
         while not _covered(slots):
             async with self.locks.setdefault(member.id, asyncio.Lock()):
                 for slot, need in slots:
@@ -189,9 +204,13 @@ class Leases:
                         await self._refill(slot, need)
             if _covered(slots):
                 break
-            for slot, _ in slots:
+            for slot, need in slots:
                 # Nothing left here, and nothing more to take from the shared counter.
                 if slot.have <= 0:
+                    raise refusal(member, slot, now)
+                # All this worker holds (in-flight estimates included) is less than the
+                # request says it may use, and the counter gave no more.
+                if declared is not None and slot.measure != REQUESTS and slot.have < need:
                     raise refusal(member, slot, now)
             if admission.lock is not None:
                 break  # this worker's one request near the limit runs on what is left

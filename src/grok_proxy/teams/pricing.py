@@ -1,10 +1,17 @@
-"""What tokens cost: prices from xAI's /language-models, overridable by MODEL_PRICES."""
+"""What a request cost: xAI's own figure when it states one, else tokens x the price table.
+
+The table holds xAI's /language-models prices, overridable by MODEL_PRICES. It prices
+tokens only: server-side tools and Live Search sources are billed per use, and only xAI's
+stated cost (`cost_in_usd_ticks`) includes them (docs/teams.md).
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from typing import Any
+
+from grok_proxy.usage import TICKS_PER_NANO
 
 log = logging.getLogger("grok_proxy.teams")
 
@@ -82,7 +89,11 @@ class Prices:
         self.unpriced: set[str] = set()
 
     def cost(self, model: str, usage: dict[str, int]) -> int:
-        """Nanos for this usage; 0 (logged once per model) when the model has no price."""
+        """Nanos for this usage: xAI's stated cost, else the table's (0, logged once per
+        model, when the model has no price)."""
+        ticks = usage.get("cost_ticks")
+        if ticks is not None:
+            return round(ticks / TICKS_PER_NANO)
         price = self.overrides.get(model) or self.published.get(model)
         if price is None:
             if model not in self.unpriced and any(usage.values()):

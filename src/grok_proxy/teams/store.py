@@ -63,6 +63,9 @@ usage = sa.Table(
     sa.Column("cached_tokens", sa.BigInteger, nullable=False, default=0),
     # Billionths of a dollar: integer sums stay exact.
     sa.Column("cost_nanos", sa.BigInteger, nullable=False, default=0),
+    # Billed per use besides tokens (xAI's num_server_side_tools_used, num_sources_used).
+    sa.Column("server_side_tools", sa.BigInteger, nullable=False, default=0),
+    sa.Column("sources", sa.BigInteger, nullable=False, default=0),
 )
 
 counters = sa.Table(
@@ -83,12 +86,14 @@ USAGE_COLUMNS = (
     "reasoning_tokens",
     "cached_tokens",
     "cost_nanos",
+    "server_side_tools",
+    "sources",
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision in MIGRATIONS (a unit test checks): a database already there is
 # started without importing Alembic, which costs more start-up time than the rest.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 # Longest wait for a connection, a lock or a statement.
 DB_TIMEOUT_SECONDS = 5.0
 # Any fixed number: PostgreSQL serializes concurrent migrations on this advisory lock.

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,6 +38,8 @@ from grok_proxy.teams.pricing import NANOS_PER_DOLLAR, Prices, from_language_mod
 from grok_proxy.teams.scope import Decision, classify
 from grok_proxy.teams.store import USAGE_COLUMNS, Directory, Store, engine_url, windows
 from grok_proxy.transport import BodyTooLarge, UpstreamFailure
+from grok_proxy.usage import TICKS_PER_NANO
+from grok_proxy.usage import tokens as usage_tokens
 
 # Admission is defined with the leases it draws on; the relays import it from here.
 __all__ = ["DB_ERRORS", "Admission", "MemberCaller", "Team", "TeamAuth", "build_store"]
@@ -52,6 +54,10 @@ PRICES_REFRESH_SECONDS = 3600.0
 PRICES_BODY_LIMIT = 8 * 1024 * 1024
 # Unwritten usage rows kept through a database outage; beyond this the oldest are dropped.
 MAX_PENDING_ROWS = 100_000
+# Routes whose streams end with their usage: one that ends without it is charged an estimate.
+REPORTS_USAGE = frozenset({"chat/completions", "completions", "responses", "messages"})
+# Request fields that bound how many tokens an answer may have.
+OUTPUT_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 # The object kind of ephemeral WebSocket tokens (see scope.CREATES).
 CLIENT_SECRET = "client_secret"  # noqa: S105 - an object kind, not a secret
 
@@ -208,23 +214,43 @@ class Team:
         return classify(method, route)
 
     # limits
-    async def check(self, member: Member, route: str, model: str | None) -> Admission:
+    async def check(
+        self,
+        member: Member,
+        route: str,
+        model: str | None,
+        *,
+        deferred: bool = False,
+        body: bytes = b"",
+    ) -> Admission:
         """Raise before anything goes upstream when the member may not make this request.
 
         The Admission goes back with `record_usage` (or its `release`): it holds the
         request's estimate set aside from this worker's leases and, near a limit, the
         member's turn, so each worker has at most one such request in flight.
+        `deferred`: a chat completion whose answer (and usage) comes later. `body`: the
+        JSON request body, whose `max_tokens` (or `max_completion_tokens`,
+        `max_output_tokens`) a member with a budget reserves before it is admitted.
         """
         limits = member.limits
         if not limits.allows_route(route):
             raise NotAllowed(f"Member {member.name} may not use /{route} on this proxy.")
+        if limits.metered and (deferred or route == "batches" or route.startswith("batches/")):
+            # Their usage is known only long after admission, if ever through the proxy
+            # (a batch runs at xAI): a token or dollar budget could not hold.
+            what = "Deferred completions" if deferred else "Batches"
+            raise NotAllowed(
+                f"{what} are not available to member {member.name}: its token or dollar "
+                "budget could not be enforced on them (docs/teams.md).",
+                code="budget_not_enforceable",
+            )
         if model is not None and not limits.allows_model(model):
             raise NotAllowed(
                 f"Member {member.name} may not use model {model} on this proxy.",
                 code="model_not_allowed",
                 param="model",
             )
-        admission = Admission()
+        admission = Admission(reports_usage=route in REPORTS_USAGE)
         if not limits.counted or self.db_down:
             # While the database is down (the reload loop notices its return), limits fail
             # open without each request waiting for a connection timeout first.
@@ -232,7 +258,8 @@ class Team:
         now = datetime.now(UTC)
         try:
             # From this worker's leases in memory; a statement only when one runs out.
-            await self.leases.admit(member, windows(now), now, admission)
+            declared = self.declared(model, body) if limits.metered else None
+            await self.leases.admit(member, windows(now), now, admission, declared)
         except DB_ERRORS as exc:
             # Refusing every request while the database is away would stop the whole team;
             # the limits are a budget guard, not an authorization. Documented in docs/teams.md.
@@ -249,13 +276,50 @@ class Team:
         model: str | None,
         usage: dict[str, int] | None,
         admission: Admission | None = None,
+        *,
+        streamed: bool = False,
     ) -> None:
-        """Count one finished request: per member, model and day, and in the limit windows."""
+        """Count one finished request: per member, model and day, and in the limit windows.
+
+        `streamed`: a stream was relayed (xAI accepted the request and bills what it
+        generated); without usage (cut, or the caller hung up first) it is charged an estimate.
+        """
+        if usage is None and streamed and admission is not None and admission.reports_usage:
+            usage = self.estimate(member)
+            log.info("stream of member %s ended without usage: charged %s", member.name, usage)
         try:
             await self._record_usage(member, model, usage)
         finally:
             if admission is not None:
                 admission.release()
+
+    def declared(self, model: str | None, body: bytes) -> tuple[int, int] | None:
+        """The tokens (and their nanos at the table's price) a request may generate by its
+        own limit; None when it names none."""
+        try:
+            data = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            return None  # the route answers 400 with the reason
+        if not isinstance(data, dict):
+            return None
+        bounds = [
+            value
+            for name in OUTPUT_LIMITS
+            if isinstance(value := data.get(name), int) and not isinstance(value, bool)
+        ]
+        if not bounds:
+            return None
+        tokens = max(0, *bounds)
+        return tokens, self.prices.cost(model or "-", {"completion": tokens})
+
+    def estimate(self, member: Member) -> dict[str, int]:
+        """What a request whose usage never came is charged: the member's largest request in
+        this worker (the estimate its admission set aside), as completion tokens."""
+        tokens, nanos = self.leases.largest.get(member.id, (0, 0))
+        estimated = {"prompt": 0, "completion": max(tokens, 1), "reasoning": 0, "cached": 0}
+        if nanos:
+            estimated["cost_ticks"] = nanos * TICKS_PER_NANO
+        return estimated
 
     async def _record_usage(
         self, member: Member, model: str | None, usage: dict[str, int] | None
@@ -274,12 +338,14 @@ class Team:
                 usage.get("reasoning", 0),
                 usage.get("cached", 0),
                 cost,
+                usage.get("server_side_tools", 0),
+                usage.get("sources", 0),
             )
         ):
             row[index] += value
         metrics.count_member(member.name, usage, cost / NANOS_PER_DOLLAR)
         if member.limits.metered and usage:
-            tokens = usage.get("prompt", 0) + usage.get("completion", 0) + usage.get("reasoning", 0)
+            tokens = usage_tokens(usage)
             # In memory and at once, so the member's next check in this worker sees it;
             # the counters get it with the next batch or lease.
             self.leases.record(member, names, tokens, cost)
@@ -433,3 +499,6 @@ class MemberCaller(Caller):
     """A Caller that also says which member it is."""
 
     member: Member
+    # The team counts every member's usage, so a chat stream must end with its usage
+    # chunk: the routes ask xAI for it and strip it again where the caller did not.
+    wants_usage: ClassVar[bool] = True
