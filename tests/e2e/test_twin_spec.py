@@ -22,7 +22,9 @@ from tests.conftest import KEY
 from tests.processes import Simulator
 
 # xAI's document as published (https://docs.x.ai/openapi.json, August 2026 copy).
-SPEC_PATH = Path(__file__).resolve().parents[1] / "data" / "xai-openapi.json"
+SPEC_PATH = (
+    Path(__file__).resolve().parents[2] / "src" / "grok_proxy" / "schemas" / "xai-openapi.json"
+)
 SPEC_URI = "urn:xai-openapi"
 
 USER = [{"role": "user", "content": "Hello"}]

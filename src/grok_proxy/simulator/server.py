@@ -210,10 +210,9 @@ async def start(
 
 def serve(host: str, port: int, grpc_port: int = 0) -> None:
     """Run the simulator until interrupted (the `grok-proxy simulate` command)."""
+    from grok_proxy.server_protocol import raise_open_files_limit
     from grok_proxy.simulator.realtime import Realtime
     from grok_proxy.simulator.xai import Simulator
-
-    from grok_proxy.server_protocol import raise_open_files_limit
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     raise_open_files_limit()  # a stand-in for xAI holds as many streams as the proxy does

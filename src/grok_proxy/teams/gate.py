@@ -116,7 +116,7 @@ class TeamGate:
             assert decision.object_id is not None
             await self.team.require_all(member, [(decision.kind, decision.object_id)])
         deferred = claims_answer and decision.kind == "deferred"
-        admission = await self.team.check(member, route, model, deferred=deferred, body=body)
+        admission = await self.team.check(member, route, model, deferred=deferred, body=data)
         if model is not None and record.model is None:
             record.model = model
         watcher = AnswerWatcher(

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import orjson
 from google.protobuf import empty_pb2, json_format
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.unknown_fields import UnknownFieldSet
@@ -242,9 +241,8 @@ class CallGate:
             self.claims = method.creates is not None
         deferred = method.creates == "deferred"  # refused to budgeted members, as on HTTP
         # A budgeted member's request reserves its own max_tokens, as on HTTP.
-        body = orjson.dumps(data) if self.member.limits.metered else b""
         self.admission = await self.team.check(
-            self.member, method.route, self.model, deferred=deferred, body=body
+            self.member, method.route, self.model, deferred=deferred, body=data
         )
 
     async def answer(self, message: bytes) -> None:

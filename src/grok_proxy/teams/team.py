@@ -221,7 +221,7 @@ class Team:
         model: str | None,
         *,
         deferred: bool = False,
-        body: bytes = b"",
+        body: Any = None,
     ) -> Admission:
         """Raise before anything goes upstream when the member may not make this request.
 
@@ -229,8 +229,9 @@ class Team:
         request's estimate set aside from this worker's leases and, near a limit, the
         member's turn, so each worker has at most one such request in flight.
         `deferred`: a chat completion whose answer (and usage) comes later. `body`: the
-        JSON request body, whose `max_tokens` (or `max_completion_tokens`,
-        `max_output_tokens`) a member with a budget reserves before it is admitted.
+        request body as parsed once by the caller's gate, whose `max_tokens` (or
+        `max_completion_tokens`, `max_output_tokens`) a member with a budget reserves
+        before it is admitted.
         """
         limits = member.limits
         if not limits.allows_route(route):
@@ -293,13 +294,9 @@ class Team:
             if admission is not None:
                 admission.release()
 
-    def declared(self, model: str | None, body: bytes) -> tuple[int, int] | None:
+    def declared(self, model: str | None, data: Any) -> tuple[int, int] | None:
         """The tokens (and their nanos at the table's price) a request may generate by its
         own limit; None when it names none."""
-        try:
-            data = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError:
-            return None  # the route answers 400 with the reason
         if not isinstance(data, dict):
             return None
         bounds = [
