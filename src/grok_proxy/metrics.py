@@ -130,6 +130,8 @@ BILLED_KINDS = ("server_side_tools", "sources")
 _models: set[str] = set()
 # Labelled children looked up once: `labels()` takes a lock and builds a tuple every call.
 _tokens: dict[tuple[str, str], Counter] = {}
+# Cost children by model, as the token children above.
+_cost: dict[str, Counter] = {}
 
 
 def model_label(model: str | None, accepted: bool = False) -> str:
@@ -218,7 +220,10 @@ def _count_usage(model: str, usage: dict[str, int]) -> None:
             BILLED_USES.labels(model, kind).inc(usage[kind])
     cost = dollars(usage)
     if cost:
-        COST.labels(model).inc(cost)
+        spent = _cost.get(model)
+        if spent is None:
+            spent = _cost[model] = COST.labels(model)
+        spent.inc(cost)
 
 
 def forget_dead_workers(directory: str) -> None:

@@ -13,6 +13,7 @@ Each field has one writer, so the record reads the same whatever path a request 
 | error_kind       | forwarder.Forwarder before the answer; relay.* after it      |
 | usage            | forwarder.Forwarder for JSON bodies; relay.SseRelay streams  |
 | streamed         | relay.SseRelay, when a stream starts                         |
+| relayed_events   | relay.SseRelay, as events reach the caller                   |
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class RequestRecord:
     # The route template that answered (bounded, unlike raw paths), for metrics.
     route: str | None = None
     streamed: bool = False
+    # Stream events relayed to the caller: what a cut stream is charged at least (teams).
+    relayed_events: int = 0
     # Why the upstream failed, when it did: unreachable, timeout, malformed, stream_cut, ...
     error_kind: str | None = None
 

@@ -159,6 +159,7 @@ class SseRelay(Response):
             while True:
                 chunk = await self._next_chunk(send)
                 events = parser.feed(chunk) if chunk else parser.close()
+                self.record.relayed_events += len(events)
                 out = []
                 for event in events:
                     completed = completed or end.reached(event)

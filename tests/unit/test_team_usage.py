@@ -132,6 +132,21 @@ async def test_a_stream_cut_before_its_usage_is_charged_an_estimate(tmp_path: Pa
     assert rows[0]["cost_usd"] == pytest.approx(0.02)
 
 
+async def test_a_cut_stream_is_charged_at_least_a_token_per_relayed_event(
+    tmp_path: Path,
+) -> None:
+    # No earlier request to go by: what the caller received is the floor of the charge.
+    delta = b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
+    router = upstream()
+    router.post("/chat/completions").mock(return_value=sse(Pieces(delta * 7, then=CUT)))
+    async with team(router, tmp_path) as client:
+        keys = await member(client, "first", tokens_per_day=10_000)
+        answer = await client.post("/api/v1/chat/completions", json=chat(stream=True), headers=keys)
+        assert answer.content.count(delta) == 7
+        rows = await usage_rows(client, "first")
+    assert rows[0]["completion_tokens"] == 7
+
+
 @pytest.mark.parametrize(
     ("path", "body"),
     [

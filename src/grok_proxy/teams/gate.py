@@ -364,7 +364,12 @@ class AnswerWatcher:
         self.recorded = True
         record = record_of(self.scope)
         await self.team.record_usage(
-            self.member, record.model, record.usage, self.admission, streamed=record.streamed
+            self.member,
+            record.model,
+            record.usage,
+            self.admission,
+            streamed=record.streamed,
+            relayed=record.relayed_events,
         )
 
     async def finish(self) -> None:

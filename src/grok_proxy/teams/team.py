@@ -279,14 +279,16 @@ class Team:
         admission: Admission | None = None,
         *,
         streamed: bool = False,
+        relayed: int = 0,
     ) -> None:
         """Count one finished request: per member, model and day, and in the limit windows.
 
         `streamed`: a stream was relayed (xAI accepted the request and bills what it
-        generated); without usage (cut, or the caller hung up first) it is charged an estimate.
+        generated); without usage (cut, or the caller hung up first) it is charged an estimate,
+        at least a token for each of the `relayed` events the caller received.
         """
         if usage is None and streamed and admission is not None and admission.reports_usage:
-            usage = self.estimate(member)
+            usage = self.estimate(member, relayed)
             log.info("stream of member %s ended without usage: charged %s", member.name, usage)
         try:
             await self._record_usage(member, model, usage)
@@ -309,11 +311,13 @@ class Team:
         tokens = max(0, *bounds)
         return tokens, self.prices.cost(model or "-", {"completion": tokens})
 
-    def estimate(self, member: Member) -> dict[str, int]:
+    def estimate(self, member: Member, relayed: int = 0) -> dict[str, int]:
         """What a request whose usage never came is charged: the member's largest request in
-        this worker (the estimate its admission set aside), as completion tokens."""
+        this worker (the estimate its admission set aside), as completion tokens, and never
+        less than a token per event relayed (each streamed delta carries at least one)."""
         tokens, nanos = self.leases.largest.get(member.id, (0, 0))
-        estimated = {"prompt": 0, "completion": max(tokens, 1), "reasoning": 0, "cached": 0}
+        completion = max(tokens, relayed, 1)
+        estimated = {"prompt": 0, "completion": completion, "reasoning": 0, "cached": 0}
         if nanos:
             estimated["cost_ticks"] = nanos * TICKS_PER_NANO
         return estimated
