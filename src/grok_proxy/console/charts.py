@@ -6,12 +6,13 @@ from html import escape
 
 from grok_proxy.console.reports import Totals, Usage
 
-WIDTH = 640
+# Drawn at about the size they are shown at (two side by side, or one on a phone).
+WIDTH = 480
 BAR_HEIGHT = 22
 BARS_SHOWN = 12
 ACCENT = "#2f6fde"
 MUTED = "#6b7280"
-FONT = "font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;font-size:13px"
+FONT = "font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;font-size:14px"
 UNITS = {"requests": "requests", "tokens": "tokens", "cost": "dollars"}
 PERIOD = {"hour": "last hour", "day": "last 24 hours", "month": "last 30 days"}
 
@@ -38,13 +39,13 @@ def breakdown_svg(report: Usage, by: str, measure: str) -> str:
     if not ranked:
         parts.append(_text(8, 48, "Nothing yet.", fill=MUTED))
     top = max((totals.measure(measure) for _name, totals in ranked), default=0.0) or 1.0
-    label_width, value_width = 170, 110
+    label_width, value_width = 130, 92
     bar_space = WIDTH - label_width - value_width - 16
     for row, (name, totals) in enumerate(ranked):
         y = 34 + row * (BAR_HEIGHT + 8)
         value = totals.measure(measure)
         width = max(1.0, bar_space * value / top) if value else 0.0
-        parts.append(_text(8, y + 15, _clip(name, 22)))
+        parts.append(_text(8, y + 15, _clip(name, 16)))
         parts.append(
             f'<rect x="{label_width}" y="{y}" width="{width:.1f}" height="{BAR_HEIGHT}" '
             f'rx="3" fill="{ACCENT}"><title>{escape(name)}: '
@@ -57,10 +58,10 @@ def breakdown_svg(report: Usage, by: str, measure: str) -> str:
 
 def timeline_svg(report: Usage, measure: str) -> str:
     """Vertical bars: the measure per minute, hour or day of the window."""
-    title = f"{UNITS[measure].capitalize()} over the {PERIOD[report.window]} (UTC)"
+    title = f"{UNITS[measure].capitalize()}, {PERIOD[report.window]} (UTC)"
     values = [totals.measure(measure) for totals in report.bins]
     total = sum(values)
-    height, top_y, base_y, left = 200, 40, 168, 8
+    height, top_y, base_y, left = 190, 48, 162, 8
     parts = [
         _head(title, height),
         _text(8, 18, title, weight="600"),
@@ -81,8 +82,9 @@ def timeline_svg(report: Usage, measure: str) -> str:
     parts.append(
         f'<line x1="{left}" y1="{base_y}" x2="{WIDTH - left}" y2="{base_y}" stroke="{MUTED}"/>'
     )
-    parts.append(_text(left, top_y - 6, f"peak {value_text(measure, max(values, default=0))}"))
-    step = max(1, len(values) // 6)
+    peak_text = f"peak {value_text(measure, max(values, default=0))}"
+    parts.append(_text(left, top_y - 10, peak_text, fill=MUTED))
+    step = max(1, len(values) // 4)
     for index in range(0, len(values), step):
         x = left + index * slot
         parts.append(_text(x, base_y + 18, report.labels[index], fill=MUTED))

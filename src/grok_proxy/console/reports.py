@@ -98,9 +98,7 @@ async def usage_over(team: Team, window: str, now: datetime | None = None) -> Us
         return report
     last = int(now.timestamp()) // 60
     start = last - count * size + 1
-    labels = [
-        f"{datetime.fromtimestamp((start + i * size) * 60, UTC):%H:%M}" for i in range(count)
-    ]
+    labels = [f"{datetime.fromtimestamp((start + i * size) * 60, UTC):%H:%M}" for i in range(count)]
     report = Usage(window, labels, [Totals() for _ in labels])
     table = usage_minutes
     query = sa.select(table.c.member_id, table.c.minute, table.c.model, *_sums(table)).where(

@@ -213,7 +213,11 @@ class Console:
         if measure not in MEASURES:
             return _error(422, "measure must be one of requests, tokens, cost", "invalid_value")
         report = await usage_over(self.team, window)
-        svg = timeline_svg(report, measure) if kind == "timeline" else breakdown_svg(report, kind, measure)
+        svg = (
+            timeline_svg(report, measure)
+            if kind == "timeline"
+            else breakdown_svg(report, kind, measure)
+        )
         return _response(svg, "image/svg+xml")
 
 
