@@ -376,6 +376,40 @@ def test_a_state_change_without_the_csrf_token_is_refused(team: Proxy) -> None:
         client.close()
 
 
+def test_failures_list_status_code_and_model_never_a_key(team: Proxy) -> None:
+    key = httpx.post(
+        f"{team.url}/admin/members",
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+        json={"name": "streamer", "rpm": 2, "models": ["grok-4*"]},
+    ).json()["key"]
+    client = openai.OpenAI(api_key=key, base_url=f"{team.url}/v1", max_retries=0)
+    # A stream the upstream cuts after three of six chunks: the caller sees an error...
+    with pytest.raises(openai.APIError):
+        stream = client.chat.completions.create(
+            model="grok-4@chunks=6,cut=3",
+            messages=[{"role": "user", "content": "x"}],
+            stream=True,
+        )
+        for _chunk in stream:
+            pass
+    # ...and a request beyond its limit of two a minute is refused.
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="grok-4", messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(model="grok-4", messages=[{"role": "user", "content": "x"}])
+    session, _csrf = session_cookie(team)
+    try:
+        answer = session.get("/console/api/failures")
+    finally:
+        session.close()
+    assert answer.status_code == 200
+    mine = [row for row in answer.json()["data"] if row["member"] == "streamer"]
+    assert [(row["status"], row["code"], row["model"]) for row in mine] == [
+        (429, "rate_limit_exceeded", "grok-4"),
+        (200, "stream_cut", "grok-4@chunks=6,cut=3"),
+    ]
+    assert key not in answer.text
+
+
 @contextmanager
 def attacker_site(page: str) -> Iterator[str]:
     """Another site (localhost, not 127.0.0.1) serving one page."""

@@ -193,7 +193,7 @@ class Console:
         writer = csv.writer(out)
         writer.writerow(CSV_COLUMNS)
         for row in report.rows():
-            writer.writerow([_cell(row[column]) for column in CSV_COLUMNS])
+            writer.writerow([spreadsheet_safe(row[column]) for column in CSV_COLUMNS])
         response = _response(out.getvalue(), "text/csv; charset=utf-8")
         response.headers["content-disposition"] = f'attachment; filename="usage-{window}.csv"'
         return response
@@ -221,7 +221,7 @@ class Console:
         return _response(svg, "image/svg+xml")
 
 
-def _cell(value: Any) -> Any:
+def spreadsheet_safe(value: Any) -> Any:
     """A CSV cell a spreadsheet shows as text: a name starting with = + - @ is not a formula."""
     if isinstance(value, str) and value[:1] in {"=", "+", "-", "@", "\t", "\r"}:
         return "'" + value

@@ -223,16 +223,18 @@ class FailureWatch:
 
 
 def error_code(body: bytes) -> str | None:
-    """The code of an error envelope (OpenAI's `error.code`, else Anthropic's `error.type`)."""
+    """The code of an error body: `error.code` (the proxy's envelope), Anthropic's
+    `error.type`, or xAI's own top-level `code`; never its message."""
     try:
         data: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    error = data.get("error")
     if isinstance(error, dict):
         for field in ("code", "type"):
             if isinstance(error.get(field), str) and error[field]:
                 return str(error[field])
-    elif isinstance(error, str):
-        return error
-    return None
+    code = data.get("code")
+    return code if isinstance(code, str) and code else None
