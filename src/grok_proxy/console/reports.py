@@ -97,7 +97,8 @@ async def usage_over(team: Team, window: str, now: datetime | None = None) -> Us
                     report.add(days.index(day), names.get(member_id, member_id), model, counts)
         return report
     last = int(now.timestamp()) // 60
-    start = last - count * size + 1
+    # Bins start on whole minutes or hours (the last one is the current, unfinished one).
+    start = last // size * size - (count - 1) * size
     labels = [f"{datetime.fromtimestamp((start + i * size) * 60, UTC):%H:%M}" for i in range(count)]
     report = Usage(window, labels, [Totals() for _ in labels])
     table = usage_minutes
