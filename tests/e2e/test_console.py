@@ -17,6 +17,7 @@ import openai
 import pytest
 
 from tests.e2e.test_teams import ADMIN_TOKEN, GROK_4_PRICE, SERVER_KEY, cli
+from tests.postgres import postgres_bin, postgres_cluster
 from tests.processes import Proxy, Simulator, free_port, proxy
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -295,6 +296,82 @@ def test_disable_rotate_and_limits_go_through_the_admin_api(browser: Any, team: 
     assert "rpm must be a number of at least 0" in by_id(browser, "message").text
 
 
+@contextmanager
+def phone_screen(driver: Any) -> Iterator[None]:
+    """The page as a phone shows it: 390 CSS pixels wide, touch, mobile viewport."""
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True},
+    )
+    try:
+        yield
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_on_a_phone_the_page_fits_sorts_and_acts(browser: Any, team: Proxy) -> None:
+    from selenium.webdriver.common.by import By
+
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    keys = {}
+    for name, requests in (("phone-few", 1), ("phone-many", 3)):
+        answer = httpx.post(f"{team.url}/admin/members", headers=admin, json={"name": name})
+        keys[name] = answer.json()["key"]
+        for _ in range(requests):
+            chat = httpx.post(
+                f"{team.url}/v1/chat/completions",
+                headers={"authorization": f"Bearer {keys[name]}"},
+                json={"model": "grok-4", "messages": [{"role": "user", "content": "x"}]},
+            )
+            assert chat.status_code == 200
+    with phone_screen(browser):
+        sign_in(browser, team)
+        wait_for(browser, lambda d: any(r[0] == "phone-many" for r in table_rows(d, "usage-table")))
+        # Nothing makes the page wider than the phone: wide tables scroll inside their box.
+        width = browser.execute_script("return document.documentElement.clientWidth")
+        assert width == 390
+        assert browser.execute_script("return document.documentElement.scrollWidth") == width
+        for chart in ("chart-timeline", "chart-member", "chart-model"):
+            assert by_id(browser, chart).rect["width"] <= width
+
+        # Sorting on Requests puts the busier member first, and clicking again reverses it.
+        def order() -> list[str]:
+            names = [r[0] for r in table_rows(browser, "usage-table")]
+            return [name for name in names if name.startswith("phone-")]
+
+        header = by_id(browser, "usage-table").find_element(
+            By.CSS_SELECTOR, "th[data-key=requests]"
+        )
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", header)
+        header.click()
+        assert header.get_attribute("aria-sort") == "descending"
+        assert order() == ["phone-many", "phone-few"]
+        header.click()
+        assert order() == ["phone-few", "phone-many"]
+
+        # The row's buttons work at this size: disabled, the key stops; enabled, it works.
+        def press(label: str, state: str) -> int:
+            row = by_id(browser, "member-table").find_element(
+                By.CSS_SELECTOR, "tr[data-member='phone-few']"
+            )
+            button = row.find_element(By.XPATH, f".//button[text()='{label}']")
+            # In view below the sticky nav (Selenium would scroll it to the very top, under it).
+            browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+            button.click()
+            wait_for(
+                browser,
+                lambda d: ["phone-few", state] in [r[:2] for r in table_rows(d, "member-table")],
+            )
+            models = httpx.get(
+                f"{team.url}/v1/models", headers={"authorization": f"Bearer {keys['phone-few']}"}
+            )
+            return models.status_code
+
+        assert press("Disable", "disabled") == 401
+        assert press("Enable", "active") == 200
+        assert browser.execute_script("return document.documentElement.scrollWidth") == width
+
+
 def test_a_member_named_like_markup_is_shown_as_text(browser: Any, team: Proxy) -> None:
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By
@@ -466,3 +543,50 @@ def test_the_console_is_off_without_a_team_or_an_admin_token(
         for path in paths:
             assert httpx.get(f"{shared.url}{path}").status_code == 404, path
         assert httpx.post(f"{shared.url}/console/session", json={"token": ""}).status_code == 404
+
+
+def test_the_reports_on_postgresql(sim: Simulator, tmp_path: Path) -> None:
+    """The console's tables and queries on a PostgreSQL team database, not only SQLite."""
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (initdb/pg_ctl missing; .ci/run installs it)")
+    admin = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    with (
+        postgres_cluster() as url,
+        proxy(
+            sim.base_url,
+            1,
+            **team_settings(tmp_path, database_url=url, grok_proxy_admin_token=ADMIN_TOKEN),
+        ) as running,
+    ):
+        key = httpx.post(
+            f"{running.url}/admin/members",
+            headers=admin,
+            json={"name": "pg-dev", "models": ["grok-4"], "tokens_per_day": 100000},
+        ).json()["key"]
+        for model, status in (("grok-4", 200), ("grok-3", 403)):
+            answer = httpx.post(
+                f"{running.url}/v1/chat/completions",
+                headers={"authorization": f"Bearer {key}"},
+                json={"model": model, "messages": [{"role": "user", "content": "x"}]},
+            )
+            assert answer.status_code == status
+        with httpx.Client(base_url=running.url, timeout=15) as session:
+            assert session.post("/console/session", json={"token": ADMIN_TOKEN}).status_code == 200
+            for window in ("hour", "day", "month"):
+                rows = session.get(f"/console/api/usage?window={window}").json()["data"]
+                assert [(r["member"], r["model"], r["requests"]) for r in rows] == [
+                    ("pg-dev", "grok-4", 1)
+                ]
+            tokens = rows[0]["tokens"]
+            assert tokens > 0
+            budget = session.get("/console/api/budgets").json()["data"]
+            assert [(b["member"], b["budget"], b["used"]) for b in budget] == [
+                ("pg-dev", "tokens_per_day", tokens)
+            ]
+            failures = session.get("/console/api/failures").json()["data"]
+            assert [(f["member"], f["status"], f["code"], f["model"]) for f in failures] == [
+                ("pg-dev", 403, "model_not_allowed", "grok-3")
+            ]
+            chart = session.get("/console/chart/member.svg?window=hour&measure=tokens")
+            assert chart.status_code == 200
+            assert f"{tokens:,}" in chart.text

@@ -86,6 +86,8 @@ def test_charts_escape_names_and_write_values() -> None:
     assert "$1.2340" in svg
     assert "total 3" in timeline_svg(report, "requests")
     assert "150" in breakdown_svg(report, "model", "tokens")
+    # The console's CSP (no inline style) also governs a chart opened on its own.
+    assert "style=" not in svg + timeline_svg(report, "cost")
 
 
 def test_csv_cells_never_start_a_formula() -> None:

@@ -12,7 +12,9 @@ BAR_HEIGHT = 22
 BARS_SHOWN = 12
 ACCENT = "#2f6fde"
 MUTED = "#6b7280"
-FONT = "font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;font-size:14px"
+# Presentation attributes, not a style attribute: the chart opened on its own is a
+# document under the console's CSP, which allows no inline style.
+FONT = 'font-family="system-ui,-apple-system,Segoe UI,Roboto,sans-serif" font-size="14"'
 UNITS = {"requests": "requests", "tokens": "tokens", "cost": "dollars"}
 PERIOD = {"hour": "last hour", "day": "last 24 hours", "month": "last 30 days"}
 
@@ -96,7 +98,7 @@ def _head(title: str, height: int) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
         f'width="{WIDTH}" height="{height}" role="img" aria-label="{escape(title)}" '
-        f'style="{FONT}"><title>{escape(title)}</title>'
+        f"{FONT}><title>{escape(title)}</title>"
         f'<rect width="{WIDTH}" height="{height}" fill="#ffffff"/>'
     )
 

@@ -177,6 +177,8 @@
       if (member.source === "database") {
         actions.append(
           action("Limits", async () => edit(member)),
+          // No separate Delete: the admin API's DELETE disables (members are kept, so their
+          // objects and usage stay theirs), and one button that does the same is enough.
           action(member.disabled ? "Enable" : "Disable", async () => {
             await admin("PATCH", path, { disabled: !member.disabled });
             say(`${member.name} ${member.disabled ? "enabled" : "disabled"}.`);
@@ -192,11 +194,6 @@
             showKey(member.name, answer.key); say(`Another key for ${member.name}; its other keys still work.`);
             await loadMembers();
           }),
-          action("Delete", async () => {
-            await admin("DELETE", path);
-            say(`${member.name} deleted: its keys no longer work.`);
-            await loadMembers();
-          }, `Delete ${member.name}? Its keys stop working at once.`),
         );
       } else {
         actions.append(el("span", "set in GROK_PROXY_API_KEYS", { class: "hint" }));
