@@ -182,10 +182,20 @@ def test_a_lead_onboards_a_developer_and_sees_the_spend(browser: Any, team: Prox
     assert cookie["sameSite"] == "Strict"
     assert ADMIN_TOKEN not in cookie["value"]
 
-    key = add_member(browser, "dev-one", dollars_per_month="5")
-    assert key.startswith("gpk-")
+    shown = add_member(browser, "dev-one", dollars_per_month="5")
+    assert shown.startswith("gpk-")
+    # Copy: the key the developer gets is the one on the clipboard.
+    browser.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {"origin": team.url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
     by_id(browser, "copy-key").click()
-    wait_for(browser, lambda d: by_id(d, "message").text != "")
+    wait_for(browser, lambda d: by_id(d, "message").text == "Key copied.")
+    key: str = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "navigator.clipboard.readText().then(done, e => done(String(e)));"
+    )
+    assert key == shown
     assert ["dev-one", "active", "1"] in [r[:3] for r in table_rows(browser, "member-table")]
 
     client = openai.OpenAI(api_key=key, base_url=f"{team.url}/v1")
