@@ -113,6 +113,11 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
         app.router.routes.extend(area.router.routes)
     # Anthropic-style routes beside /messages (count_tokens), before the pass-through.
     app.router.routes.extend(anthropic_routes.router.routes)
+    if team is not None and settings.grok_proxy_admin_token is not None:
+        # The team console (issue 23): only where /admin works; elsewhere /console is a 404.
+        from grok_proxy.console import console_routes
+
+        app.router.routes.extend(console_routes(team))
     app.router.routes.extend(builtin)
     app.router.routes.extend(api.passthrough.routes)
     if team is not None:  # teams (issue 17): innermost of ours, so paths are /api/v1 already

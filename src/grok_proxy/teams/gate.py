@@ -20,6 +20,7 @@ from grok_proxy.errors import Flavor, ProxyError, envelope_bytes
 from grok_proxy.middleware import API_PREFIX
 from grok_proxy.record import record_of
 from grok_proxy.sse import EventTooLarge, SseParser
+from grok_proxy.teams.activity import mark_member
 from grok_proxy.teams.errors import DatabaseUnavailable, NotAllowed
 from grok_proxy.teams.members import Member
 from grok_proxy.teams.scope import CREATES, MODEL_ROUTES, Action, Decision, references
@@ -77,6 +78,8 @@ class TeamGate:
             await self.app(scope, receive, send)
             return
         flavor = Flavor.ANTHROPIC if path.endswith("/messages") else Flavor.OPENAI
+        # A member's failed answers, refusals included, are noted for the console.
+        send = self.team.activity.watch(scope, send)
         try:
             await self._gated(scope, receive, send, path[len(API_PREFIX) + 1 :])
         except ProxyError as exc:
@@ -91,6 +94,7 @@ class TeamGate:
         where = "an `Authorization: Bearer <key>` header"
         presented = presented_key(scope)
         member = self.team.admit(presented, where)
+        mark_member(scope, member.id)
         record = record_of(scope)
         if decision.action is Action.REFUSE:
             raise NotAllowed(
@@ -115,10 +119,10 @@ class TeamGate:
             assert decision.kind is not None
             assert decision.object_id is not None
             await self.team.require_all(member, [(decision.kind, decision.object_id)])
+        if model is not None and record.model is None:
+            record.model = model  # before the check: a refusal's log line names it too
         deferred = claims_answer and decision.kind == "deferred"
         admission = await self.team.check(member, route, model, deferred=deferred, body=data)
-        if model is not None and record.model is None:
-            record.model = model
         watcher = AnswerWatcher(
             self.team,
             member,

@@ -93,7 +93,7 @@ USAGE_COLUMNS = (
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision in MIGRATIONS (a unit test checks): a database already there is
 # started without importing Alembic, which costs more start-up time than the rest.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 # Longest wait for a connection, a lock or a statement.
 DB_TIMEOUT_SECONDS = 5.0
 # Any fixed number: PostgreSQL serializes concurrent migrations on this advisory lock.

@@ -26,6 +26,7 @@ from grok_proxy.client import HttpClient
 from grok_proxy.config import Settings
 from grok_proxy.errors import MissingApiKey
 from grok_proxy.logs import key_fingerprint
+from grok_proxy.teams.activity import Activity
 from grok_proxy.teams.errors import (
     DatabaseUnavailable,
     NotAllowed,
@@ -85,6 +86,9 @@ class Team:
         self.pending_claims: dict[tuple[str, str], str] = {}
         # This worker's slices of the members' limits (no statement per request).
         self.leases = Leases(self.store)
+        # Usage per minute and members' failures, for the console (teams/activity.py).
+        self.activity = Activity(self.store)
+        self.flushing = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
         self.db_down = False
 
@@ -331,19 +335,19 @@ class Team:
         now = datetime.now(UTC)
         names = windows(now)
         row = self.pending[(member.id, names[1][1:], model)]
-        for index, value in enumerate(
-            (
-                1,
-                usage.get("prompt", 0),
-                usage.get("completion", 0),
-                usage.get("reasoning", 0),
-                usage.get("cached", 0),
-                cost,
-                usage.get("server_side_tools", 0),
-                usage.get("sources", 0),
-            )
-        ):
+        counts = (
+            1,
+            usage.get("prompt", 0),
+            usage.get("completion", 0),
+            usage.get("reasoning", 0),
+            usage.get("cached", 0),
+            cost,
+            usage.get("server_side_tools", 0),
+            usage.get("sources", 0),
+        )
+        for index, value in enumerate(counts):
             row[index] += value
+        self.activity.count(member.id, model, counts, now)
         metrics.count_member(member.name, usage, cost / NANOS_PER_DOLLAR)
         if member.limits.metered and usage:
             tokens = usage_tokens(usage)
@@ -354,10 +358,17 @@ class Team:
     async def flush(self, *, final: bool = False) -> None:
         """Write the usage gathered since the last flush (kept for later if that fails),
         settle the leases with the shared counters (`final`: give every lease back)."""
+        # One at a time: a report that flushes before it reads must not read while another
+        # flush (the loop's) holds the batch it took but has not written yet.
+        async with self.flushing:
+            await self._flush(final=final)
+
+    async def _flush(self, *, final: bool) -> None:
         for (kind, object_id), member_id in list(self.pending_claims.items()):
             await self.store.claim(member_id, kind, [object_id])
             del self.pending_claims[(kind, object_id)]
         await self.leases.settle(windows(datetime.now(UTC)), final=final)
+        await self.activity.flush()
         if not self.pending:
             return
         batch, self.pending = self.pending, defaultdict(lambda: [0] * len(USAGE_COLUMNS))
