@@ -204,7 +204,9 @@ def test_a_lead_onboards_a_developer_and_sees_the_spend(browser: Any, team: Prox
     )
     assert completion.usage is not None
     usage = completion.usage
-    cost = (usage.prompt_tokens * GROK_4_PRICE[0] + usage.completion_tokens * GROK_4_PRICE[2]) / 1e6
+    # The console shows what xAI reported for the request (1 USD = 1e10 ticks).
+    cost = getattr(usage, "cost_in_usd_ticks", 0) / 1e10
+    assert cost > 0
 
     refresh(browser)
     wait_for(
@@ -303,7 +305,7 @@ def test_disable_rotate_and_limits_go_through_the_admin_api(browser: Any, team: 
     form.find_element(By.NAME, "rpm").send_keys("-3")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait_for(browser, lambda d: "invalid_value" in by_id(d, "message").text)
-    assert "rpm must be a number of at least 0" in by_id(browser, "message").text
+    assert "rpm must be between 0 and" in by_id(browser, "message").text
 
 
 @contextmanager
