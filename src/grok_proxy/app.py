@@ -34,7 +34,7 @@ from grok_proxy.ws_relay import WebSocketRelay
 log = logging.getLogger("grok_proxy")
 
 # Allocations between two collections of the youngest generation (see the lifespan).
-GC_THRESHOLD = 100_000
+GC_THRESHOLD = 10_000
 
 
 # Response headers a browser page may read (CORS hides all others from scripts).
@@ -82,9 +82,10 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
         gc.collect()
         gc.freeze()
         # Requests make short-lived objects by the thousand, freed by reference counting;
-        # at the default threshold (700) the collector ran every few requests and took 7 %
-        # of the CPU under load, 1 % at this one (docs/benchmarks.md).
-        gc.set_threshold(GC_THRESHOLD, 20, 100)
+        # at the default threshold (700) the collector ran every few requests and took 10 %
+        # of a loaded worker's CPU, 1.6 % at this one. Much higher (100,000) let cyclic
+        # garbage pile up: the soak test's RSS grew 7 MB in 30 s (docs/benchmarks.md).
+        gc.set_threshold(GC_THRESHOLD, 10, 10)
         try:
             yield
         finally:
