@@ -127,10 +127,6 @@ def usage_rows(team: Shared, member: str) -> dict[str, dict[str, Any]]:
     return {row["model"]: row for row in answer.json()["data"]}
 
 
-def grok_4_cost(usages: list[tuple[int, int]]) -> float:
-    return sum((p * GROK_4_PRICE[0] + c * GROK_4_PRICE[2]) / 1e6 for p, c in usages)
-
-
 # usage
 def test_websocket_sessions_and_turns_are_counted(team: Shared) -> None:
     team.add("wes")
@@ -154,8 +150,10 @@ def test_websocket_sessions_and_turns_are_counted(team: Shared) -> None:
     assert rows["grok-4"]["requests"] == 2
     assert rows["grok-4"]["prompt_tokens"] == sum(t["input_tokens"] for t in turns)
     assert rows["grok-4"]["completion_tokens"] == sum(t["output_tokens"] for t in turns)
+    # What xAI reported for each turn (1 USD = 1e10 ticks), not a price-table estimate.
+    assert all(t["cost_in_usd_ticks"] > 0 for t in turns)
     assert rows["grok-4"]["cost_usd"] == pytest.approx(
-        grok_4_cost([(t["input_tokens"], t["output_tokens"]) for t in turns]), abs=1e-9
+        sum(t["cost_in_usd_ticks"] for t in turns) / 1e10, abs=1e-9
     )
     # The voice session: its opening and its one response, with the response's tokens.
     assert rows[voice_model]["requests"] == 2
@@ -177,11 +175,10 @@ def test_grpc_unary_and_streamed_calls_are_counted(team: Shared) -> None:
     assert row["requests"] == 2
     assert row["prompt_tokens"] == plain.prompt_tokens + streamed.prompt_tokens
     assert row["completion_tokens"] == plain.completion_tokens + streamed.completion_tokens
+    # What xAI reported for each call (1 USD = 1e10 ticks), not a price-table estimate.
+    assert plain.cost_in_usd_ticks > 0 and streamed.cost_in_usd_ticks > 0
     assert row["cost_usd"] == pytest.approx(
-        grok_4_cost(
-            [(u.prompt_tokens, u.completion_tokens) for u in (plain, streamed)],
-        ),
-        abs=1e-9,
+        (plain.cost_in_usd_ticks + streamed.cost_in_usd_ticks) / 1e10, abs=1e-9
     )
 
 
