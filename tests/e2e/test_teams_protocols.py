@@ -26,7 +26,6 @@ from xai_sdk.chat import user
 from xai_sdk.proto.v6 import chat_pb2, chat_pb2_grpc, embed_pb2, embed_pb2_grpc, files_pb2
 
 from tests.e2e.test_teams import (  # noqa: F401 - `database` is a fixture used below
-    GROK_4_PRICE,
     Shared,
     cli,
     database,
