@@ -52,7 +52,7 @@ from bench.report import (
     render,
     write_doc,
 )
-from bench.streams import events_per_stream, paced_model, streams
+from bench.streams import Streams, events_per_stream, paced_model, streams
 from bench.ws_sessions import Pacing, relay
 
 log = logging.getLogger("bench")
@@ -148,7 +148,7 @@ def main() -> None:
             litellm_section(results, plan, sim_port, sim.pid, args.log_level)
         if args.baseline:
             ab_report = render_ab(
-                ab(args.baseline, upstream, sim.pid, plan.seconds, args.log_level), results
+                ab(args.baseline, upstream, sim.pid, plan, args.log_level), results
             )
     failures = check(results)
     if failures:  # part of the table: a run with failures is still a measurement
@@ -329,15 +329,27 @@ class AB:
     baseline: list[Load] = field(default_factory=list)
     today_c1: list[Load] = field(default_factory=list)
     baseline_c1: list[Load] = field(default_factory=list)
+    # Paced and burst streams (the plan's count), when the run has those sections.
+    today_paced: list[Streams] = field(default_factory=list)
+    baseline_paced: list[Streams] = field(default_factory=list)
+    today_burst: list[Streams] = field(default_factory=list)
+    baseline_burst: list[Streams] = field(default_factory=list)
 
 
-def ab(revision: str, upstream: str, sim_pid: int, seconds: int, log_level: str) -> AB:
+def ab(revision: str, upstream: str, sim_pid: int, plan: Plan, log_level: str) -> AB:
     result = AB(revision)
+    seconds = plan.seconds
     with checkout_of(revision) as tree:
         for _ in range(2):
-            for loads, c1, checkout in (
-                (result.today, result.today_c1, None),
-                (result.baseline, result.baseline_c1, tree),
+            for loads, c1, paced, burst, checkout in (
+                (result.today, result.today_c1, result.today_paced, result.today_burst, None),
+                (
+                    result.baseline,
+                    result.baseline_c1,
+                    result.baseline_paced,
+                    result.baseline_burst,
+                    tree,
+                ),
             ):
                 port = free_port()
                 with proxy(port, upstream, log_level=log_level, checkout=checkout) as proc:
@@ -345,6 +357,11 @@ def ab(revision: str, upstream: str, sim_pid: int, seconds: int, log_level: str)
                     wrk(url, 32, 1)  # warm-up
                     c1.append(wrk(url, 1, seconds))
                     loads.append(wrk(url, 32, seconds, {"proxy": proc.pid}))
+                    watch = {"proxy": proc.pid}
+                    model = paced_model(plan.chunks, plan.pace_ms)
+                    paced.append(streams(url, model, plan.streams, watch=watch))
+                    model = paced_model(plan.chunks, 0)
+                    burst.append(streams(url, model, plan.streams, watch=watch))
     return result
 
 
@@ -368,6 +385,20 @@ def render_ab(result: AB, results: Results) -> str:
         f"{span([r.p50_ms - base for r in result.today_c1], '.3f')} | "
         f"{span([r.p50_ms - base for r in result.baseline_c1], '.3f')} |",
     ]
+    for label, today, baseline in (
+        ("paced streams", result.today_paced, result.baseline_paced),
+        ("burst of streams", result.today_burst, result.baseline_burst),
+    ):
+        cpu = [r.cpu_us_per_event["proxy"] for r in today]
+        base_cpu = [r.cpu_us_per_event["proxy"] for r in baseline]
+        rows += [
+            f"| {label}: proxy CPU per event (us) | {span(cpu, '.1f')} | {span(base_cpu, '.1f')} |",
+            f"| {label}: wall (s) | {span([r.wall_s for r in today], '.2f')} | "
+            f"{span([r.wall_s for r in baseline], '.2f')} |",
+            f"| {label}: first byte p99 (s) | "
+            f"{span([r.first_byte_p99_s for r in today], '.3f')} | "
+            f"{span([r.first_byte_p99_s for r in baseline], '.3f')} |",
+        ]
     return "\n".join(rows) + "\n"
 
 
