@@ -148,22 +148,16 @@ def listing(kind: str | None = None) -> list[dict[str, Any]]:
 
 def language_model(model: Model) -> dict[str, Any]:
     """xAI's `/v1/language-models` entry: modalities, prices and aliases."""
-    return {
-        "id": model.id,
-        "fingerprint": FINGERPRINT,
-        "created": CREATED,
-        "object": "model",
-        "owned_by": "xai",
-        "version": "1.0",
-        "input_modalities": list(model.input_modalities),
-        "output_modalities": ["text"],
-        **LANGUAGE_PRICES,
-        "aliases": list(model.aliases),
-    }
+    return _model_entry(model, "text", LANGUAGE_PRICES)
 
 
 def embedding_model(model: Model) -> dict[str, Any]:
     """xAI's `/v1/embedding-models` entry."""
+    return _model_entry(model, "embedding", EMBEDDING_PRICES)
+
+
+def _model_entry(model: Model, output: str, prices: dict[str, Any]) -> dict[str, Any]:
+    """The fields language and embedding model entries share; they differ in output and price."""
     return {
         "id": model.id,
         "fingerprint": FINGERPRINT,
@@ -172,8 +166,8 @@ def embedding_model(model: Model) -> dict[str, Any]:
         "owned_by": "xai",
         "version": "1.0",
         "input_modalities": list(model.input_modalities),
-        "output_modalities": ["embedding"],
-        **EMBEDDING_PRICES,
+        "output_modalities": [output],
+        **prices,
         "aliases": list(model.aliases),
     }
 
