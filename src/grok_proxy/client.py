@@ -351,10 +351,14 @@ def _reason(exc: BaseException) -> str:
         return f"cannot connect to {exc.host}:{exc.port}: {text}"
     if isinstance(exc, aiohttp.ClientResponseError):
         return exc.message or type(exc).__name__
-    text = str(exc)
-    if isinstance(exc, aiohttp.ClientPayloadError) and exc.__cause__ is not None:
-        text = str(exc.__cause__) or text
-    text = text or type(exc).__name__
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        # The parser's own words ("Not enough data to satisfy content length header."),
+        # without the status-and-message wrapping of its exception's text.
+        cause = exc.__cause__
+        detail = getattr(cause, "message", None) or str(cause or exc)
+        text = f"the answer was cut short ({detail.strip().rstrip('.').lower()})"
+    else:
+        text = str(exc).strip().rstrip(".") or type(exc).__name__
     return text if len(text) <= 200 else text[:199] + "…"
 
 

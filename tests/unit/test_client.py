@@ -95,3 +95,19 @@ def test_a_socks_proxy_is_refused_with_a_clear_reason(monkeypatch: pytest.Monkey
     monkeypatch.setenv("NO_PROXY", "")
     with pytest.raises(ValueError, match=r"socks5://proxy\.corp is not supported"):
         forward_proxy(settings(xai_proxy_url="socks5://proxy.corp:1080"), UPSTREAM)
+
+
+def test_a_body_cut_short_reads_as_one_plain_sentence() -> None:
+    from aiohttp.http_exceptions import TransferEncodingError
+
+    try:
+        try:
+            raise TransferEncodingError("Not enough data to satisfy transfer length header.")
+        except TransferEncodingError as cause:
+            raise aiohttp.ClientPayloadError("Response payload is not completed") from cause
+    except aiohttp.ClientPayloadError as exc:
+        failure = failure_of(exc)
+    assert isinstance(failure, ConnectionLost)
+    assert failure.message == (
+        "the answer was cut short (not enough data to satisfy transfer length header)"
+    )
