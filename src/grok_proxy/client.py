@@ -354,8 +354,8 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientPayloadError):
         # The parser's own words ("Not enough data to satisfy content length header."),
         # without the status-and-message wrapping of its exception's text.
-        cause = exc.__cause__
-        detail = getattr(cause, "message", None) or str(cause or exc)
+        parser_error = exc.__cause__
+        detail = getattr(parser_error, "message", None) or str(parser_error or exc)
         text = f"the answer was cut short ({detail.strip().rstrip('.').lower()})"
     else:
         text = str(exc).strip().rstrip(".") or type(exc).__name__
