@@ -95,23 +95,37 @@ def cpu_seconds() -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def throughput(name: str, url: str, count: int) -> tuple[float, float, float]:
+async def throughput(name: str, url: str, count: int) -> tuple[float, float]:
     send, close = await make(name)
     limit = asyncio.Semaphore(32)
 
-    async def one(body: bytes = BODY) -> None:
+    async def one() -> None:
         async with limit:
-            await send(url, body)
+            await send(url, BODY)
 
     await asyncio.gather(*(one() for _ in range(300)))  # warm the pool
     started, cpu = time.perf_counter(), cpu_seconds()
     await asyncio.gather(*(one() for _ in range(count)))
     wall, used = time.perf_counter() - started, cpu_seconds() - cpu
-    cpu = cpu_seconds()
-    await asyncio.gather(*(one(STREAM) for _ in range(100)))
-    per_event = (cpu_seconds() - cpu) / (100 * STREAM_EVENTS) * 1e6
     await close()
-    return count / wall, used / count * 1e6, per_event
+    return count / wall, used / count * 1e6
+
+
+async def per_event(name: str, url: str) -> float:
+    """Client CPU per event of 100 streams of 200 events, 32 at a time."""
+    send, close = await make(name)
+    limit = asyncio.Semaphore(32)
+
+    async def one() -> None:
+        async with limit:
+            await send(url, STREAM)
+
+    await one()  # warm the pool
+    cpu = cpu_seconds()
+    await asyncio.gather(*(one() for _ in range(100)))
+    used = cpu_seconds() - cpu
+    await close()
+    return used / (100 * STREAM_EVENTS) * 1e6
 
 
 async def cancels(name: str, sim: str) -> bool:
@@ -131,14 +145,28 @@ async def cancels(name: str, sim: str) -> bool:
     return closed
 
 
+def child(name: str, url: str, mode: str) -> str:
+    """One measurement in a process of its own, pinned to the client core; a crash is
+    reported as such (pyreqwest has aborted here on 200-event streams)."""
+    done = subprocess.run(
+        ["taskset", "-c", "0", sys.executable, __file__, "--child", name, url, "4000", mode],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        return f"failed (exit {done.returncode})"
+    return done.stdout.strip()
+
+
 def main() -> None:
     if "--child" in sys.argv:
         name, url, count = sys.argv[2], sys.argv[3], int(sys.argv[4])
         if sys.argv[5] == "cancel":
             print(asyncio.run(cancels(name, url)))
+        elif sys.argv[5] == "stream":
+            print(f"{asyncio.run(per_event(name, url)):.1f}")
         else:
-            rate, cpu, per_event = asyncio.run(throughput(name, url, count))
-            print(f"{rate:.0f} {cpu:.0f} {per_event:.1f}")
+            rate, cpu = asyncio.run(throughput(name, url, count))
+            print(f"{rate:.0f} {cpu:.0f}")
         return
     port = 9187
     sim = subprocess.Popen(
@@ -154,15 +182,13 @@ def main() -> None:
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        results: dict[str, list[tuple[float, ...]]] = {name: [] for name in CLIENTS}
+        results: dict[str, dict[str, list[str]]] = {
+            name: {"load": [], "stream": []} for name in CLIENTS
+        }
         for _ in range(3):
             for name in CLIENTS:
-                out = subprocess.run(
-                    ["taskset", "-c", "0", sys.executable, __file__, "--child", name,
-                     f"{base}/v1/chat/completions", "4000", "load"],
-                    capture_output=True, text=True, check=True,
-                )  # fmt: skip
-                results[name].append(tuple(map(float, out.stdout.split())))
+                for mode in ("load", "stream"):
+                    results[name][mode].append(child(name, f"{base}/v1/chat/completions", mode))
         print(
             "| client | req/s (3 rounds) | client CPU per request (µs) "
             "| client CPU per stream event (µs) | cancel closes upstream |"
@@ -173,9 +199,13 @@ def main() -> None:
                 [sys.executable, __file__, "--child", name, base, "0", "cancel"],
                 capture_output=True, text=True, check=True,
             ).stdout.strip()  # fmt: skip
-            rates = ", ".join(f"{row[0]:,.0f}" for row in results[name])
-            cpus = ", ".join(f"{row[1]:.0f}" for row in results[name])
-            events = ", ".join(f"{row[2]:.1f}" for row in results[name])
+            loads = [row.split() for row in results[name]["load"]]
+            failed = [row for row in results[name]["load"] if row.startswith("failed")]
+            rates = ", ".join(f"{int(row[0]):,}" for row in loads if row[0] != "failed")
+            cpus = ", ".join(row[1] for row in loads if row[0] != "failed")
+            if failed:
+                rates = f"{rates} ({', '.join(failed)})"
+            events = ", ".join(results[name]["stream"])
             closes = "yes" if closed == "True" else "no"
             print(f"| {name} | {rates} | {cpus} | {events} | {closes} |")
     finally:
