@@ -16,6 +16,8 @@ from grok_proxy.logs import request_id
 from grok_proxy.record import RequestRecord
 
 API_PREFIX = "/api/v1"
+# The path as the caller sent it, kept in the scope where V1Alias rewrote it (access lines).
+CALLER_PATH = "grok_proxy.caller_path"
 
 access_log = logging.getLogger("grok_proxy.access")
 # Longest model name written to an access line (longer ones are cut, with an ellipsis).
@@ -35,6 +37,7 @@ class V1Alias:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and scope["path"].startswith("/v1/"):
             scope = dict(scope)
+            scope[CALLER_PATH] = scope["path"]
             scope["path"] = "/api" + scope["path"]
             raw_path = scope.get("raw_path")
             if raw_path is not None:

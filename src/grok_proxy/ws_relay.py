@@ -48,7 +48,7 @@ from grok_proxy.errors import (
 )
 from grok_proxy.lifecycle import Drain
 from grok_proxy.logs import key_fingerprint, request_id
-from grok_proxy.middleware import API_PREFIX, request_id_for
+from grok_proxy.middleware import API_PREFIX, CALLER_PATH, request_id_for
 from grok_proxy.presets import PRESETS
 from grok_proxy.redact import redact, redact_header
 from grok_proxy.tls import trusted_roots
@@ -209,6 +209,7 @@ class Session:
         self.receive = receive
         self.send = send
         self.path: str = scope["path"]
+        self.caller_path: str = scope.get(CALLER_PATH, self.path)  # /v1/... as the caller sent it
         presented_id = dict(scope["headers"]).get(b"x-request-id")
         self.request_id = request_id_for(presented_id.decode("latin-1") if presented_id else None)
         self.headers = {
@@ -508,7 +509,7 @@ class Session:
         client = self.scope.get("client")
         fields: dict[str, Any] = {
             "method": "WEBSOCKET",
-            "path": self.path,
+            "path": self.caller_path,
             "status": status,
             "duration_ms": round(duration * 1000, 2),
             "model": self.model,
@@ -523,7 +524,7 @@ class Session:
         }
         access_log.info(
             "WEBSOCKET %s %s %.1fms model=%s key=%s up=%d/%dB down=%d/%dB close=%s by %s",
-            self.path,
+            self.caller_path,
             status,
             duration * 1000,
             self.model or "-",

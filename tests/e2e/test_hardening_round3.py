@@ -563,7 +563,7 @@ def test_sigterm_keeps_a_busy_websocket_session_s_record(
     finally:
         upstream.shutdown()
         upstream.server_close()
-    assert "WEBSOCKET /api/v1/responses" in output
+    assert "WEBSOCKET /v1/responses" in output
     rows = orjson.loads(cli(settings, "usage", "--member", "walt", "--json"))
     assert sum(row["requests"] for row in rows) == 2  # the session and its turn
 

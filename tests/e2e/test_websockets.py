@@ -412,7 +412,7 @@ def test_each_session_writes_one_access_line(live: Proxy, fresh_sim: Simulator) 
         send(ws, type="response.create", model="grok-4", input="Hi")
         received = len(events_until(ws, "response.completed"))
     line = access_line(live.process, rid)
-    assert "WEBSOCKET /api/v1/responses 101" in line
+    assert "WEBSOCKET /v1/responses 101" in line  # the caller's own path
     assert "model=grok-4" in line  # Responses WebSocket mode names it in the first event
     assert "up=1/" in line
     assert f"down={received}/" in line
@@ -478,7 +478,7 @@ def test_a_client_secret_passes_and_its_subprotocol_is_selected(
     assert "client secret" in orjson.loads(bogus.response.body or b"")["error"]["message"]
     # Neither the keys nor the token ever reach the log, even at debug level.
     output = output_of(shared.process)
-    assert "WEBSOCKET /api/v1/realtime 101" in output
+    assert "WEBSOCKET /v1/realtime 101" in output
     for secret_text in (ACCESS_KEY, SERVER_KEY, secret, KEY):
         assert secret_text not in output
 
