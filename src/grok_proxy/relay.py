@@ -90,7 +90,7 @@ class SseRelay(Response):
         # The stream is relayed by a task of its own. Every event wakes the task that waits
         # for upstream bytes, and waking it resumes each frame between the task and that
         # wait: in the request's task those are the ~25 frames of the ASGI middleware chain
-        # (a third of the CPU of a relayed event), in its own task a handful. A cancellation
+        # (about a fifth of a relayed event's CPU), in its own task a handful. A cancellation
         # of the request's task reaches this one through the await.
         await asyncio.get_running_loop().create_task(self._relay(receive, send))
 
