@@ -69,7 +69,7 @@ def request_item(name: str, method: str, path: str, example: Any) -> dict[str, A
 
 
 def build() -> dict[str, Any]:
-    schema = create_app(Settings(xai_base_url="http://upstream.invalid/v1")).openapi()
+    schema = create_app(Settings(xai_base_url="http://upstream.invalid/v1")).app.openapi()
     components = schema.get("components", {}).get("schemas", {})
     folders: dict[str, list[dict[str, Any]]] = {}
     for path, operations in schema["paths"].items():

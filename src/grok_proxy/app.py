@@ -6,6 +6,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -18,16 +19,17 @@ from starlette.responses import Response
 
 from grok_proxy import __version__
 from grok_proxy.config import Settings, get_settings
-from grok_proxy.errors import Flavor, ProxyError, envelope_bytes, error_envelope
+from grok_proxy.entry import Entry
+from grok_proxy.errors import ProxyError, envelope_bytes, error_envelope, flavor_in
 from grok_proxy.forwarder import Forwarder
 from grok_proxy.logs import configure_logging
-from grok_proxy.middleware import RequestLog, V1Alias
 from grok_proxy.ops_auth import OpsGuard
-from grok_proxy.paths import DotSegments
 from grok_proxy.redact import remember_secrets
-from grok_proxy.routes import anthropic as anthropic_routes
-from grok_proxy.routes import api, chat, health, images, metrics, vision
-from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
+from grok_proxy.routes import health, metrics
+from grok_proxy.routes.api import PASSTHROUGH, PASSTHROUGH_DESCRIPTION
+from grok_proxy.routes.catalog import ROWS, route_table
+from grok_proxy.routes.shared import DOCUMENTED_MODELS, documented, validation_error
+from grok_proxy.routes.table import PASSTHROUGH_METHODS
 from grok_proxy.teams import team_from_settings
 from grok_proxy.ws_relay import WebSocketRelay
 
@@ -51,14 +53,7 @@ EXPOSED_HEADERS = [
 ]
 
 
-def flavor_of(request: Request) -> Flavor:
-    """Anthropic's envelope on Anthropic-style routes (/messages, /messages/...), else OpenAI's."""
-    path = request.url.path
-    anthropic = path.endswith("/messages") or "/messages/" in path
-    return Flavor.ANTHROPIC if anthropic else Flavor.OPENAI
-
-
-def create_app(settings: Settings | None = None, *, handle_signals: bool = False) -> FastAPI:
+def create_app(settings: Settings | None = None, *, handle_signals: bool = False) -> Entry:
     """Build the proxy.
 
     `handle_signals` lets the app hear SIGTERM to drain gracefully (only under a server).
@@ -103,65 +98,75 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
     )
     app.state.settings = settings
     app.state.team = team
-    # Routes go straight onto the app's router: include_router() would add a matching
-    # layer per router to every request. The pass-through comes last so that every
-    # explicit route wins over it.
-    # Matching is linear: the busiest routes go first, FastAPI's own (/docs, /openapi.json)
-    # and the pass-through (which must lose to every explicit route) last.
+    # FastAPI serves what is not a row (health, metrics, docs, the console) and documents
+    # every row; the entry (entry.py) serves the rows itself.
     builtin = list(app.router.routes)
     app.router.routes.clear()
-    for area in (chat, api, images, vision, health, metrics):
+    for row in ROWS:
+        documented(app.router, row)
+    for area in (health, metrics):
         app.router.routes.extend(area.router.routes)
-    # Anthropic-style routes beside /messages (count_tokens), before the pass-through.
-    app.router.routes.extend(anthropic_routes.router.routes)
     if team is not None and settings.grok_proxy_admin_token is not None:
         # The team console (issue 23): only where /admin works; elsewhere /console is a 404.
         from grok_proxy.console import console_routes
 
         app.router.routes.extend(console_routes(team))
     app.router.routes.extend(builtin)
-    app.router.routes.extend(api.passthrough.routes)
-    if team is not None:  # teams (issue 17): innermost of ours, so paths are /api/v1 already
-        team.install(app)
-    # WebSocket upgrades never reach the router: the relay takes every one (after V1Alias).
-    app.add_middleware(WebSocketRelay, settings=settings, team=team)
-    app.add_middleware(V1Alias)
-    # Operational routes need a token in shared deployments (see ops_auth).
-    app.add_middleware(OpsGuard, settings=settings, shared=team is not None)
-    # Outside V1Alias: dot-segments are resolved (or refused) before any prefix or route.
-    app.add_middleware(DotSegments)
+    # One operation per method in OpenAPI; it loses to every explicit route.
+    for method in PASSTHROUGH_METHODS:
+        documented(
+            app.router,
+            replace(
+                PASSTHROUGH,
+                method=method,
+                summary=f"Any other xAI route ({method}), forwarded verbatim",
+                description=PASSTHROUGH_DESCRIPTION,
+            ),
+            name=f"forward_{method.lower()}",
+        )
+    _install_error_handlers(app)
+    app.openapi = lambda: _openapi_schema(app)  # type: ignore[method-assign]
+    entry = Entry(
+        app,
+        route_table(),
+        # WebSocket upgrades never reach FastAPI: the relay takes every one.
+        websockets=WebSocketRelay(app, settings=settings, team=team),
+        # Operational routes need a token in shared deployments (see ops_auth).
+        ops=OpsGuard(settings, shared=team is not None),
+        max_header_bytes=settings.max_header_bytes,
+        # Teams (issue 17): the gate in front of the rows (and /admin) of a shared proxy.
+        policy=None if team is None else team.gate,
+    )
     if settings.cors_allow_origins:
-        app.add_middleware(
-            CORSMiddleware,
+        entry.serve = CORSMiddleware(
+            entry.route,
             allow_origins=settings.split(settings.cors_allow_origins),
             allow_methods=["*"],
             allow_headers=["*"],
             expose_headers=EXPOSED_HEADERS,
             max_age=600,
         )
-    # Outermost of ours: the request id and timing cover everything below, errors included.
-    app.add_middleware(RequestLog, max_header_bytes=settings.max_header_bytes)
-    _install_error_handlers(app)
-    app.openapi = lambda: _openapi_schema(app)  # type: ignore[method-assign]
-    return app
+    return entry
 
 
-def serve_app() -> FastAPI:
+def serve_app() -> Entry:
     """The factory uvicorn runs in each worker: logging first, then the app."""
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings, handle_signals=True)
+    entry = create_app(settings, handle_signals=True)
     if settings.grok_proxy_grpc_port:  # xAI's own SDK speaks gRPC, on a port of its own
         from grok_proxy.grpc_relay import attach
 
-        attach(app, settings)
-    return app
+        attach(entry.app, settings)
+    return entry
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     async def proxy_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ProxyError)
-        return _error_response(exc.status, envelope_bytes(flavor_of(request), exc), exc.headers)
+        return _error_response(
+            exc.status, envelope_bytes(flavor_in(request.scope), exc), exc.headers
+        )
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -169,17 +174,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         text = message.get(exc.status_code, str(exc.detail)).format(
             path=request.url.path, method=request.method
         )
-        body = error_envelope(flavor_of(request), exc.status_code, text)
+        body = error_envelope(flavor_in(request.scope), exc.status_code, text)
         return _error_response(exc.status_code, body, exc.headers)
 
     async def request_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         error = validation_error(list(exc.errors()))
-        return _error_response(error.status, envelope_bytes(flavor_of(request), error))
+        return _error_response(error.status, envelope_bytes(flavor_in(request.scope), error))
 
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-        body = error_envelope(flavor_of(request), 500, "Internal error in grok-proxy.")
+        body = error_envelope(flavor_in(request.scope), 500, "Internal error in grok-proxy.")
         return _error_response(500, body)
 
     app.add_exception_handler(ProxyError, proxy_error)

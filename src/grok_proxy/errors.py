@@ -16,6 +16,7 @@ Exception tree::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 from http import HTTPStatus
 from typing import Any
@@ -31,6 +32,18 @@ class Flavor(Enum):
 
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
+
+
+# Scope key: the envelope this request's errors use, decided once by the serving layer
+# (entry.flavor_for) and read by everything that answers with an error.
+FLAVOR = "grok_proxy.flavor"
+
+
+def flavor_in(scope: Mapping[str, Any]) -> Flavor:
+    """The envelope of this request's errors (OpenAI's before the serving layer decided)."""
+    flavor = scope.get(FLAVOR, Flavor.OPENAI)
+    assert isinstance(flavor, Flavor)
+    return flavor
 
 
 # One table serves both envelopes: Anthropic's error types are also what OpenAI clients expect.

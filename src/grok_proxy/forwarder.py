@@ -1,7 +1,8 @@
 """The forwarding core: one path that every HTTP route uses to reach the upstream API.
 
-A request travels: the route has authenticated the caller and chosen the body (bytes it
-validated, or the caller's stream) -> allow-listed headers and the upstream key -> the
+It knows calls, not web frameworks. A call travels: the HTTP adapter (routes/) has
+authenticated the caller and chosen the body (bytes it validated, or the caller's stream)
+and built a `Call` -> allow-listed headers and the upstream key -> the
 client, retried where that is safe -> the upstream status checked first -> a JSON answer
 read (bounded) or a body streamed through, or an SSE stream relayed event by event. Every
 wait on the upstream is watched for the caller hanging up, so an abandoned request is
@@ -16,8 +17,7 @@ from dataclasses import dataclass
 from time import perf_counter
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import Receive
 
 from grok_proxy.auth import Caller, CallerAuth
 from grok_proxy.bodies import StreamedBody
@@ -34,10 +34,17 @@ from grok_proxy.errors import (
 )
 from grok_proxy.lifecycle import Drain
 from grok_proxy.presets import PRESETS, ModelNames, parse_aliases
-from grok_proxy.record import RequestRecord, record_of
+from grok_proxy.record import RequestRecord
 from grok_proxy.redact import redact_header
 from grok_proxy.relay import BodyRelay, RelayConfig, SseRelay
-from grok_proxy.retry import ATTEMPTS_HEADER, RetryPolicy, Tally
+from grok_proxy.reply import Answer, Reply
+from grok_proxy.retry import (
+    ATTEMPTS_HEADER,
+    CLIENT_RETRIES_HEADER,
+    MAX_RETRIES_HEADER,
+    RetryPolicy,
+    Tally,
+)
 from grok_proxy.route import JsonHook, Route
 from grok_proxy.transport import (
     Body,
@@ -96,13 +103,23 @@ STREAM_HEADERS = (
 # An upstream error body is read to build the envelope; past this it is not worth reading.
 ERROR_BODY_LIMIT = 1024 * 1024
 
+# The caller's headers that set how the proxy retries (retry.RetryPolicy.budget).
+RETRY_HEADERS = frozenset({CLIENT_RETRIES_HEADER.encode(), MAX_RETRIES_HEADER.encode()})
+
 
 @dataclass(slots=True)
-class Outgoing:
-    """One request as it goes upstream."""
+class Call:
+    """One call as the forwarding core sees it, whichever protocol adapter built it."""
 
+    method: str
     # Path (and query) below the upstream base URL, still percent-encoded as received.
     target: str
+    caller: Caller
+    # How errors, streams and answers of this route are handled.
+    route: Route
+    record: RequestRecord
+    # The caller's request headers as received: the allow-listed ones go upstream.
+    caller_headers: list[tuple[bytes, bytes]]
     body: Body
     # Headers the route sets itself (e.g. the content type of a body it validated).
     headers: dict[str, str]
@@ -196,58 +213,48 @@ class Forwarder:
         report["latency_ms"] = round((perf_counter() - started) * 1000, 1)
         return report
 
-    def headers_for(
-        self, request: Request, caller: Caller, outgoing: Outgoing
-    ) -> list[tuple[str, str]]:
+    def headers_for(self, call: Call) -> list[tuple[str, str]]:
         """Allow-listed caller headers (every value of repeated ones) and the upstream key."""
         # From the raw header list: only the few forwarded ones are decoded.
         headers = []
-        for raw_name, raw_value in request.scope["headers"]:
+        for raw_name, raw_value in call.caller_headers:
             name = raw_name.decode("latin-1")
             if (
                 name in FORWARDED_REQUEST_HEADERS or name.startswith(FORWARDED_REQUEST_PREFIXES)
-            ) and name not in outgoing.headers:
+            ) and name not in call.headers:
                 headers.append((name, raw_value.decode("latin-1")))
-        headers.extend(outgoing.headers.items())
+        headers.extend(call.headers.items())
         headers.extend(self.preset_headers.items())
-        headers.append(("authorization", f"Bearer {caller.upstream_key}"))
+        headers.append(("authorization", f"Bearer {call.caller.upstream_key}"))
         headers.append(("accept-encoding", "identity"))
-        headers.append(("x-request-id", record_of(request.scope).request_id))
+        headers.append(("x-request-id", call.record.request_id))
         return headers
 
-    async def forward(
-        self, request: Request, route: Route, caller: Caller, outgoing: Outgoing
-    ) -> Response:
-        """Send one request upstream and turn the answer into the caller's response."""
-        path = outgoing.target.split("?", 1)[0]
+    async def forward(self, call: Call, receive: Receive) -> Answer:
+        """Send one call upstream and turn the answer into the caller's.
+
+        `receive` is the caller's side of the connection: a hang-up there closes the
+        upstream request at once.
+        """
+        path = call.target.split("?", 1)[0]
         if not self.preset.serves(path):
             raise NotOnThisUpstream(
                 f"The configured upstream ({self.preset.name}) has no {path} route; "
                 "use XAI_UPSTREAM=xai (or cloudflare) for it."
             )
-        body = outgoing.body
+        body = call.body
         if isinstance(body, bytes) and body and not self.models.identity:
             body = self.models.request_body(body)
-        headers = self.headers_for(request, caller, outgoing)
-        url = f"{self.base_url}{outgoing.target}"
-        streamed = outgoing.streamed
-        watch = HangUpWatch(request.receive, body_done=streamed.done if streamed else None)
-        record = record_of(request.scope)
+        headers = self.headers_for(call)
+        url = f"{self.base_url}{call.target}"
+        streamed = call.streamed
+        watch = HangUpWatch(receive, body_done=streamed.done if streamed else None)
+        record = call.record
         tally = Tally()
-        response: Response | None = None
+        response: Answer | None = None
         try:
             with watch:
-                response = await self._exchange(
-                    request,
-                    url,
-                    headers,
-                    body,
-                    route=route,
-                    outgoing=outgoing,
-                    caller=caller,
-                    tally=tally,
-                    record=record,
-                )
+                response = await self._exchange(call, url, headers, body, tally)
         except asyncio.CancelledError:
             if not watch.gone:
                 raise
@@ -267,35 +274,31 @@ class Forwarder:
                 await response.answer.aclose()
             log.info("caller hung up before the answer; upstream request closed: %s", path)
             # 499 is nginx's "client closed request": it only ever reaches the access log.
-            return Response(status_code=499)
+            return Reply(b"", 499)
         assert response is not None
         return response
 
     async def _exchange(
         self,
-        request: Request,
+        call: Call,
         url: str,
         headers: list[tuple[str, str]],
         body: Body,
-        *,
-        route: Route,
-        outgoing: Outgoing,
-        caller: Caller,
         tally: Tally,
-        record: RequestRecord,
-    ) -> Response:
+    ) -> Answer:
         started = perf_counter()
+        record = call.record
         deadline = self.settings.xai_total_timeout
         try:
             async with asyncio.timeout(deadline or None) as total:
                 answer = await self.retries.send(
                     self.client,
-                    request.method,
+                    call.method,
                     url,
                     headers=headers,
                     body=body,
                     tally=tally,
-                    budget=self.retries.budget(request.headers),
+                    budget=self.retries.budget(_retry_headers(call.caller_headers)),
                 )
                 record.upstream_seconds = perf_counter() - started
                 attempts = (ATTEMPTS_HEADER.encode(), str(tally.attempts).encode())
@@ -305,21 +308,21 @@ class Forwarder:
                     return SseRelay(
                         answer,
                         [*relayed_headers(answer.raw_headers), *STREAM_HEADERS, attempts],
-                        route,
+                        call.route,
                         self.relay,
                         record,
-                        strip_usage=outgoing.strip_usage,
+                        strip_usage=call.strip_usage,
                     )
                 if answer.status >= 400:
-                    return await self._error_answer(answer, route, caller, attempts)
-                if not self._reads(route, answer):
+                    return await self._error_answer(answer, call, attempts)
+                if not self._reads(call.route, answer):
                     total.reschedule(None)  # bounded by the read timeout while it flows
                     return BodyRelay(
                         answer,
                         [*relayed_headers(answer.raw_headers), *_length(answer), attempts],
                         record,
                     )
-                return await self._json_answer(answer, outgoing, attempts, record)
+                return await self._json_answer(answer, call, attempts)
         except TimeoutError:
             record.error_kind = "timeout"
             raise UpstreamTimeout(
@@ -338,33 +341,31 @@ class Forwarder:
     async def _error_answer(
         self,
         answer: UpstreamResponse,
-        route: Route,
-        caller: Caller,
+        call: Call,
         attempts: tuple[bytes, bytes],
-    ) -> Response:
+    ) -> Answer:
         content_type = answer.header("content-type")
         try:
             content = await answer.read(ERROR_BODY_LIMIT)
         except BodyTooLarge:
             content = b""
         # Secrets an upstream echoes (the server's key, above all) never reach the caller.
-        error = upstream_error(answer.status, content, content_type, caller_key=caller.upstream_key)
-        response = Response(
-            envelope_bytes(route.flavor, error), error.status, media_type="application/json"
+        error = upstream_error(
+            answer.status, content, content_type, caller_key=call.caller.upstream_key
         )
-        response.raw_headers.extend(
+        headers = [
             pair for pair in relayed_headers(answer.raw_headers) if pair[0] != b"content-type"
-        )
-        response.raw_headers.append(attempts)
-        return response
+        ]
+        headers.append(attempts)
+        return Reply(envelope_bytes(call.route.flavor, error), error.status, headers, json=True)
 
     async def _json_answer(
         self,
         answer: UpstreamResponse,
-        outgoing: Outgoing,
+        call: Call,
         attempts: tuple[bytes, bytes],
-        record: RequestRecord,
-    ) -> Response:
+    ) -> Answer:
+        record = call.record
         limit = self.settings.max_response_bytes
         try:
             content = await answer.read(limit)
@@ -389,12 +390,20 @@ class Forwarder:
                 ) from None
             if not self.models.identity:
                 content = self.models.answer(content)
-            if outgoing.on_json is not None:
-                content = outgoing.on_json(content)
-        response = Response(content, answer.status)
-        response.raw_headers.extend(relayed_headers(answer.raw_headers))
-        response.raw_headers.append(attempts)
-        return response
+            if call.on_json is not None:
+                content = call.on_json(content)
+        headers = relayed_headers(answer.raw_headers)
+        headers.append(attempts)
+        return Reply(content, answer.status, headers)
+
+
+def _retry_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The caller's retry headers, decoded (most requests have none)."""
+    return {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in raw
+        if name in RETRY_HEADERS
+    }
 
 
 def _length(answer: UpstreamResponse) -> list[tuple[bytes, bytes]]:

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware (Starlette's BaseHTTPMiddleware would hide client disconnects)."""
+"""What the serving layer writes about each request: its id, Server-Timing and access line."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ import re
 import secrets
 from time import perf_counter
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
-from grok_proxy import metrics
-from grok_proxy.errors import send_error
-from grok_proxy.logs import request_id
+from grok_proxy.paths import API_PREFIX
 from grok_proxy.record import RequestRecord
 
-API_PREFIX = "/api/v1"
-# The path as the caller sent it, kept in the scope where V1Alias rewrote it (access lines).
+__all__ = ["API_PREFIX", "CALLER_PATH", "access_line", "request_id_for", "server_timing"]
+
+# The path as the caller sent it, kept in the scope where /v1 became /api/v1 (access lines).
 CALLER_PATH = "grok_proxy.caller_path"
 
 access_log = logging.getLogger("grok_proxy.access")
@@ -26,79 +25,6 @@ MAX_LOGGED_MODEL = 200
 # A caller's X-Request-ID is kept when it is a plausible id, replaced otherwise (it ends
 # up in log lines and upstream headers, so nothing that could forge either gets through).
 VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-
-class V1Alias:
-    """Serves `/v1/...` as `/api/v1/...`: one set of routes, so matching stays cheap."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and scope["path"].startswith("/v1/"):
-            scope = dict(scope)
-            scope[CALLER_PATH] = scope["path"]
-            scope["path"] = "/api" + scope["path"]
-            raw_path = scope.get("raw_path")
-            if raw_path is not None:
-                scope["raw_path"] = b"/api" + raw_path
-        await self.app(scope, receive, send)
-
-
-class RequestLog:
-    """Gives each request an id, returns it with Server-Timing, and logs one access line."""
-
-    def __init__(self, app: ASGIApp, max_header_bytes: int = 65536) -> None:
-        self.app = app
-        self.max_header_bytes = max_header_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = perf_counter()
-        if sum(len(name) + len(value) for name, value in scope["headers"]) > self.max_header_bytes:
-            await _refuse_headers(send, self.max_header_bytes)
-            return
-        rid = request_id_for(_presented_request_id(scope))
-        record = RequestRecord(request_id=rid)
-        scope.setdefault("state", {})["record"] = record
-        token = request_id.set(rid)
-        status = 0
-        first_byte: float | None = None
-
-        async def send_with_headers(message: Message) -> None:
-            nonlocal status, first_byte
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                first_byte = perf_counter()
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", rid.encode()))
-                headers.append((b"server-timing", _server_timing(started, first_byte, record)))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        metrics.IN_FLIGHT.inc()
-        try:
-            await self.app(scope, receive, send_with_headers)
-        finally:
-            metrics.IN_FLIGHT.dec()
-            finished = perf_counter()
-            metrics.observe(
-                record,
-                status or 499,
-                finished - started,
-                first_byte - started if first_byte is not None else None,
-            )
-            if access_log.isEnabledFor(logging.INFO):
-                _log_access(scope, record, status, started, first_byte)
-            request_id.reset(token)
-
-
-async def _refuse_headers(send: Send, limit: int) -> None:
-    """431 in the error envelope: headers this large are not going upstream or into logs."""
-    message = f"Request headers exceed the limit of {limit} bytes (setting MAX_HEADER_BYTES)."
-    await send_error(send, 431, message, code="request_headers_too_large")
 
 
 _ID_PREFIX = secrets.token_hex(8)
@@ -113,7 +39,8 @@ def request_id_for(presented: str | None) -> str:
     return f"{_ID_PREFIX}{next(_id_counter):016x}"
 
 
-def _presented_request_id(scope: Scope) -> str | None:
+def presented_request_id(scope: Scope) -> str | None:
+    """The X-Request-ID the caller sent, if any."""
     for name, value in scope["headers"]:
         if name == b"x-request-id":
             text: str = value.decode("latin-1")
@@ -121,7 +48,7 @@ def _presented_request_id(scope: Scope) -> str | None:
     return None
 
 
-def _server_timing(started: float, first_byte: float, record: RequestRecord) -> bytes:
+def server_timing(started: float, first_byte: float, record: RequestRecord) -> bytes:
     """The proxy's own time, and the upstream's, in the W3C Server-Timing format."""
     total_ms = (first_byte - started) * 1000
     if record.upstream_seconds is None:
@@ -132,11 +59,19 @@ def _server_timing(started: float, first_byte: float, record: RequestRecord) -> 
     )
 
 
-def _log_access(
-    scope: Scope, record: RequestRecord, status: int, started: float, first_byte: float | None
+def access_line(
+    scope: Scope,
+    path: str,
+    record: RequestRecord,
+    *,
+    status: int,
+    started: float,
+    first_byte: float | None,
 ) -> None:
+    """The one access line of an HTTP request (`path` as the caller sent it)."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
     duration_ms = (perf_counter() - started) * 1000
-    path = scope["path"]
     client = scope.get("client")
     # A model name comes from the caller's body: a megabyte of it would make a megabyte line.
     model = record.model

@@ -16,7 +16,7 @@ import binascii
 import hmac
 from urllib.parse import parse_qs
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from grok_proxy.auth import bearer_token
 from grok_proxy.config import Settings
@@ -66,29 +66,31 @@ def is_operational(scope: Scope) -> bool:
 
 
 class OpsGuard:
-    """ASGI middleware: 401 on operational routes without a valid token."""
+    """Whether a request may use an operational route: 401 without a valid token."""
 
-    def __init__(self, app: ASGIApp, settings: Settings, *, shared: bool = False) -> None:
-        self.app = app
+    def __init__(self, settings: Settings, *, shared: bool = False) -> None:
         self.tokens = ops_tokens(settings, shared=shared)
         # A shared proxy (members in a database too) closes them even with no token to open
         # them: /metrics names every member's requests and cost.
         self.guarded = shared or bool(self.tokens)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.guarded and scope["type"] == "http" and is_operational(scope):
-            authorization = ""
-            for name, value in scope["headers"]:
-                if name == b"authorization":
-                    authorization = value.decode("latin-1")
-            token = presented_token(authorization)
-            if token is None or not self._valid(token.encode("utf-8", "replace")):
-                await _refuse(send)
-                return
-        await self.app(scope, receive, send)
+    def admits(self, scope: Scope) -> bool:
+        """False for an operational route without a valid token (when they are guarded)."""
+        if not self.guarded or not is_operational(scope):
+            return True
+        authorization = ""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+        token = presented_token(authorization)
+        return token is not None and self._valid(token.encode("utf-8", "replace"))
+
+    async def refuse(self, send: Send) -> None:
+        """The 401 answer, with the challenge a browser or Prometheus understands."""
+        await _refuse(send)
 
     def _valid(self, candidate: bytes) -> bool:
-        # Compared with every token in constant time, as access keys are (auth.CallerAuth).
+        # Compared with every token in constant time: no timing hint which one is near.
         matched = False
         for token in self.tokens:
             matched |= hmac.compare_digest(candidate, token)

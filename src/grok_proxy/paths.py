@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from grok_proxy.errors import send_error
-
+# The prefix every API route is served under (`/v1` is an alias of it).
+API_PREFIX = "/api/v1"
 # Paths below these prefixes must stay below them.
-API_PREFIXES = ("/api/v1", "/v1")
+API_PREFIXES = (API_PREFIX, "/v1")
 
 
 class UnsafePath(ValueError):
@@ -68,35 +66,3 @@ def remove_dot_segments(raw_path: str) -> str:
 
 def _under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
-
-
-class DotSegments:
-    """ASGI middleware: routes see the normalised path; unsafe paths get 400."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in {"http", "websocket"}:
-            raw: bytes = scope.get("raw_path") or scope["path"].encode()
-            if b"." in raw or b"%" in raw or b"\\" in raw:
-                text = raw.decode("latin-1")
-                try:
-                    normal = remove_dot_segments(text)
-                except UnsafePath as exc:
-                    await _refuse(scope, send, str(exc))
-                    return
-                if normal != text:
-                    scope = dict(scope)
-                    scope["raw_path"] = normal.encode("latin-1")
-                    scope["path"] = unquote(normal)  # decoded as uvicorn does
-        await self.app(scope, receive, send)
-
-
-async def _refuse(scope: Scope, send: Send, reason: str) -> None:
-    if scope["type"] == "websocket":
-        await send({"type": "websocket.close", "code": 1008})
-        return
-    await send_error(
-        send, 400, f"{reason} Send the path without `.` or `..` segments.", code="invalid_path"
-    )

@@ -4,10 +4,10 @@ Each field has one writer, so the record reads the same whatever path a request 
 
 | field            | written by                                                   |
 |------------------|--------------------------------------------------------------|
-| request_id       | middleware.RequestLog, when the request arrives              |
-| route            | routes.shared.LeanRoute, once a route matched                |
-| key_fingerprint  | routes.shared.authorized, after caller authentication        |
-| model            | routes.shared.validated_body, from the validated body        |
+| request_id       | entry.Entry, when the request arrives                        |
+| route            | entry.Entry once a row matched (routes.shared.LeanRoute else) |
+| key_fingerprint  | routes.shared.authorized (or the team gate), once admitted   |
+| model            | routes.shared.validated_json, from the validated body        |
 | upstream_seconds | forwarder.Forwarder, when the upstream's headers arrived     |
 | attempts         | forwarder.Forwarder, after the last attempt (retry.Tally)    |
 | error_kind       | forwarder.Forwarder before the answer; relay.* after it      |

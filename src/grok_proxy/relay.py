@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from grok_proxy import metrics
@@ -56,8 +55,8 @@ class RelayConfig:
     describe: Callable[[UpstreamFailure], ProxyError]
 
 
-class SseRelay(Response):
-    """ASGI response that relays an open upstream SSE answer and closes it on every path."""
+class SseRelay:
+    """An answer (reply.Answer) relaying an open upstream SSE stream; closed on every path."""
 
     def __init__(
         self,
@@ -78,7 +77,6 @@ class SseRelay(Response):
         record.streamed = True
         self.strip_usage = strip_usage
         self.ended: str | None = None
-        self.background = None
         self.clock: StreamClock | None = None  # started with the stream, in __call__
 
     def end(self, reason: str) -> None:
@@ -225,8 +223,8 @@ class SseRelay(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-class BodyRelay(Response):
-    """ASGI response that streams a plain upstream body through as it arrives.
+class BodyRelay:
+    """An answer (reply.Answer) that streams a plain upstream body through as it arrives.
 
     Memory stays flat whatever the size (file downloads): at most one chunk is held.
     """
@@ -238,7 +236,6 @@ class BodyRelay(Response):
         self.status_code = answer.status
         self.raw_headers = headers
         self.record = record
-        self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watch = HangUpWatch(receive)

@@ -2,94 +2,44 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-from pydantic import BaseModel
-from starlette.requests import Request
-from starlette.responses import Response
-
-from grok_proxy.route import CHAT, MESSAGES, RESPONSES, Route
-from grok_proxy.routes.shared import add_validated_route, area_router, forward_as_is
+from grok_proxy.route import PASS_THROUGH, RESPONSES
+from grok_proxy.routes.shared import forward_as_is, forward_validated
+from grok_proxy.routes.table import Row, passthrough_row
 from grok_proxy.schemas.completions import CompletionRequest
+from grok_proxy.schemas.documents import DocumentSearchRequest
 from grok_proxy.schemas.embeddings import EmbeddingRequest
-from grok_proxy.schemas.messages import MessagesRequest
 from grok_proxy.schemas.responses import ResponsesRequest
 from grok_proxy.schemas.tokenize import TokenizeRequest
 
-router = area_router()
-
-
-class Validated(NamedTuple):
-    """A route whose body is validated, then forwarded byte for byte."""
-
-    path: str
-    upstream_path: str
-    schema: type[BaseModel]
-    tag: str
-    summary: str
-    description: str
-    route: Route = CHAT
-
-
 TOKENIZE = "xAI's `token_ids` (token_id, string_token, token_bytes) as returned."
-VALIDATED_ROUTES = [
-    Validated("/completions", "/completions", CompletionRequest, "completions",
-              "Legacy text completion (xAI /v1/completions)", "Plain or streamed."),
-    Validated("/embeddings", "/embeddings", EmbeddingRequest, "embeddings",
-              "Create embeddings (xAI /v1/embeddings)", "Embedding vectors for the input."),
-    Validated("/tokenize-text", "/tokenize-text", TokenizeRequest, "tokenize",
-              "Tokenize text (xAI /v1/tokenize-text)", TOKENIZE),
-    Validated("/tokenize", "/tokenize-text", TokenizeRequest, "tokenize",
-              "Tokenize text (alias of /tokenize-text)", TOKENIZE),
-    Validated("/responses", "/responses", ResponsesRequest, "responses",
-              "Create a response (xAI /v1/responses)",
-              "xAI's recommended API; streams its events with `\"stream\": true`.", RESPONSES),
+
+ROWS = [
+    Row("POST", "/responses", forward_validated, RESPONSES, ResponsesRequest, tag="responses",
+        summary="Create a response (xAI /v1/responses)",
+        description="xAI's recommended API; streams its events with `\"stream\": true`."),
+    Row("GET", "/responses/{response_id}", forward_as_is, PASS_THROUGH, tag="responses",
+        summary="Retrieve a stored response", description="Forwarded as sent."),
+    Row("DELETE", "/responses/{response_id}", forward_as_is, PASS_THROUGH, tag="responses",
+        summary="Delete a stored response", description="Forwarded as sent."),
+    Row("POST", "/completions", forward_validated, schema=CompletionRequest, tag="completions",
+        summary="Legacy text completion (xAI /v1/completions)", description="Plain or streamed."),
+    Row("POST", "/embeddings", forward_validated, schema=EmbeddingRequest, tag="embeddings",
+        summary="Create embeddings (xAI /v1/embeddings)",
+        description="Embedding vectors for the input."),
+    Row("POST", "/tokenize-text", forward_validated, schema=TokenizeRequest, tag="tokenize",
+        summary="Tokenize text (xAI /v1/tokenize-text)", description=TOKENIZE),
+    Row("POST", "/tokenize", forward_validated, schema=TokenizeRequest, tag="tokenize",
+        upstream="/tokenize-text", summary="Tokenize text (alias of /tokenize-text)",
+        description=TOKENIZE),
+    Row("POST", "/documents/search", forward_validated, schema=DocumentSearchRequest,
+        tag="documents", summary="Search document collections (xAI /v1/documents/search)",
+        description="Ranked chunks of the named collections that match the query."),
+    Row("GET", "/models", forward_as_is, PASS_THROUGH, tag="models",
+        summary="List models (xAI /v1/models)",
+        description='OpenAI-style `{"object": "list", "data": [...]}`.'),
+    Row("GET", "/models/{model_id}", forward_as_is, PASS_THROUGH, tag="models",
+        summary="Retrieve a model; 404 when unknown", description="One model, or xAI's 404."),
 ]  # fmt: skip
-
-for route in VALIDATED_ROUTES:
-    add_validated_route(
-        router,
-        route.path,
-        route.schema,
-        upstream_path=route.upstream_path,
-        tag=route.tag,
-        summary=route.summary,
-        description=route.description,
-        route=route.route,
-    )
-
-add_validated_route(
-    router,
-    "/messages",
-    MessagesRequest,
-    tag="messages",
-    summary="Anthropic-compatible Messages (xAI /v1/messages)",
-    description="Takes `x-api-key` or Bearer; errors and stream errors use Anthropic's envelope.",
-    route=MESSAGES,
-)
-
-
-@router.get("/responses/{response_id}", tags=["responses"], summary="Retrieve a stored response")
-@router.delete("/responses/{response_id}", tags=["responses"], summary="Delete a stored response")
-async def stored_response(request: Request, response_id: str) -> Response:
-    """Forwarded as sent."""
-    return await forward_as_is(request)
-
-
-@router.get("/models", tags=["models"], summary="List models (xAI /v1/models)")
-async def list_models(request: Request) -> Response:
-    """OpenAI-style `{"object": "list", "data": [...]}`."""
-    return await forward_as_is(request)
-
-
-@router.get("/models/{model_id}", tags=["models"], summary="Retrieve a model; 404 when unknown")
-async def retrieve_model(request: Request, model_id: str) -> Response:
-    """One model, or xAI's 404."""
-    return await forward_as_is(request)
-
-
-passthrough = area_router("pass-through")
-
 
 PASSTHROUGH_DESCRIPTION = (
     "Method, path, query string and body go to the same path at xAI; status, body and "
@@ -97,19 +47,4 @@ PASSTHROUGH_DESCRIPTION = (
     "/api-key, /images/edits, /files, /batches and routes xAI adds later."
 )
 
-
-async def forward_anything(request: Request, path: str) -> Response:
-    """Forwarded verbatim, streaming-aware."""
-    return await forward_as_is(request)
-
-
-# One route per method, so each has its own OpenAPI operation.
-for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
-    passthrough.add_api_route(
-        "/{path:path}",
-        forward_anything,
-        methods=[_method],
-        name=f"forward_{_method.lower()}",
-        summary=f"Any other xAI route ({_method}), forwarded verbatim",
-        description=PASSTHROUGH_DESCRIPTION,
-    )
+PASSTHROUGH = passthrough_row(forward_as_is)

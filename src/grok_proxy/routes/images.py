@@ -14,18 +14,12 @@ from functools import partial
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
 
+from grok_proxy.forwarder import Forwarder
+from grok_proxy.reply import Answer
 from grok_proxy.routes.chat import BILLED_ANSWER
-from grok_proxy.routes.shared import (
-    area_router,
-    authorized,
-    forward_as_is,
-    forward_translated,
-    forwarder_of,
-    request_body,
-    validated_body,
-)
+from grok_proxy.routes.shared import authorized, forward_as_is, forward_translated, validated_body
+from grok_proxy.routes.table import Row
 from grok_proxy.schemas.images import (
     UNSUPPORTED_IMAGE_FIELDS,
     ImageEditRequest,
@@ -35,56 +29,34 @@ from grok_proxy.schemas.images import (
 
 log = logging.getLogger("grok_proxy.images")
 
-router = area_router("images")
 
-
-@router.post(
-    "/images/generations",
-    summary="Generate images (xAI /v1/images/generations; OpenAI SDK images.generate)",
-    description="Forwarded as sent; the answer gains `created` when xAI leaves it out.",
-    openapi_extra=request_body(ImageGenerationsRequest),
-)
-async def generations(request: Request) -> Response:
+async def generations(request: Request, row: Row, forwarder: Forwarder) -> Answer:
     """xAI's image generation, the body as sent."""
-    caller = authorized(request)
-    raw, _ = await validated_body(request, ImageGenerationsRequest)
+    caller = authorized(request, forwarder)
+    raw, _ = await validated_body(request, forwarder, ImageGenerationsRequest)
     return await forward_translated(
-        request, "/images/generations", caller=caller, body=raw, on_json=partial(stamp_images, None)
+        request,
+        forwarder,
+        "/images/generations",
+        caller=caller,
+        body=raw,
+        on_json=partial(stamp_images, None),
     )
 
 
-@router.post(
-    "/images/edits",
-    summary="Edit an image (xAI /v1/images/edits)",
-    description="Forwarded as sent; the answer is read for the cost xAI states.",
-    openapi_extra=request_body(ImageEditRequest),
-)
-async def edits(request: Request) -> Response:
-    """xAI's image edit, the body as sent."""
-    return await forward_as_is(request, BILLED_ANSWER)
-
-
-@router.post(
-    "/images/generate",
-    summary="Generate images with defaults filled (the proxy's own convenience route)",
-    description=(
-        "`model` defaults to DEFAULT_IMAGE_MODEL; `quality`, `size` and `style` are dropped; "
-        "the answer gains `created` and `model`."
-    ),
-    openapi_extra=request_body(ImageGenerationRequest),
-)
-async def generate(request: Request) -> Response:
+async def generate(request: Request, row: Row, forwarder: Forwarder) -> Answer:
     """Generate 1-10 images as URLs or base64 JPEG, defaults filled."""
-    caller = authorized(request)
-    raw, _ = await validated_body(request, ImageGenerationRequest)
+    caller = authorized(request, forwarder)
+    raw, _ = await validated_body(request, forwarder, ImageGenerationRequest)
     payload = orjson.loads(raw)
     dropped = [name for name in UNSUPPORTED_IMAGE_FIELDS if payload.pop(name, None) is not None]
     if dropped:
         log.debug("dropped image fields xAI does not support: %s", ", ".join(dropped))
     if not payload.get("model"):
-        payload["model"] = forwarder_of(request).settings.default_image_model
+        payload["model"] = forwarder.settings.default_image_model
     return await forward_translated(
         request,
+        forwarder,
         "/images/generations",
         caller=caller,
         body=orjson.dumps(payload),
@@ -100,3 +72,17 @@ def stamp_images(model: str | None, body: bytes) -> bytes:
         if model is not None:
             answer.setdefault("model", model)
     return orjson.dumps(answer)
+
+
+ROWS = [
+    Row("POST", "/images/generations", generations, schema=ImageGenerationsRequest, tag="images",
+        summary="Generate images (xAI /v1/images/generations; OpenAI SDK images.generate)",
+        description="Forwarded as sent; the answer gains `created` when xAI leaves it out."),
+    Row("POST", "/images/edits", forward_as_is, BILLED_ANSWER, ImageEditRequest, tag="images",
+        summary="Edit an image (xAI /v1/images/edits)",
+        description="Forwarded as sent; the answer is read for the cost xAI states."),
+    Row("POST", "/images/generate", generate, schema=ImageGenerationRequest, tag="images",
+        summary="Generate images with defaults filled (the proxy's own convenience route)",
+        description="`model` defaults to DEFAULT_IMAGE_MODEL; `quality`, `size` and `style` are "
+        "dropped; the answer gains `created` and `model`."),
+]  # fmt: skip

@@ -1,8 +1,14 @@
-"""What every route does before forwarding: find the caller, read and validate the body."""
+"""The HTTP adapter: what every route does before forwarding, and the handlers of the rows.
+
+A row's handler finds the caller, reads and validates the body, builds the `Call` and
+hands it to the forwarder; the answer comes back as an ASGI callable.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -13,14 +19,17 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
-from grok_proxy.auth import Caller, bearer_token
+from grok_proxy.auth import ADMITTED, Caller, bearer_token
 from grok_proxy.bodies import PARSED_BODY, StreamedBody, parse_json, read_body
 from grok_proxy.errors import Flavor, InvalidRequest, ValidationFailed
-from grok_proxy.forwarder import Forwarder, Outgoing
-from grok_proxy.middleware import API_PREFIX
+from grok_proxy.forwarder import Call, Forwarder
 from grok_proxy.record import record_of
-from grok_proxy.route import CHAT, PASS_THROUGH, JsonHook, Route
+from grok_proxy.reply import Answer
+from grok_proxy.route import CHAT, JsonHook, Route
+from grok_proxy.routes.table import API_PREFIX, Row, documented_body
+from grok_proxy.transport import Body
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -32,37 +41,42 @@ JSON_BODY = {"content-type": "application/json"}
 DOCUMENTED_MODELS: dict[str, type[BaseModel]] = {}
 
 
-def forwarder_of(request: Request) -> Forwarder:
-    """The worker's forwarder (upstream client and the path through it)."""
-    forwarder: Forwarder = request.app.state.forwarder
-    return forwarder
+def authorized(request: Request, forwarder: Forwarder, *, allow_x_api_key: bool = False) -> Caller:
+    """The caller behind the request's key (401 when missing or not allowed).
 
-
-def authorized(request: Request, *, allow_x_api_key: bool = False) -> Caller:
-    """The caller behind the request's key (401 when missing or not allowed)."""
-    presented = bearer_token(request.headers.get("authorization", ""))
-    where = "an `Authorization: Bearer <key>` header"
-    if allow_x_api_key:
-        presented = presented or request.headers.get("x-api-key", "").strip()
-        where += " or an `x-api-key` header"
-    caller = forwarder_of(request).auth.admit(presented, where=where)
+    A policy in front of the routes (the team gate) may have admitted the caller already:
+    the key is then not checked a second time.
+    """
+    caller = request.scope.get(ADMITTED)
+    if caller is None:
+        presented = bearer_token(request.headers.get("authorization", ""))
+        where = "an `Authorization: Bearer <key>` header"
+        if allow_x_api_key:
+            presented = presented or request.headers.get("x-api-key", "").strip()
+            where += " or an `x-api-key` header"
+        caller = forwarder.auth.admit(presented, where=where)
+    assert isinstance(caller, Caller)
     record_of(request.scope).key_fingerprint = caller.fingerprint
     return caller
 
 
-async def validated_body(request: Request, schema: type[M]) -> tuple[bytes, M]:
+async def validated_body(
+    request: Request, forwarder: Forwarder, schema: type[M]
+) -> tuple[bytes, M]:
     """The raw body (to forward as sent) and its validated model (to decide with)."""
-    body, _, parsed = await validated_json(request, schema)
+    body, _, parsed = await validated_json(request, forwarder, schema)
     return body, parsed
 
 
-async def validated_json(request: Request, schema: type[M]) -> tuple[bytes, Any, M]:
+async def validated_json(
+    request: Request, forwarder: Forwarder, schema: type[M]
+) -> tuple[bytes, Any, M]:
     """The raw body, its JSON value and its validated model, from one parse.
 
     In a shared proxy the team gate has parsed the body already (to check the member's
     objects and models on the value the route will use): that value is validated here.
     """
-    limit = forwarder_of(request).settings.max_body_bytes
+    limit = forwarder.settings.max_body_bytes
     body = await read_body(request.receive, limit, request.headers.get("content-length"))
     held = request.scope.get(PARSED_BODY)
     if held is not None and held[0] is body:
@@ -133,52 +147,37 @@ def json_path(data: Any, loc: tuple[int | str, ...]) -> str:
     return ".".join(parts)
 
 
-async def forward_validated(
-    request: Request, target: str, schema: type[BaseModel], route: Route
-) -> Response:
+def call_for(
+    request: Request,
+    route: Route,
+    caller: Caller,
+    target: str,
+    *,
+    body: Body,
+    headers: dict[str, str],
+) -> Call:
+    """The call this request makes upstream."""
+    scope = request.scope
+    return Call(
+        scope["method"], target, caller, route, record_of(scope), scope["headers"], body, headers
+    )
+
+
+async def forward_validated(request: Request, row: Row, forwarder: Forwarder) -> Answer:
     """Check the key, validate the JSON body, then forward the caller's bytes unchanged."""
-    forwarder = forwarder_of(request)
-    caller = authorized(request, allow_x_api_key=route.flavor is Flavor.ANTHROPIC)
-    body, data, parsed = await validated_json(request, schema)
-    strip_usage = False
+    assert row.schema is not None
+    caller = authorized(request, forwarder, allow_x_api_key=row.route.flavor is Flavor.ANTHROPIC)
+    body, data, parsed = await validated_json(request, forwarder, row.schema)
+    call = call_for(request, row.route, caller, row.target, body=body, headers=JSON_BODY)
     wants_usage = forwarder.settings.capture_stream_usage or getattr(caller, "wants_usage", False)
     if wants_usage and _streams_without_usage(parsed):
         # Ask xAI for the usage chunk so metrics are complete; the relay removes it again,
         # so the caller receives exactly the stream it asked for.
         options = {**(data.get("stream_options") or {}), "include_usage": True}
         with contextlib.suppress(orjson.JSONEncodeError):  # integers past 64 bits: as sent
-            body, strip_usage = orjson.dumps({**data, "stream_options": options}), True
-    outgoing = Outgoing(target, body, JSON_BODY, strip_usage=strip_usage)
-    return await forwarder.forward(request, route, caller, outgoing)
-
-
-def add_validated_route(
-    router: APIRouter,
-    path: str,
-    schema: type[BaseModel],
-    *,
-    summary: str,
-    description: str,
-    tag: str | None = None,
-    upstream_path: str | None = None,
-    route: Route = CHAT,
-) -> None:
-    """A POST route that validates its body with `schema` and forwards it unchanged."""
-    target = upstream_path or path
-
-    async def endpoint(request: Request) -> Response:
-        return await forward_validated(request, target, schema, route)
-
-    router.add_api_route(
-        path,
-        endpoint,
-        methods=["POST"],
-        name=path.strip("/").replace("/", "_").replace("-", "_"),
-        summary=summary,
-        description=description,
-        tags=[tag] if tag else None,
-        openapi_extra=request_body(schema),
-    )
+            call.body = orjson.dumps({**data, "stream_options": options})
+            call.strip_usage = True
+    return await forwarder.forward(call, request.receive)
 
 
 def _streams_without_usage(parsed: BaseModel) -> bool:
@@ -190,51 +189,61 @@ def _streams_without_usage(parsed: BaseModel) -> bool:
 
 
 async def forward_translated(
-    request: Request, target: str, *, caller: Caller, body: bytes, on_json: JsonHook | None = None
-) -> Response:
+    request: Request,
+    forwarder: Forwarder,
+    target: str,
+    *,
+    caller: Caller,
+    body: bytes,
+    on_json: JsonHook | None = None,
+) -> Answer:
     """Forward a body the route built (a translation); `on_json` rewrites the answer."""
-    outgoing = Outgoing(target, body, JSON_BODY, on_json=on_json)
-    return await forwarder_of(request).forward(request, CHAT, caller, outgoing)
+    call = call_for(request, CHAT, caller, target, body=body, headers=JSON_BODY)
+    call.on_json = on_json
+    return await forwarder.forward(call, request.receive)
 
 
-async def forward_as_is(request: Request, route: Route = PASS_THROUGH) -> Response:
+async def forward_as_is(request: Request, row: Row, forwarder: Forwarder) -> Answer:
     """Forward a request to the same path upstream: method, query string and body as sent.
 
     The body streams upstream as it arrives, and the answer streams back, so file uploads
     and downloads cost no memory. A JSON body is read whole only where a preset must
-    rewrite its model name. A `route` that reads answers gets their usage read.
+    rewrite its model name. A row whose route reads answers gets their usage read.
     """
-    caller = authorized(request)
-    forwarder = forwarder_of(request)
+    caller = authorized(request, forwarder)
     limit = forwarder.settings.max_body_bytes
-    target = upstream_path(request)
-    if request.url.query:
-        target = f"{target}?{request.url.query}"
+    scope = request.scope
+    target = upstream_path(scope)
+    query: bytes = scope.get("query_string", b"")
+    if query:
+        target = f"{target}?{query.decode('latin-1')}"
     length = request.headers.get("content-length")
     headers = {"content-length": length} if length is not None else {}
-    if request.method in ("GET", "HEAD", "DELETE", "OPTIONS") and not length:
-        outgoing = Outgoing(target, None, headers)
+    method = scope["method"]
+    if method in ("GET", "HEAD", "DELETE", "OPTIONS") and not length:
+        call = call_for(request, row.route, caller, target, body=None, headers=headers)
     elif not forwarder.models.identity and "json" in request.headers.get("content-type", ""):
         body = await read_body(request.receive, limit, length)
-        outgoing = Outgoing(target, body, {})
+        call = call_for(request, row.route, caller, target, body=body, headers={})
     else:
         streamed = StreamedBody(request.receive, limit, length)
-        outgoing = Outgoing(target, streamed.chunks(), headers, streamed=streamed)
-    return await forwarder.forward(request, route, caller, outgoing)
+        call = call_for(request, row.route, caller, target, body=streamed.chunks(), headers=headers)
+        call.streamed = streamed
+    return await forwarder.forward(call, request.receive)
 
 
-def upstream_path(request: Request) -> str:
+def upstream_path(scope: Scope) -> str:
     """The request's path below the API prefix, still percent-encoded as the caller sent it."""
-    raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
     return raw.decode("latin-1").removeprefix(API_PREFIX)
 
 
 class LeanRoute(APIRoute):
     """An APIRoute that calls its endpoint with the request and path parameters, nothing else.
 
-    The endpoints read and validate bodies themselves (to forward the exact bytes), so
-    FastAPI's per-request dependency solving would only cost time. OpenAPI still comes
-    from the endpoint's signature and `openapi_extra`.
+    FastAPI's per-request dependency solving would only cost time: the endpoints read what
+    they need themselves. OpenAPI still comes from the endpoint's signature and
+    `openapi_extra`.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -249,22 +258,40 @@ class LeanRoute(APIRoute):
         return handler
 
 
-def area_router(*tags: str) -> APIRouter:
-    """The router of one area of the API, mounted at API_PREFIX."""
-    return APIRouter(prefix=API_PREFIX, tags=list(tags), route_class=LeanRoute)
+def documented(router: APIRouter, row: Row, *, name: str | None = None) -> None:
+    """Put a row on FastAPI's router: OpenAPI documents it, and FastAPI could serve it.
 
-
-def request_body(schema: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` that documents a route's JSON body without FastAPI parsing it.
-
-    The routes validate the raw bytes themselves so the exact bytes can be forwarded.
+    The entry (entry.py) serves every row itself; FastAPI's copy is the documentation.
     """
-    DOCUMENTED_MODELS[schema.__name__] = schema
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{schema.__name__}"}}
-            },
-        }
-    }
+
+    async def endpoint(request: Request, **_: str) -> Answer:
+        return await row.handler(request, row, request.app.state.forwarder)
+
+    # FastAPI documents path parameters from the endpoint's signature.
+    params = [
+        inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)
+    ]
+    params += [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=str)
+        for name in re.findall(r"\{(\w+)(?::path)?\}", row.path)
+    ]
+    endpoint.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    extra = None
+    if row.schema is not None:
+        DOCUMENTED_MODELS[row.schema.__name__] = row.schema
+        extra = documented_body(row.schema)
+    router.add_api_route(
+        row.template,
+        endpoint,
+        methods=[row.method],
+        name=name or row.path.strip("/").replace("/", "_").replace("-", "_"),
+        summary=row.summary or None,
+        description=row.description,
+        tags=[row.tag] if row.tag else None,
+        openapi_extra=extra,
+    )
+
+
+def area_router(*tags: str) -> APIRouter:
+    """A router of routes that FastAPI serves itself (health, metrics)."""
+    return APIRouter(tags=list(tags), route_class=LeanRoute)

@@ -10,20 +10,13 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
 
 from grok_proxy.errors import ValidationFailed
-from grok_proxy.routes.shared import (
-    area_router,
-    authorized,
-    forward_translated,
-    forwarder_of,
-    request_body,
-    validated_body,
-)
+from grok_proxy.forwarder import Forwarder
+from grok_proxy.reply import Answer
+from grok_proxy.routes.shared import authorized, forward_translated, validated_body
+from grok_proxy.routes.table import Row
 from grok_proxy.schemas.vision import VisionImage, VisionRequest
-
-router = area_router("vision")
 
 # xAI's documented limit for an image in a chat request.
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
@@ -36,16 +29,11 @@ MAGIC = (
 )
 
 
-@router.post(
-    "/vision/analyze",
-    summary="Describe or answer a question about one image",
-    openapi_extra=request_body(VisionRequest),
-)
-async def analyze(request: Request) -> Response:
+async def analyze(request: Request, row: Row, forwarder: Forwarder) -> Answer:
     """`{model, created, content, usage}` from a vision model's chat completion."""
-    caller = authorized(request)
-    _, ask = await validated_body(request, VisionRequest)
-    model = ask.model or forwarder_of(request).settings.default_vision_model
+    caller = authorized(request, forwarder)
+    _, ask = await validated_body(request, forwarder, VisionRequest)
+    model = ask.model or forwarder.settings.default_vision_model
     chat: dict[str, Any] = {
         "model": model,
         "messages": [
@@ -67,6 +55,7 @@ async def analyze(request: Request) -> Response:
         chat["max_tokens"] = ask.max_tokens
     return await forward_translated(
         request,
+        forwarder,
         "/chat/completions",
         caller=caller,
         body=orjson.dumps(chat),
@@ -132,3 +121,10 @@ def summarize(model: str, body: bytes) -> bytes:
             "usage": completion.get("usage"),
         }
     )
+
+
+ROWS = [
+    Row("POST", "/vision/analyze", analyze, schema=VisionRequest, tag="vision",
+        summary="Describe or answer a question about one image",
+        description="`{model, created, content, usage}` from a vision model's chat completion."),
+]  # fmt: skip

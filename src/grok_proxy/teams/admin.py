@@ -133,13 +133,14 @@ def admin_app(team: Team) -> ASGIApp:
 class AdminRouter(Router):
     """The admin routes; an unknown path (404) or method (405) answers in the envelope.
 
-    Starlette's router raises HTTPException for those when it runs inside an app, and
-    nothing between the team gate and the server would turn it into an answer.
+    Starlette's router raises HTTPException for those when it runs inside an app (an
+    "app" in the scope; it is set here, as the serving layer has none), and nothing
+    between the team gate and the server would turn it into an answer.
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__({**scope, "app": self}, receive, send)
         except HTTPException as exc:
             if exc.status_code == 405:
                 message = f"Method {scope['method']} is not allowed on {scope['path']}."

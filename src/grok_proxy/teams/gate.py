@@ -14,10 +14,10 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from grok_proxy.auth import bearer_token
+from grok_proxy.auth import ADMITTED, bearer_token
 from grok_proxy.bodies import PARSED_BODY, parse_json, read_body
-from grok_proxy.errors import Flavor, ProxyError, envelope_bytes
-from grok_proxy.middleware import API_PREFIX
+from grok_proxy.errors import Flavor, ProxyError, envelope_bytes, flavor_in
+from grok_proxy.paths import API_PREFIX
 from grok_proxy.record import record_of
 from grok_proxy.sse import EventTooLarge, SseParser
 from grok_proxy.teams.activity import mark_member
@@ -63,6 +63,7 @@ class TeamGate:
     def __init__(self, app: ASGIApp, *, team: Team, admin: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.team = team
+        self.auth = team.caller_auth()
         self.admin = admin
         self.max_body_bytes = max_body_bytes
 
@@ -77,13 +78,12 @@ class TeamGate:
         if not path.startswith(API_PREFIX + "/"):
             await self.app(scope, receive, send)
             return
-        flavor = Flavor.ANTHROPIC if path.endswith("/messages") else Flavor.OPENAI
         # A member's failed answers, refusals included, are noted for the console.
         send = self.team.activity.watch(scope, send)
         try:
             await self._gated(scope, receive, send, path[len(API_PREFIX) + 1 :])
         except ProxyError as exc:
-            await send_json(send, exc.status, envelope_bytes(flavor, exc), exc.headers)
+            await send_json(send, exc.status, envelope_bytes(flavor_in(scope), exc), exc.headers)
 
     async def _gated(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
         method = "GET" if scope["method"] == "HEAD" else scope["method"]
@@ -93,9 +93,13 @@ class TeamGate:
             return
         where = "an `Authorization: Bearer <key>` header"
         presented = presented_key(scope)
-        member = self.team.admit(presented, where)
+        caller = self.auth.admit(presented, where=where)
+        member = caller.member
+        # The routes take the caller admitted here: the key is checked once.
+        scope[ADMITTED] = caller
         mark_member(scope, member.id)
         record = record_of(scope)
+        record.key_fingerprint = caller.fingerprint
         if decision.action is Action.REFUSE:
             raise NotAllowed(
                 f"{scope['method']} /{route} is not available through this shared proxy: it is "

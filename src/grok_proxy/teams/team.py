@@ -96,16 +96,13 @@ class Team:
         """The CallerAuth every route uses in shared mode: member keys in, the account's out."""
         return TeamAuth(self.settings, self)
 
-    def install(self, app: Any) -> None:
-        """Put the HTTP gate (and /admin) in front of the app's routes."""
+    def gate(self, routes: Any) -> Any:
+        """The HTTP gate (and /admin) in front of `routes` (an ASGI callable)."""
         from grok_proxy.teams.admin import admin_app
         from grok_proxy.teams.gate import TeamGate
 
-        app.add_middleware(
-            TeamGate,
-            team=self,
-            admin=admin_app(self),
-            max_body_bytes=self.settings.max_body_bytes,
+        return TeamGate(
+            routes, team=self, admin=admin_app(self), max_body_bytes=self.settings.max_body_bytes
         )
 
     # lifecycle
@@ -493,11 +490,7 @@ class TeamAuth(CallerAuth):
         super().__init__(settings)
         self.team = team
 
-    @property
-    def shared(self) -> bool:
-        return True
-
-    def admit(self, presented: str | None, *, where: str) -> Caller:
+    def admit(self, presented: str | None, *, where: str) -> MemberCaller:
         member = self.team.admit(presented, where)
         assert presented is not None
         fingerprint = key_fingerprint(presented)

@@ -1,0 +1,239 @@
+"""The proxy's ASGI application: the steps every request shares, in one frame, then its row.
+
+uvicorn calls `Entry` for every request. An HTTP request is sized up (431), given its id
+and record, its path normalised (dot-segments, paths.py) and aliased (`/v1` is served as
+`/api/v1`), checked for the operational token (ops_auth.py), and matched against the route
+table: a row runs at once, through the policy in front of the rows when the proxy is
+shared (the team gate); anything else (health, metrics, docs, admin, the console) goes to
+the FastAPI app. Errors become one envelope in the row's flavour, decided here once; every
+request ends with one access line and its metrics, with the status the caller got. A
+WebSocket upgrade goes to the relay, the lifespan to the FastAPI app.
+
+Starlette's middleware stack would put ~25 frames between the server and the upstream
+send, each resumed on every wake-up of the request's task; this puts a handful.
+"""
+
+from __future__ import annotations
+
+import logging
+from time import perf_counter
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from grok_proxy import metrics
+from grok_proxy.errors import FLAVOR, Flavor, ProxyError, envelope_bytes, error_envelope, send_error
+from grok_proxy.logs import request_id
+from grok_proxy.middleware import (
+    CALLER_PATH,
+    access_line,
+    presented_request_id,
+    request_id_for,
+    server_timing,
+)
+from grok_proxy.ops_auth import OpsGuard
+from grok_proxy.paths import UnsafePath, remove_dot_segments
+from grok_proxy.record import RequestRecord
+from grok_proxy.routes.table import API_PREFIX, RouteTable, Row
+
+log = logging.getLogger("grok_proxy")
+
+# Scope key: the row that matched the request (None: the FastAPI app serves it).
+ROW = "grok_proxy.row"
+
+
+def flavor_for(path: str, row: Row | None) -> Flavor:
+    """The envelope a request's errors use: its row's, else Anthropic's below /messages."""
+    if row is not None and row.method != "*":
+        return row.route.flavor
+    anthropic = path.endswith("/messages") or "/messages/" in path
+    return Flavor.ANTHROPIC if anthropic else Flavor.OPENAI
+
+
+class Entry:
+    """The ASGI application uvicorn runs: serving steps, then a row or the FastAPI app."""
+
+    def __init__(
+        self,
+        app: FastAPI,
+        table: RouteTable,
+        *,
+        websockets: ASGIApp,
+        ops: OpsGuard,
+        max_header_bytes: int,
+        policy: Any = None,
+    ) -> None:
+        self.app = app
+        self.table = table
+        self.websockets = websockets
+        self.ops = ops
+        self.max_header_bytes = max_header_bytes
+        # The rows run through the policy in front of them (teams), if there is one.
+        self.routed: ASGIApp = self.dispatch if policy is None else policy(self.dispatch)
+        # The outermost ASGI callable below the access log (CORS wraps the rest when on).
+        self.serve: ASGIApp = self.route
+        # Paths below the prefix that FastAPI serves (health) are never forwarded.
+        rows = {row.template for row in table.rows}
+        for route in app.router.routes:
+            path = getattr(route, "path", "")
+            if path.startswith(API_PREFIX + "/") and "{" not in path and path not in rows:
+                table.reserved.add(path)
+
+    @property
+    def state(self) -> Any:
+        """The FastAPI app's state (the forwarder lives there once the lifespan ran)."""
+        return self.app.state
+
+    @property
+    def router(self) -> Any:
+        """The FastAPI app's router (its lifespan, for servers and tests that run one)."""
+        return self.app.router
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "websocket":
+            await self.websocket(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)  # the lifespan
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = perf_counter()
+        if sum(len(name) + len(value) for name, value in scope["headers"]) > self.max_header_bytes:
+            message = (
+                f"Request headers exceed the limit of {self.max_header_bytes} bytes "
+                "(setting MAX_HEADER_BYTES)."
+            )
+            await send_error(send, 431, message, code="request_headers_too_large")
+            return
+        caller_path: str = scope["path"]
+        rid = request_id_for(presented_request_id(scope))
+        record = RequestRecord(request_id=rid)
+        scope.setdefault("state", {})["record"] = record
+        token = request_id.set(rid)
+        status = 0
+        first_byte: float | None = None
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, first_byte
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                first_byte = perf_counter()
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid.encode()))
+                headers.append((b"server-timing", server_timing(started, first_byte, record)))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        metrics.IN_FLIGHT.inc()
+        try:
+            await self.serve(scope, receive, send_with_headers)
+        except Exception as exc:
+            if status == 0:
+                log.error("unexpected error on %s %s", scope["method"], scope["path"], exc_info=exc)
+                flavor = scope.get(FLAVOR, Flavor.OPENAI)
+                body = error_envelope(flavor, 500, "Internal error in grok-proxy.")
+                await _send_json(send_with_headers, 500, body)
+            elif status != 500:  # FastAPI's handler has logged the ones it answered
+                log.error("unexpected error after the answer started", exc_info=exc)
+        finally:
+            metrics.IN_FLIGHT.dec()
+            finished = perf_counter()
+            metrics.observe(
+                record,
+                status or 499,
+                finished - started,
+                first_byte - started if first_byte is not None else None,
+            )
+            access_line(
+                scope, caller_path, record, status=status, started=started, first_byte=first_byte
+            )
+            request_id.reset(token)
+
+    async def route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Normalise the path, check operational tokens, then run the row (or the app)."""
+        if not _normalised(scope):
+            await send_error(
+                send,
+                400,
+                f"{scope[UNSAFE]} Send the path without `.` or `..` segments.",
+                code="invalid_path",
+            )
+            return
+        if self.ops.guarded and not self.ops.admits(scope):
+            await self.ops.refuse(send)
+            return
+        path: str = scope["path"]
+        if path.startswith("/v1/"):
+            _alias(scope)
+            path = scope["path"]
+        row = self.table.match(scope["method"], path) if path.startswith(API_PREFIX) else None
+        scope[ROW] = row
+        scope[FLAVOR] = flavor_for(path, row)
+        if row is not None:
+            scope["state"]["record"].route = row.template
+        try:
+            await self.routed(scope, receive, send)
+        except ProxyError as exc:
+            await _send_json(send, exc.status, envelope_bytes(scope[FLAVOR], exc), exc.headers)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A row's handler and its answer; the FastAPI app for everything else."""
+        row: Row | None = scope[ROW]
+        if row is None:
+            await self.app(scope, receive, send)
+            return
+        answer = await row.handler(Request(scope, receive), row, self.app.state.forwarder)
+        await answer(scope, receive, send)
+
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not _normalised(scope):
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["path"].startswith("/v1/"):
+            _alias(scope)
+        await self.websockets(scope, receive, send)
+
+
+# Scope key: why a path was refused (set by _normalised).
+UNSAFE = "grok_proxy.unsafe_path"
+
+
+def _normalised(scope: Scope) -> bool:
+    """Resolve dot-segments in place; False (and the reason in the scope) for unsafe paths."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    if b"." in raw or b"%" in raw or b"\\" in raw:
+        text = raw.decode("latin-1")
+        try:
+            normal = remove_dot_segments(text)
+        except UnsafePath as exc:
+            scope[UNSAFE] = str(exc)
+            return False
+        if normal != text:
+            scope["raw_path"] = normal.encode("latin-1")
+            scope["path"] = unquote(normal)  # decoded as uvicorn does
+    return True
+
+
+def _alias(scope: Scope) -> None:
+    """Serve `/v1/...` as `/api/v1/...`: one set of routes, the caller's path kept for logs."""
+    scope[CALLER_PATH] = scope["path"]
+    scope["path"] = "/api" + scope["path"]
+    raw_path = scope.get("raw_path")
+    if raw_path is not None:
+        scope["raw_path"] = b"/api" + raw_path
+
+
+async def _send_json(
+    send: Send, status: int, body: bytes | dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+    raw += [(name.encode(), value.encode()) for name, value in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": content})

@@ -1,0 +1,51 @@
+"""What the call path hands back to the HTTP adapter: an answer that sends itself over ASGI.
+
+The forwarding core imports no web framework: a whole answer is a `Reply`, a relayed one
+an `SseRelay` or `BodyRelay` (relay.py). Each is an ASGI callable with a status, so the
+serving layer (entry.py) and FastAPI's routes alike can send it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from starlette.types import Receive, Scope, Send
+
+JSON_TYPE = (b"content-type", b"application/json")
+# Statuses whose answers have no body, and so no Content-Length (RFC 9110 8.6).
+BODILESS = frozenset({204, 304})
+
+
+class Answer(Protocol):
+    """An answer for the caller, sent by calling it."""
+
+    status_code: int
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
+class Reply:
+    """A complete answer: status, headers and the whole body."""
+
+    __slots__ = ("body", "raw_headers", "status_code")
+
+    def __init__(
+        self,
+        body: bytes,
+        status: int,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        *,
+        json: bool = False,
+    ) -> None:
+        self.body = body
+        self.status_code = status
+        self.raw_headers = headers if headers is not None else []
+        if json:
+            self.raw_headers.insert(0, JSON_TYPE)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = self.raw_headers
+        if self.status_code >= 200 and self.status_code not in BODILESS:
+            headers = [*headers, (b"content-length", str(len(self.body)).encode())]
+        await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
