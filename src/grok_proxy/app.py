@@ -23,6 +23,8 @@ from grok_proxy.entry import Entry
 from grok_proxy.errors import ProxyError, envelope_bytes, error_envelope, flavor_in
 from grok_proxy.forwarder import Forwarder
 from grok_proxy.logs import configure_logging
+from grok_proxy.metrics import Metrics
+from grok_proxy.middleware import AccessLog
 from grok_proxy.ops_auth import OpsGuard
 from grok_proxy.redact import remember_secrets
 from grok_proxy.routes import health, metrics
@@ -134,6 +136,7 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
         # Operational routes need a token in shared deployments (see ops_auth).
         ops=OpsGuard(settings, shared=team is not None),
         max_header_bytes=settings.max_header_bytes,
+        observers=(Metrics(), AccessLog()),
         # Teams (issue 17): the gate in front of the rows (and /admin) of a shared proxy.
         policy=None if team is None else team.gate,
     )

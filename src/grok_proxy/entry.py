@@ -25,16 +25,10 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from grok_proxy import metrics
 from grok_proxy.errors import FLAVOR, Flavor, ProxyError, envelope_bytes, error_envelope, send_error
 from grok_proxy.logs import request_id
-from grok_proxy.middleware import (
-    CALLER_PATH,
-    access_line,
-    presented_request_id,
-    request_id_for,
-    server_timing,
-)
+from grok_proxy.middleware import CALLER_PATH, presented_request_id, request_id_for, server_timing
+from grok_proxy.observers import Finished, Observer
 from grok_proxy.ops_auth import OpsGuard
 from grok_proxy.paths import UnsafePath, remove_dot_segments
 from grok_proxy.record import RequestRecord
@@ -65,9 +59,12 @@ class Entry:
         websockets: ASGIApp,
         ops: OpsGuard,
         max_header_bytes: int,
+        observers: tuple[Observer, ...] = (),
         policy: Any = None,
     ) -> None:
         self.app = app
+        # Metrics, logs, traces: told when each HTTP request starts and ends.
+        self.observers = observers
         self.table = table
         self.websockets = websockets
         self.ops = ops
@@ -130,7 +127,9 @@ class Entry:
                 message = {**message, "headers": headers}
             await send(message)
 
-        metrics.IN_FLIGHT.inc()
+        observers = self.observers
+        for observer in observers:
+            observer.started(scope, record)
         try:
             await self.serve(scope, receive, send_with_headers)
         except Exception as exc:
@@ -142,17 +141,11 @@ class Entry:
             elif status != 500:  # FastAPI's handler has logged the ones it answered
                 log.error("unexpected error after the answer started", exc_info=exc)
         finally:
-            metrics.IN_FLIGHT.dec()
-            finished = perf_counter()
-            metrics.observe(
-                record,
-                status or 499,
-                finished - started,
-                first_byte - started if first_byte is not None else None,
+            done = Finished(
+                scope, caller_path, record, status or 499, started, first_byte, perf_counter()
             )
-            access_line(
-                scope, caller_path, record, status=status, started=started, first_byte=first_byte
-            )
+            for observer in observers:
+                observer.finished(done)
             request_id.reset(token)
 
     async def route(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -23,7 +23,9 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from starlette.types import Scope
 
+from grok_proxy.observers import Finished
 from grok_proxy.record import RequestRecord
 from grok_proxy.usage import TOKEN_KINDS, dollars
 
@@ -180,6 +182,23 @@ def _series(route: str) -> _RouteSeries:
     if series is None:
         series = _routes[route] = _RouteSeries(route)
     return series
+
+
+class Metrics:
+    """The observer (observers.Observer) that counts every HTTP request in Prometheus."""
+
+    def started(self, scope: Scope, record: RequestRecord) -> None:
+        IN_FLIGHT.inc()
+
+    def finished(self, request: Finished) -> None:
+        IN_FLIGHT.dec()
+        first_byte = request.first_byte
+        observe(
+            request.record,
+            request.status,
+            request.ended - request.started,
+            None if first_byte is None else first_byte - request.started,
+        )
 
 
 def observe(record: RequestRecord, status: int, duration: float, first_byte: float | None) -> None:

@@ -6,14 +6,14 @@ import itertools
 import logging
 import re
 import secrets
-from time import perf_counter
 
 from starlette.types import Scope
 
+from grok_proxy.observers import Finished
 from grok_proxy.paths import API_PREFIX
 from grok_proxy.record import RequestRecord
 
-__all__ = ["API_PREFIX", "CALLER_PATH", "access_line", "request_id_for", "server_timing"]
+__all__ = ["API_PREFIX", "CALLER_PATH", "AccessLog", "request_id_for", "server_timing"]
 
 # The path as the caller sent it, kept in the scope where /v1 became /api/v1 (access lines).
 CALLER_PATH = "grok_proxy.caller_path"
@@ -59,28 +59,30 @@ def server_timing(started: float, first_byte: float, record: RequestRecord) -> b
     )
 
 
-def access_line(
-    scope: Scope,
-    path: str,
-    record: RequestRecord,
-    *,
-    status: int,
-    started: float,
-    first_byte: float | None,
-) -> None:
-    """The one access line of an HTTP request (`path` as the caller sent it)."""
-    if not access_log.isEnabledFor(logging.INFO):
-        return
-    duration_ms = (perf_counter() - started) * 1000
-    client = scope.get("client")
+class AccessLog:
+    """The observer (observers.Observer) that writes one access line per HTTP request."""
+
+    def started(self, scope: Scope, record: RequestRecord) -> None:
+        pass
+
+    def finished(self, request: Finished) -> None:
+        if access_log.isEnabledFor(logging.INFO):
+            _write(request)
+
+
+def _write(request: Finished) -> None:
+    record, started, first_byte = request.record, request.started, request.first_byte
+    duration_ms = (request.ended - started) * 1000
+    client = request.scope.get("client")
+    method = request.scope["method"]
     # A model name comes from the caller's body: a megabyte of it would make a megabyte line.
     model = record.model
     if model and len(model) > MAX_LOGGED_MODEL:
         model = model[:MAX_LOGGED_MODEL] + "…"
     fields = {
-        "method": scope["method"],
-        "path": path,
-        "status": status or 499,
+        "method": method,
+        "path": request.path,
+        "status": request.status,
         "duration_ms": round(duration_ms, 2),
         "first_byte_ms": round((first_byte - started) * 1000, 2) if first_byte else None,
         "upstream_ms": round(record.upstream_seconds * 1000, 2)
@@ -95,9 +97,9 @@ def access_line(
     }
     access_log.info(
         "%s %s %s %.1fms model=%s key=%s",
-        scope["method"],
-        path,
-        status or 499,
+        method,
+        request.path,
+        request.status,
         duration_ms,
         model or "-",
         record.key_fingerprint or "-",
