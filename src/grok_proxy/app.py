@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI
@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from grok_proxy import __version__
 from grok_proxy.config import Settings, get_settings
@@ -34,6 +35,9 @@ from grok_proxy.routes.shared import DOCUMENTED_MODELS, documented, validation_e
 from grok_proxy.routes.table import PASSTHROUGH_METHODS
 from grok_proxy.teams import team_from_settings
 from grok_proxy.ws_relay import WebSocketRelay
+
+if TYPE_CHECKING:
+    from grok_proxy.teams.team import Team
 
 log = logging.getLogger("grok_proxy")
 
@@ -138,7 +142,7 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
         max_header_bytes=settings.max_header_bytes,
         observers=(Metrics(), AccessLog()),
         # Teams (issue 17): the gate in front of the rows (and /admin) of a shared proxy.
-        policy=None if team is None else team.gate,
+        policy=None if team is None else team_gate(team, settings),
     )
     if settings.cors_allow_origins:
         entry.serve = CORSMiddleware(
@@ -150,6 +154,17 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
             max_age=600,
         )
     return entry
+
+
+def team_gate(team: Team, settings: Settings) -> Callable[[ASGIApp], ASGIApp]:
+    """The team's HTTP gate (and its /admin API), to put in front of the rows."""
+    from grok_proxy.teams.admin import admin_app
+    from grok_proxy.teams.gate import TeamGate
+
+    admin = admin_app(team)
+    return lambda rows: TeamGate(
+        rows, team=team, admin=admin, max_body_bytes=settings.max_body_bytes
+    )
 
 
 def serve_app() -> Entry:

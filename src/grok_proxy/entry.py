@@ -16,6 +16,7 @@ send, each resumed on every wake-up of the request's task; this puts a handful.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 from urllib.parse import unquote
@@ -32,6 +33,7 @@ from grok_proxy.observers import Finished, Observer
 from grok_proxy.ops_auth import OpsGuard
 from grok_proxy.paths import UnsafePath, remove_dot_segments
 from grok_proxy.record import RequestRecord
+from grok_proxy.reply import send_json
 from grok_proxy.routes.table import API_PREFIX, RouteTable, Row
 
 log = logging.getLogger("grok_proxy")
@@ -60,7 +62,7 @@ class Entry:
         ops: OpsGuard,
         max_header_bytes: int,
         observers: tuple[Observer, ...] = (),
-        policy: Any = None,
+        policy: Callable[[ASGIApp], ASGIApp] | None = None,
     ) -> None:
         self.app = app
         # Metrics, logs, traces: told when each HTTP request starts and ends.
@@ -137,7 +139,7 @@ class Entry:
                 log.error("unexpected error on %s %s", scope["method"], scope["path"], exc_info=exc)
                 flavor = scope.get(FLAVOR, Flavor.OPENAI)
                 body = error_envelope(flavor, 500, "Internal error in grok-proxy.")
-                await _send_json(send_with_headers, 500, body)
+                await send_json(send_with_headers, 500, orjson.dumps(body))
             elif status != 500:  # FastAPI's handler has logged the ones it answered
                 log.error("unexpected error after the answer started", exc_info=exc)
         finally:
@@ -173,7 +175,7 @@ class Entry:
         try:
             await self.routed(scope, receive, send)
         except ProxyError as exc:
-            await _send_json(send, exc.status, envelope_bytes(scope[FLAVOR], exc), exc.headers)
+            await send_json(send, exc.status, envelope_bytes(scope[FLAVOR], exc), exc.headers)
 
     async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A row's handler and its answer; the FastAPI app for everything else."""
@@ -190,6 +192,8 @@ class Entry:
             return
         if scope["path"].startswith("/v1/"):
             _alias(scope)
+        # The relay finds the worker's Drain through the app, as Starlette's apps set it.
+        scope["app"] = self.app
         await self.websockets(scope, receive, send)
 
 
@@ -220,13 +224,3 @@ def _alias(scope: Scope) -> None:
     raw_path = scope.get("raw_path")
     if raw_path is not None:
         scope["raw_path"] = b"/api" + raw_path
-
-
-async def _send_json(
-    send: Send, status: int, body: bytes | dict[str, Any], headers: dict[str, str] | None = None
-) -> None:
-    content = body if isinstance(body, bytes) else orjson.dumps(body)
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
-    raw += [(name.encode(), value.encode()) for name, value in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": content})

@@ -25,6 +25,7 @@ import orjson
 from starlette.types import Send
 
 from grok_proxy.redact import redact
+from grok_proxy.reply import send_json
 
 
 class Flavor(Enum):
@@ -205,15 +206,9 @@ async def send_error(
     code: str,
     headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> None:
-    """Answer with the OpenAI envelope straight from ASGI middleware (before any route)."""
+    """Answer with the OpenAI envelope straight from the serving layer (before any route)."""
     body = orjson.dumps(error_envelope(Flavor.OPENAI, status, message, code=code))
-    head = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *headers,
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, status, body, headers)
 
 
 def envelope_bytes(flavor: Flavor, error: ProxyError) -> bytes:

@@ -7,6 +7,7 @@ serving layer (entry.py) and FastAPI's routes alike can send it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from starlette.types import Receive, Scope, Send
@@ -49,3 +50,20 @@ class Reply:
             headers = [*headers, (b"content-length", str(len(self.body)).encode())]
         await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
+
+
+async def send_json(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str] | Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """A complete JSON answer, straight over ASGI (for answers made before any route)."""
+    extra = (
+        [(name.encode(), value.encode()) for name, value in headers.items()]
+        if isinstance(headers, Mapping)
+        else list(headers)
+    )
+    raw = [JSON_TYPE, (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})

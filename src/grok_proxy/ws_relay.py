@@ -1,6 +1,6 @@
 """The WebSocket relay: xAI's realtime, Responses WebSocket mode, TTS and STT sockets.
 
-Every WebSocket upgrade under `/api/v1` (and `/v1`, through `V1Alias`) becomes an upstream
+Every WebSocket upgrade under `/api/v1` (and `/v1`, aliased by `entry.Entry`) becomes an upstream
 connection to the same path and query below the configured base URL. The caller's handshake
 is accepted only once the upstream's succeeded, so a refusal reaches the caller with xAI's
 own status and message (ASGI's `websocket.http.response` extension). After that, messages

@@ -26,7 +26,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from grok_proxy.simulator import shapes
+from grok_proxy.simulator import catalog
+from grok_proxy.simulator.core import reply_pieces
 from tests.conftest import KEY
 from tests.processes import HOST, Proxy, Simulator, free_port, output_of, proxy
 
@@ -122,13 +123,13 @@ def test_voice_session_streams_paced_audio_a_function_call_and_done(
                 arrivals.append(time.monotonic())
                 assert len(base64.b64decode(answer[-1]["delta"])) == 960
     kinds = [e["type"] for e in answer]
-    words = shapes.words(0)
+    words = reply_pieces(0)
     assert kinds.count("response.output_audio.delta") == len(words)
     assert kinds.count("response.output_audio_transcript.delta") == len(words)
     transcript = "".join(
         e["delta"] for e in answer if e["type"] == "response.output_audio_transcript.delta"
     )
-    assert transcript == shapes.REPLY_TEXT
+    assert transcript == catalog.REPLY_TEXT
     call = next(e for e in answer if e["type"] == "response.function_call_arguments.done")
     assert call["name"] == "get_weather"
     assert answer[-1]["response"]["status"] == "completed"

@@ -38,10 +38,11 @@ from xai_sdk.proto.v6 import (
     usage_pb2,
 )
 
-from grok_proxy.simulator import catalog, shapes, tools
+from grok_proxy.simulator import catalog, tools
 from grok_proxy.simulator.chat import Turn, plan, structured_text
 from grok_proxy.simulator.core import ERROR_TEXTS, number, split_model
-from grok_proxy.simulator.media import TINY_JPEG
+from grok_proxy.simulator.embeddings import embeddings, tokens
+from grok_proxy.simulator.media import TINY_JPEG, images
 from grok_proxy.simulator.wire import SimRequest
 from grok_proxy.simulator.xai import Simulator
 
@@ -218,7 +219,7 @@ class GrpcSimulator:
     @staticmethod
     def model(name: str) -> tuple[str, dict[str, str]]:
         model, directives = split_model(name or "grok-4")
-        if not shapes.known_model(model):
+        if not catalog.known_model(model):
             raise Refused(
                 grpc.StatusCode.NOT_FOUND,
                 f"The model {model} does not exist or your team does not have access to it.",
@@ -305,7 +306,7 @@ class GrpcSimulator:
             id=response_id,
             model=model,
             created=now(),
-            system_fingerprint=shapes.FINGERPRINT,
+            system_fingerprint=catalog.FINGERPRINT,
             outputs=[
                 chat_pb2.CompletionOutput(index=0, finish_reason=_finish(turn), message=message)
             ],
@@ -379,7 +380,7 @@ class GrpcSimulator:
                     id=response_id,
                     model=model,
                     created=now(),
-                    system_fingerprint=shapes.FINGERPRINT,
+                    system_fingerprint=catalog.FINGERPRINT,
                     outputs=[
                         chat_pb2.CompletionOutputChunk(
                             index=0,
@@ -397,11 +398,11 @@ class GrpcSimulator:
     # Models
     async def language_models(self, request: empty_pb2.Empty) -> Any:
         return models_pb2.ListLanguageModelsResponse(
-            models=[_language_model(entry["id"]) for entry in shapes.MODELS]
+            models=[_language_model(entry["id"]) for entry in catalog.listing()]
         )
 
     async def language_model(self, request: models_pb2.GetModelRequest) -> Any:
-        for entry in shapes.MODELS:
+        for entry in catalog.listing():
             if entry["id"] == request.name:
                 return _language_model(entry["id"])
         raise Refused(grpc.StatusCode.NOT_FOUND, f"Model not found: {request.name}")
@@ -424,7 +425,7 @@ class GrpcSimulator:
     async def tokenize(self, request: tokenize_pb2.TokenizeTextRequest) -> Any:
         model, directives = self.model(request.model)
         await self.faults(directives)
-        found = shapes.tokens(request.text)["token_ids"]
+        found = tokens(request.text)["token_ids"]
         return tokenize_pb2.TokenizeTextResponse(
             model=model,
             tokens=[
@@ -443,7 +444,7 @@ class GrpcSimulator:
         await self.faults(directives)
         if not request.prompt:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "prompt must not be empty.")
-        answer = shapes.images(
+        answer = images(
             request.prompt,
             request.n or 1,
             "b64_json" if request.format == image_pb2.ImageFormat.IMG_FORMAT_BASE64 else "url",
@@ -467,7 +468,7 @@ class GrpcSimulator:
         model, directives = self.model(request.model or "v1")
         await self.faults(directives)
         texts = [item.string for item in request.input]
-        answer = shapes.embeddings(model, texts, 8, "float")
+        answer = embeddings(model, texts, 8, "float")
         return embed_pb2.EmbedResponse(
             id=self.sim.next_id(),
             model=model,
@@ -564,7 +565,7 @@ def _language_model(name: str) -> models_pb2.LanguageModel:
         completion_text_token_price=prices["completion_text_token_price"],
         created=_created(),
         max_prompt_length=131072,
-        system_fingerprint=shapes.FINGERPRINT,
+        system_fingerprint=catalog.FINGERPRINT,
     )
 
 
@@ -578,7 +579,7 @@ def _image_model(model: catalog.Model) -> models_pb2.ImageGenerationModel:
         image_price=catalog.IMAGE_PRICE_CENTS,
         created=_created(),
         max_prompt_length=1024,
-        system_fingerprint=shapes.FINGERPRINT,
+        system_fingerprint=catalog.FINGERPRINT,
     )
 
 
@@ -593,7 +594,7 @@ def _embedding_model(model: catalog.Model) -> models_pb2.EmbeddingModel:
         prompt_text_token_price=prices["prompt_text_token_price"],
         prompt_image_token_price=prices["prompt_image_token_price"],
         created=_created(),
-        system_fingerprint=shapes.FINGERPRINT,
+        system_fingerprint=catalog.FINGERPRINT,
     )
 
 

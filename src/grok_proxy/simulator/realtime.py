@@ -65,11 +65,12 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
-from grok_proxy.simulator import shapes, tools
+from grok_proxy.simulator import catalog, tools
 from grok_proxy.simulator.core import (
     Kit,
     number,
     parse_directives,
+    reply_pieces,
     split_model,
     text_pieces,
     xai_error,
@@ -541,7 +542,7 @@ class Realtime:
         response_id, item_id = "resp_" + ids(), "item_" + ids()
         modalities = options.get("modalities") or session.get("modalities") or ["audio"]
         spoken = "audio" in modalities
-        pieces = shapes.words(number(out.directives, "chunks"))
+        pieces = reply_pieces(number(out.directives, "chunks"))
         call = None
         if results:
             pieces = text_pieces(tools.result_answer("; ".join(results)))
@@ -681,7 +682,7 @@ class Realtime:
 
     async def stt(self, socket: SimSocket, out: Out, context: Context) -> None:
         """Streaming STT: a growing partial transcript per audio frame, then the final one."""
-        words = shapes.REPLY_TEXT.split()
+        words = catalog.REPLY_TEXT.split()
         frames = heard = 0
         while True:
             message = await socket.recv()

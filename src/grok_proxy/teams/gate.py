@@ -19,6 +19,7 @@ from grok_proxy.bodies import PARSED_BODY, parse_json, read_body
 from grok_proxy.errors import Flavor, ProxyError, envelope_bytes, flavor_in
 from grok_proxy.paths import API_PREFIX
 from grok_proxy.record import record_of
+from grok_proxy.reply import send_json
 from grok_proxy.sse import EventTooLarge, SseParser
 from grok_proxy.teams.activity import mark_member
 from grok_proxy.teams.errors import DatabaseUnavailable, NotAllowed
@@ -45,16 +46,6 @@ def presented_key(scope: Scope) -> str | None:
         elif name == b"x-api-key":
             x_api_key = value.decode("latin-1").strip() or None
     return bearer or x_api_key
-
-
-async def send_json(
-    send: Send, status: int, body: bytes, headers: dict[str, str] | None = None
-) -> None:
-    """A complete JSON response."""
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw += [(name.encode(), value.encode()) for name, value in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
 
 
 class TeamGate:

@@ -96,15 +96,6 @@ class Team:
         """The CallerAuth every route uses in shared mode: member keys in, the account's out."""
         return TeamAuth(self.settings, self)
 
-    def gate(self, routes: Any) -> Any:
-        """The HTTP gate (and /admin) in front of `routes` (an ASGI callable)."""
-        from grok_proxy.teams.admin import admin_app
-        from grok_proxy.teams.gate import TeamGate
-
-        return TeamGate(
-            routes, team=self, admin=admin_app(self), max_body_bytes=self.settings.max_body_bytes
-        )
-
     # lifecycle
     async def start(self, client: HttpClient) -> None:
         """Migrate the schema, load the members, and start the background loops.
