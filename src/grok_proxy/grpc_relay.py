@@ -22,15 +22,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
-import threading
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from time import perf_counter
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -42,6 +39,7 @@ from grok_proxy import __version__
 from grok_proxy.auth import Caller, CallerAuth, bearer_token
 from grok_proxy.config import Settings
 from grok_proxy.errors import MissingApiKey, ProxyError
+from grok_proxy.lifecycle import Drain
 from grok_proxy.logs import request_id
 from grok_proxy.metrics import LATENCY_BUCKETS
 from grok_proxy.middleware import request_id_for
@@ -567,29 +565,15 @@ def attach(app: FastAPI, settings: Settings) -> None:
         async with http_lifespan(app) as state:
             relay = GrpcRelay(settings, url, app.state.team)
             await relay.start(host, port)
-            _on_sigterm(relay.begin_drain)
+            # The worker's one shutdown fan-out (installed by the app): SIGTERM stops gRPC too.
+            drain: Drain = app.state.forwarder.drain
+            drain.on_begin(relay.begin_drain)
             try:
                 yield state
             finally:
                 await relay.stop()
 
     app.router.lifespan_context = lifespan
-
-
-def _on_sigterm(begin: Callable[[], None]) -> None:
-    """Chain `begin` onto the server's SIGTERM/SIGINT handlers, as lifecycle.Drain does."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous = signal.getsignal(sig)
-
-        def on_signal(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
-            loop.call_soon_threadsafe(begin)
-            if callable(previous):
-                previous(signum, frame)
-
-        signal.signal(sig, on_signal)
 
 
 def port_is_free(host: str, port: int) -> bool:

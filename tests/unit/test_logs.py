@@ -113,7 +113,8 @@ def test_logging_is_set_up_once_per_process_however_often_it_is_asked() -> None:
         assert logs._writer is writer and writer is not None and writer.is_alive()
         assert len(root.handlers) == 1
         logs.configure_logging("info", "json")  # a different format is a new set-up
-        assert logs._writer is not writer and not writer.is_alive()
+        assert logs._writer is not None and logs._writer is not writer
+        assert not writer.is_alive()
         assert isinstance(logs._writer.formatter, JsonFormatter)
     finally:
         if logs._writer is not None:
