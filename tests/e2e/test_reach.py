@@ -23,8 +23,11 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from websockets.sync.client import connect as ws_connect
 
 from tests.conftest import KEY
+from tests.e2e.test_grpc import REPLY, grpc_proxy
+from tests.e2e.test_grpc import chat as grpc_chat
 from tests.processes import Simulator, free_port, proxy, running
 from tests.scripted import LAST_CHUNK, RESET, STALL, Route, Step, chunk, head, scripted
 from tests.tls_upstream import tls_upstream
@@ -516,3 +519,37 @@ def test_direct_ignores_the_environments_proxy(sim: Simulator) -> None:
         sim.base_url, http_proxy="http://127.0.0.1:9", no_proxy="", xai_proxy_url="direct"
     ) as running:
         assert chat(running.api).status_code == 200
+
+
+# --- one forward proxy rule for HTTP, WebSocket and gRPC (upstream.py) --------------------
+
+
+def test_all_proxy_carries_websocket_sessions_as_it_carries_http(sim: Simulator) -> None:
+    # ALL_PROXY alone, as a container may have it: websockets' own reading skipped it.
+    port = sim.url.rsplit(":", 1)[1]
+    with tinyproxy() as (forward, log):
+        with proxy(sim.base_url, all_proxy=forward, no_proxy="") as running:
+            assert chat(running.api).status_code == 200
+            url = f"ws{running.url.removeprefix('http')}/v1/realtime?model=grok-voice-latest"
+            with ws_connect(url, additional_headers=AUTH, open_timeout=10) as session:
+                assert orjson.loads(session.recv(timeout=10))["type"] == "session.created"
+        seen = logged(log)
+    assert f"127.0.0.1:{port}/v1/chat/completions" in seen, seen
+    assert f"CONNECT 127.0.0.1:{port}" in seen, seen  # the WebSocket session's tunnel
+
+
+def test_grpc_goes_through_xai_proxy_url_as_http_does(sim: Simulator) -> None:
+    grpc_port = sim.grpc_target.rsplit(":", 1)[1]
+    with tinyproxy() as (forward, log):
+        with grpc_proxy(sim, xai_proxy_url=forward, no_proxy="") as running:
+            assert grpc_chat(running.grpc_target, "grok-4") == REPLY
+        seen = logged(log)
+    assert f"CONNECT 127.0.0.1:{grpc_port}" in seen, seen
+
+
+def test_direct_ignores_the_environments_proxy_on_grpc_too(sim: Simulator) -> None:
+    # grpc reads http_proxy itself when nobody tells it otherwise.
+    with grpc_proxy(
+        sim, http_proxy="http://127.0.0.1:9", no_proxy="", xai_proxy_url="direct"
+    ) as running:
+        assert grpc_chat(running.grpc_target, "grok-4") == REPLY
