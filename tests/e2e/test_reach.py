@@ -553,3 +553,16 @@ def test_direct_ignores_the_environments_proxy_on_grpc_too(sim: Simulator) -> No
         sim, http_proxy="http://127.0.0.1:9", no_proxy="", xai_proxy_url="direct"
     ) as running:
         assert grpc_chat(running.grpc_target, "grok-4") == REPLY
+
+
+def test_a_ca_bundle_with_text_beside_its_certificates_is_trusted(tmp_path: Path) -> None:
+    # Bundles exported from a keychain carry notes ("Bag Attributes", friendly names) in any
+    # language beside the PEM blocks; the WebSocket relay read them, HTTP refused to start.
+    with tls_upstream() as upstream:
+        bundle = tmp_path / "company-ca.pem"
+        notes = "Bag Attributes\n    friendlyName: Zertifizierungsstelle für Tests\n"
+        bundle.write_bytes(notes.encode() + Path(upstream.ca_file).read_bytes())
+        with proxy(upstream.base_url, xai_ca_bundle=str(bundle)) as running:
+            response = chat(running.api)
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == "hi"
