@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -566,3 +568,36 @@ def test_a_ca_bundle_with_text_beside_its_certificates_is_trusted(tmp_path: Path
             response = chat(running.api)
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "hi"
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        (
+            {"XAI_PROXY_URL": "socks5://me:pw-secret@proxy.corp:1080"},
+            "the forward proxy socks5://proxy.corp is not supported",
+        ),
+        (
+            {"XAI_PROXY_URL": "https://me:pw-secret@proxy.corp:3129", "NO_PROXY": ""},
+            "gRPC cannot use the forward proxy https://proxy.corp:3129",
+        ),
+    ],
+    ids=["socks", "https-proxy-for-grpc"],
+)
+def test_a_proxy_that_cannot_work_stops_the_start_with_one_line(
+    env: dict[str, str], reason: str, tmp_path: Path
+) -> None:
+    # grpc would quietly go direct past an https:// proxy: refused rather than bypassed.
+    result = subprocess.run(
+        [sys.executable, "-m", "grok_proxy", "--port", str(free_port())],
+        env={**os.environ, "GROK_PROXY_GRPC_PORT": str(free_port()), **env},
+        cwd=tmp_path,  # no .env file here
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert f"grok-proxy: configuration error: {reason}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "pw-secret" not in result.stderr + result.stdout
