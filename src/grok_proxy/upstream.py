@@ -5,8 +5,9 @@ HTTP (aiohttp, `client.py`), WebSocket (websockets, `ws_relay.py`) and gRPC (grp
 what they used to decide each for itself:
 
 - the base URL, and for gRPC its own target (XAI_GRPC_URL, else xAI's gRPC host);
-- the headers that go with every request: the preset's, and `authorization` with the
-  upstream key;
+- the headers that go with every HTTP request and WebSocket handshake: the preset's, and
+  `authorization` with the upstream key (gRPC goes to a host of its own, which gets the
+  key alone: a gateway's token is for the gateway);
 - the trusted roots (`tls.trusted_roots`: certifi's plus XAI_CA_BUNDLE, SSL_CERT_FILE and
   SSL_CERT_DIR), as one SSL context for HTTP and WebSocket and one PEM bundle for gRPC;
 - the forward proxy by curl's rules: XAI_PROXY_URL, else HTTPS_PROXY / HTTP_PROXY /
@@ -194,7 +195,7 @@ class Upstream:
         )
 
     def headers(self, upstream_key: str) -> list[tuple[str, str]]:
-        """The headers every request carries upstream: the preset's and the key."""
+        """The headers every HTTP request and WebSocket handshake carries: the preset's, the key."""
         return [*self.preset_headers, ("authorization", f"Bearer {upstream_key}")]
 
     @property

@@ -27,8 +27,8 @@ def settings(xai_proxy_url: str = "", **fields: str) -> Settings:
     return Settings(_env_file=None, xai_proxy_url=xai_proxy_url, **fields)  # type: ignore[arg-type]
 
 
-def forward_proxy(settings: Settings, url: str) -> ForwardProxy | None:
-    return ProxyRule.of(settings).proxy_for(url)
+def forward_proxy(configured: Settings, url: str) -> ForwardProxy | None:
+    return ProxyRule.of(configured).proxy_for(url)
 
 
 def test_https_proxy_from_the_environment_with_its_credentials(
