@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,16 @@ KEY = "xai-test-key-0123456789"
 
 # pytester runs user-style test files through the grok_proxy.testing plugin.
 pytest_plugins = ["pytester"]
+
+TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test's tier by its folder: tests/unit is `unit`, tests/e2e is `e2e`."""
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0] if item.path.is_relative_to(TESTS) else ""
+        if folder in ("unit", "e2e"):
+            item.add_marker(folder)
 
 
 @pytest.fixture(scope="session")

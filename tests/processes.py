@@ -111,12 +111,13 @@ class Simulator:
     def reset(self) -> None:
         httpx.post(f"{self.url}/_sim/reset")
 
-    def wait_for_stat(self, name: str, value: int, timeout: float) -> float:
-        """Seconds until stats[name] reached value; fails after `timeout`."""
+    def wait_for_stat(self, name: str, value: int, timeout: float) -> dict[str, int]:
+        """The stats once stats[name] reached value; fails after `timeout`."""
         start = time.monotonic()
         while time.monotonic() - start < timeout:
-            if self.stats().get(name, 0) >= value:
-                return time.monotonic() - start
+            stats = self.stats()
+            if stats.get(name, 0) >= value:
+                return stats
             time.sleep(0.02)
         raise AssertionError(f"{name} did not reach {value} in {timeout} s: {self.stats()}")
 

@@ -8,11 +8,9 @@ loses nothing (so a relay can interrupt its wait for keep-alives) while closing 
 drops its connection at once (so a caller hanging up stops the upstream request). What the
 forwarding path needs from it:
 
-- proxies as curl has them: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY from the
-  environment, or `XAI_PROXY_URL` (`direct` ignores them all), decided once per worker:
-  this client only ever talks to one upstream host;
-- certificates checked against certifi's roots plus any CA bundle named by
-  `XAI_CA_BUNDLE`, `SSL_CERT_FILE` or `SSL_CERT_DIR` (from the environment or `.env`);
+- the forward proxy and the trusted roots of the one upstream target (`upstream.py`), the
+  same the WebSocket and gRPC relays use, decided once per worker: this client only ever
+  talks to one upstream host;
 - connect, read (longest silence) and write (upstream not taking the body) timeouts, and a
   bound on requests in flight (`XAI_POOL_SIZE`) with its own wait limit;
 - no redirects followed, nothing decompressed, no cookies kept, no headers added: the
@@ -26,18 +24,13 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import ssl
-import urllib.request
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import hdrs
 from yarl import URL
 
 from grok_proxy.config import Settings
-from grok_proxy.tls import trusted_roots
 from grok_proxy.transport import (
     Body,
     BodyTooLarge,
@@ -52,6 +45,7 @@ from grok_proxy.transport import (
     UpstreamFailure,
     WriteTimedOut,
 )
+from grok_proxy.upstream import Upstream, upstream_of
 
 # What aiohttp raises for a failed exchange (TimeoutError and ConnectionError are OSErrors).
 LIBRARY_ERRORS = (aiohttp.ClientError, OSError)
@@ -75,63 +69,14 @@ def timeouts_of(settings: Settings) -> Timeouts:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ForwardProxy:
-    """The forward proxy every upstream request goes through."""
-
-    url: str
-    # Proxy-Authorization from credentials in the URL (kept out of the URL aiohttp logs).
-    headers: dict[str, str]
-
-
-def forward_proxy(settings: Settings, url: str) -> ForwardProxy | None:
-    """The proxy for `url` by curl's rules: XAI_PROXY_URL, else the environment; NO_PROXY."""
-    if settings.xai_proxy_url == "direct":
-        return None
-    environment = urllib.request.getproxies_environment()
-    parts = urlsplit(url)
-    # urllib's own NO_PROXY matcher (suffixes, `*`, host:port); typeshed lacks it.
-    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-    if bypass(parts.hostname or "", environment):
-        return None
-    chosen = settings.xai_proxy_url or environment.get(parts.scheme) or environment.get("all")
-    if not chosen:
-        return None
-    if "://" not in chosen:
-        chosen = f"http://{chosen}"  # curl's default scheme for a bare host:port
-    proxy = urlsplit(chosen)
-    if proxy.scheme not in ("http", "https"):
-        raise ValueError(
-            f"the forward proxy {proxy.scheme}://{proxy.hostname} is not supported: "
-            "use an http:// or https:// proxy (XAI_PROXY_URL, HTTPS_PROXY, ALL_PROXY)"
-        )
-    headers: dict[str, str] = {}
-    if proxy.username is not None:
-        login, password = unquote(proxy.username), unquote(proxy.password or "")
-        headers[str(hdrs.PROXY_AUTHORIZATION)] = aiohttp.encode_basic_auth(login, password)
-    netloc = proxy.hostname or ""
-    if ":" in netloc:
-        netloc = f"[{netloc}]"
-    if proxy.port is not None:
-        netloc = f"{netloc}:{proxy.port}"
-    return ForwardProxy(urlunsplit((proxy.scheme, netloc, proxy.path, "", "")), headers)
-
-
-def tls_context(settings: Settings) -> ssl.SSLContext:
-    """Verification against certifi's roots and the settings' extra CAs."""
-    context = ssl.create_default_context(cadata=trusted_roots(settings).decode("ascii"))
-    # HTTP/1.1 only (docs/upstream-client.md: HTTP/2 is not offered upstream).
-    context.set_alpn_protocols(["http/1.1"])
-    return context
-
-
 class HttpClient:
     """Sends one request upstream and hands back the answer once its headers arrived."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, upstream: Upstream | None = None) -> None:
+        upstream = upstream or upstream_of(settings)
         self.timeouts = timeouts_of(settings)
-        self.proxy = forward_proxy(settings, settings.upstream_base_url())
-        self.tls = tls_context(settings)
+        self.proxy = upstream.proxy
+        self.tls = upstream.tls
         # XAI_POOL_SIZE bounds the requests in flight, so the connections too; a request
         # waits for a slot at most the pool timeout.
         self.slots = asyncio.Semaphore(settings.xai_pool_size)

@@ -22,17 +22,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
-import threading
-import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from time import perf_counter
-from types import FrameType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import grpc
 from fastapi import FastAPI
@@ -42,11 +37,12 @@ from grok_proxy import __version__
 from grok_proxy.auth import Caller, CallerAuth, bearer_token
 from grok_proxy.config import Settings
 from grok_proxy.errors import MissingApiKey, ProxyError
+from grok_proxy.lifecycle import Drain
 from grok_proxy.logs import request_id
 from grok_proxy.metrics import LATENCY_BUCKETS
 from grok_proxy.middleware import request_id_for
 from grok_proxy.redact import redact
-from grok_proxy.tls import trusted_roots
+from grok_proxy.upstream import GrpcTarget, Upstream, upstream_of
 
 if TYPE_CHECKING:  # a proxy nobody shares never imports the team's database layer
     from grok_proxy.teams.grpc_calls import CallGate
@@ -55,7 +51,6 @@ if TYPE_CHECKING:  # a proxy nobody shares never imports the team's database lay
 log = logging.getLogger("grok_proxy.grpc")
 access_log = logging.getLogger("grok_proxy.access")
 
-DEFAULT_UPSTREAM = "grpcs://api.x.ai:443"
 # Above the SDK's 20 MiB each way, so the limit a caller meets is always the SDK's or xAI's.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # Request metadata that goes upstream; everything else (cookies, proxy credentials, ...)
@@ -125,57 +120,20 @@ def method_series(method: str) -> _MethodSeries:
     return series
 
 
-def upstream_url(settings: Settings) -> str | None:
-    """Where gRPC calls go: XAI_GRPC_URL, else xAI's host (its region's); None: nowhere."""
-    if settings.xai_grpc_url:
-        return settings.xai_grpc_url
-    if settings.xai_upstream != "xai":
-        # OpenRouter, CometAPI and Cloudflare speak no gRPC, and their keys mean nothing
-        # to api.x.ai: sending them there would hand a third party's key to xAI.
-        return None
-    if settings.xai_region:
-        return f"grpcs://{settings.xai_region}.api.x.ai:443"
-    return DEFAULT_UPSTREAM
+def proxy_option(upstream: Upstream, target: GrpcTarget) -> list[tuple[str, Any]]:
+    """The channel's forward proxy, by the one rule HTTP and WebSocket follow (upstream.py).
 
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A parsed upstream URL."""
-
-    host: str
-    port: int
-    tls: bool
-
-    @classmethod
-    def parse(cls, url: str) -> Target:
-        parts = urlsplit(url)
-        if parts.scheme not in {"grpc", "grpcs"} or not parts.hostname:
-            raise ValueError(f"XAI_GRPC_URL must be grpcs://host:port or grpc://host:port: {url}")
-        tls = parts.scheme == "grpcs"
-        return cls(parts.hostname, parts.port or (443 if tls else 80), tls)
-
-    @property
-    def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-def proxy_option(target: Target) -> list[tuple[str, Any]]:
-    """The HTTP CONNECT proxy for `target`, from HTTPS_PROXY/https_proxy and NO_PROXY.
-
-    grpc itself reads only lower-case `grpc_proxy`/`https_proxy`; urllib reads both cases
-    the way httpx does, so both upstreams obey the same variables.
+    With no proxy, grpc is told to use none: left alone it would read `grpc_proxy` and
+    `https_proxy` from the environment itself, past XAI_PROXY_URL and `direct`.
     """
-    if os.environ.get("grpc_proxy"):  # noqa: SIM112 - grpc reads the lower-case name
-        return []  # grpc's own variable wins, as grpc documents
-    proxy = urllib.request.getproxies().get("https" if target.tls else "http")
-    if not proxy or urllib.request.proxy_bypass(target.host):
-        return []
-    return [("grpc.http_proxy", proxy)]
+    proxy = upstream.grpc_proxy(target)
+    if proxy is None:
+        return [("grpc.enable_http_proxy", 0)]
+    return [("grpc.http_proxy", proxy.address)]  # grpc sends its credentials itself
 
 
-def channel_options(target: Target) -> list[tuple[str, Any]]:
-    """Options of the shared upstream channel: the SDK's limits and keepalive."""
+def channel_options(upstream: Upstream, target: GrpcTarget) -> list[tuple[str, Any]]:
+    """Options of the shared upstream channel: the SDK's limits, keepalive and proxy."""
     return [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -187,7 +145,7 @@ def channel_options(target: Target) -> list[tuple[str, Any]]:
         # layer here would multiply attempts and hide what xAI answered.
         ("grpc.enable_retries", 0),
         ("grpc.primary_user_agent", f"grok-proxy/{__version__}"),
-        *proxy_option(target),
+        *proxy_option(upstream, target),
     ]
 
 
@@ -226,7 +184,8 @@ class GrpcRelay(grpc.GenericRpcHandler):
 
     def __init__(self, settings: Settings, url: str, team: Team | None = None) -> None:
         self.settings = settings
-        self.target = Target.parse(url)
+        self.upstream = upstream_of(settings)
+        self.target = GrpcTarget.parse(url)
         # Shared: member keys in, the account's key out, and each call is a member's request.
         self.team = team
         self.auth = team.caller_auth() if team is not None else CallerAuth(settings)
@@ -238,9 +197,9 @@ class GrpcRelay(grpc.GenericRpcHandler):
     # lifecycle
     async def start(self, host: str, port: int) -> None:
         """Open the upstream channel and listen on host:port."""
-        options = channel_options(self.target)
+        options = channel_options(self.upstream, self.target)
         if self.target.tls:
-            credentials = grpc.ssl_channel_credentials(trusted_roots(self.settings))
+            credentials = grpc.ssl_channel_credentials(self.upstream.roots)
             self.channel = grpc.aio.secure_channel(self.target.address, credentials, options)
         else:
             self.channel = grpc.aio.insecure_channel(self.target.address, options)
@@ -552,7 +511,7 @@ def attach(app: FastAPI, settings: Settings) -> None:
     port = settings.grok_proxy_grpc_port
     if not port:
         return
-    url = upstream_url(settings)
+    url = upstream_of(settings).grpc_url
     if url is None:
         log.warning(
             "gRPC relay off: XAI_UPSTREAM=%s has no gRPC API (set XAI_GRPC_URL to relay anyway)",
@@ -567,29 +526,15 @@ def attach(app: FastAPI, settings: Settings) -> None:
         async with http_lifespan(app) as state:
             relay = GrpcRelay(settings, url, app.state.team)
             await relay.start(host, port)
-            _on_sigterm(relay.begin_drain)
+            # The worker's one shutdown fan-out (installed by the app): SIGTERM stops gRPC too.
+            drain: Drain = app.state.forwarder.drain
+            drain.on_begin(relay.begin_drain)
             try:
                 yield state
             finally:
                 await relay.stop()
 
     app.router.lifespan_context = lifespan
-
-
-def _on_sigterm(begin: Callable[[], None]) -> None:
-    """Chain `begin` onto the server's SIGTERM/SIGINT handlers, as lifecycle.Drain does."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        previous = signal.getsignal(sig)
-
-        def on_signal(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
-            loop.call_soon_threadsafe(begin)
-            if callable(previous):
-                previous(signum, frame)
-
-        signal.signal(sig, on_signal)
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -610,11 +555,16 @@ def port_is_free(host: str, port: int) -> bool:
 def announce(settings: Settings, host: str, http_port: int) -> None:
     """Before the workers start: check the gRPC port is free, say where both listeners are."""
     port = settings.grok_proxy_grpc_port
-    url = upstream_url(settings)
+    upstream = upstream_of(settings)
+    url = upstream.grpc_url
     if url is None:
         log.info("grok-proxy starting: HTTP on http://%s:%d, gRPC off", host, http_port)
         return
-    Target.parse(url)  # a malformed XAI_GRPC_URL stops the start, not the first call
+    try:
+        # A malformed XAI_GRPC_URL, or a proxy grpc cannot use, stops the start.
+        upstream.grpc_proxy(GrpcTarget.parse(url))
+    except ValueError as exc:
+        raise SystemExit(f"grok-proxy: configuration error: {exc}") from None
     if not port_is_free(host, port):
         raise SystemExit(
             f"grok-proxy: the gRPC port {host}:{port} is in use; choose another with "

@@ -31,12 +31,21 @@ class Endable(Protocol):
 
 
 class Drain:
-    """Knows the open streams of this worker and ends them when shutdown runs out of time."""
+    """The worker's one shutdown fan-out: tells every listener, ends streams left at the end.
+
+    Installed once per worker on SIGTERM/SIGINT; each protocol that needs to hear of the
+    shutdown (the gRPC listener stops taking calls) adds a listener instead of a handler.
+    """
 
     def __init__(self, grace: float) -> None:
         self.grace = grace
         self.draining = False
         self.streams: set[Endable] = set()
+        self.listeners: list[Callable[[], None]] = []
+
+    def on_begin(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (on the event loop) when the drain begins."""
+        self.listeners.append(listener)
 
     def install(self) -> None:
         """Chain onto the server's SIGTERM/SIGINT handlers (main thread only, like signals)."""
@@ -65,6 +74,8 @@ class Drain:
         self.draining = True
         logs.write_through()
         log.info("draining: %d open streams get %.1fs to finish", len(self.streams), self.grace)
+        for listener in self.listeners:
+            listener()
         asyncio.get_running_loop().call_later(
             max(0.0, self.grace - MARGIN_SECONDS), self.end_streams
         )

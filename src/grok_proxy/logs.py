@@ -32,14 +32,6 @@ def key_fingerprint(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
-class RequestIdFilter(logging.Filter):
-    """Stamps each record with the id of the request being handled."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id.get()
-        return True
-
-
 # Characters that could end a log line or disguise one: C0 and C1 controls, DEL, and the
 # Unicode line and paragraph separators.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -211,6 +203,8 @@ class WriterHandler(logging.Handler):
 
 
 _writer: LogWriter | None = None
+# The (level, format) this process's logging was set up with.
+_configured: tuple[str, str] | None = None
 
 
 def write_through() -> None:
@@ -220,8 +214,15 @@ def write_through() -> None:
 
 
 def configure_logging(level: str, fmt: str) -> None:
-    """Send every logger's records to stderr in the chosen format, via a writer thread."""
-    global _writer  # noqa: PLW0603 - one writer thread per process
+    """Send every logger's records to stderr in the chosen format, via a writer thread.
+
+    Once per process: `grok-proxy serve` sets logging up before uvicorn starts, and each
+    worker's app factory does too (a worker is a fresh process when there are several);
+    with one worker both run in the same process, and the second call changes nothing.
+    """
+    global _writer, _configured  # noqa: PLW0603 - one writer thread per process
+    if _configured == (level, fmt) and _writer is not None and _writer.is_alive():
+        return
     # No format here shows the caller's file and line, thread or process, so do not compute
     # them for every record ("Optimization" in the logging HOWTO): a fifth of an access line.
     logging._srcfile = None
@@ -230,11 +231,13 @@ def configure_logging(level: str, fmt: str) -> None:
     logging.logMultiprocessing = False
     if _writer is not None:
         _writer.stop()
+        atexit.unregister(_writer.stop)
     _writer = LogWriter(
         sys.stderr, JsonFormatter() if fmt == "json" else TextFormatter(TEXT_FORMAT)
     )
     _writer.start()
     atexit.register(_writer.stop)
+    _configured = (level, fmt)
     root = logging.getLogger()
     root.handlers[:] = [WriterHandler(_writer)]
     root.setLevel(level.upper())

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from grok_proxy.client import forward_proxy
 from grok_proxy.config import Settings, get_settings
+from grok_proxy.upstream import upstream_of
 
 
 def settings_or_exit() -> Settings:
     """The settings, or exit with what is wrong, naming variables but never their values."""
     try:
         settings = get_settings()
-        forward_proxy(settings, settings.upstream_base_url())  # refuses what cannot work
+        upstream_of(settings)  # the upstream target refuses a proxy that cannot work
     except ValueError as exc:
         if not isinstance(exc, ValidationError):
             raise SystemExit(f"grok-proxy: configuration error: {exc}") from None

@@ -17,9 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import orjson
@@ -49,9 +48,8 @@ from grok_proxy.errors import (
 from grok_proxy.lifecycle import Drain
 from grok_proxy.logs import key_fingerprint, request_id
 from grok_proxy.middleware import API_PREFIX, CALLER_PATH, request_id_for
-from grok_proxy.presets import PRESETS
 from grok_proxy.redact import redact, redact_header
-from grok_proxy.tls import trusted_roots
+from grok_proxy.upstream import upstream_of
 
 if TYPE_CHECKING:  # a proxy nobody shares never imports the team's database layer
     from grok_proxy.teams.team import Team
@@ -161,13 +159,6 @@ def model_in(event: str) -> str | None:
     return model if isinstance(model, str) else None
 
 
-def upstream_ws_base(settings: Settings) -> str:
-    """The base URL with its scheme swapped for the WebSocket one (https -> wss)."""
-    base = settings.upstream_base_url()
-    scheme, sep, rest = base.partition("://")
-    return ("wss" if scheme == "https" else "ws") + sep + rest
-
-
 class WebSocketRelay:
     """ASGI middleware that takes every WebSocket scope; HTTP goes on to the app."""
 
@@ -177,21 +168,17 @@ class WebSocketRelay:
         # Shared: member keys in, the account's key out, and each session is a member's.
         self.team = team
         self.auth = team.caller_auth() if team is not None else CallerAuth(settings)
-        self.base = upstream_ws_base(settings)
-        # The same trust and forward proxy as the HTTP client (tls.py, XAI_PROXY_URL).
-        self.tls = (
-            ssl.create_default_context(cadata=trusted_roots(settings).decode("ascii", "ignore"))
-            if self.base.startswith("wss:")
-            else None
-        )
-        self.proxy: str | Literal[True] | None = settings.xai_proxy_url or True
-        if settings.xai_proxy_url == "direct":
-            self.proxy = None
-        preset = PRESETS[settings.xai_upstream]
-        self.preset_headers = dict(preset.extra_headers)
-        if settings.cloudflare_aig_token is not None and preset.name == "cloudflare":
-            token = settings.cloudflare_aig_token.get_secret_value()
-            self.preset_headers["cf-aig-authorization"] = f"Bearer {token}"
+        # The one upstream target: the same base URL, headers, roots and forward proxy
+        # as the HTTP client's and the gRPC relay's (upstream.py).
+        self.upstream = upstream_of(settings)
+        self.base = self.upstream.ws_base_url
+        self.tls = self.upstream.tls if self.base.startswith("wss:") else None
+        # How to reach the upstream: through its forward proxy (TLS to an https:// one is
+        # verified against the same roots), or directly (websockets reads no environment).
+        proxy = self.upstream.proxy
+        self.reach: dict[str, Any] = {"proxy": proxy.address if proxy else None}
+        if proxy is not None and proxy.scheme == "https":
+            self.reach["proxy_ssl"] = self.upstream.tls
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -280,12 +267,12 @@ class Session:
         offered: list[str] = list(self.scope.get("subprotocols") or [])
         secrets = [p for p in offered if p.startswith(CLIENT_SECRET_PREFIX)]
         presented = bearer_token(self.headers.get("authorization", ""))
-        headers: dict[str, str] = {}
         team = self.relay.team
         caller: Caller | None = None
+        upstream_key: str | None = None  # none with an ephemeral token: it is the credential
         if presented or not secrets:
             caller = self.relay.auth.admit(presented, where=WHERE_KEY)
-            headers["authorization"] = f"Bearer {caller.upstream_key}"
+            upstream_key = caller.upstream_key
         else:
             # xAI checks the ephemeral token itself; the log only ever sees its fingerprint.
             token = secrets[0][len(CLIENT_SECRET_PREFIX) :]
@@ -303,10 +290,13 @@ class Session:
                 route = self.path.removeprefix(API_PREFIX + "/")
                 self.gate = session_gate(team, caller, route, self.models)
                 await self.gate.open()  # refusals answer the handshake: nothing went upstream
-        for name, value in self.headers.items():
-            if name in FORWARDED_HANDSHAKE_HEADERS or name.startswith(FORWARDED_HANDSHAKE_PREFIXES):
-                headers[name] = value
-        headers.update(self.relay.preset_headers)
+        headers = {
+            name: value
+            for name, value in self.headers.items()
+            if name in FORWARDED_HANDSHAKE_HEADERS or name.startswith(FORWARDED_HANDSHAKE_PREFIXES)
+        }
+        upstream = self.relay.upstream
+        headers.update(upstream.headers(upstream_key) if upstream_key else upstream.preset_headers)
         raw_path: bytes = self.scope.get("raw_path") or self.path.encode()
         suffix = raw_path.decode("latin-1")[len(API_PREFIX) :]
         query = self.scope.get("query_string", b"").decode("latin-1")
@@ -327,8 +317,8 @@ class Session:
                 # Messages read ahead from the upstream while the caller is slow: with large
                 # messages each one held costs up to WS_MAX_MESSAGE_BYTES.
                 max_queue=MAX_QUEUE,
-                proxy=self.relay.proxy,
                 ssl=self.relay.tls,
+                **self.relay.reach,
                 logger=QUIET,
             )
         except InvalidStatus as refused:

@@ -12,6 +12,8 @@ import pytest
 
 ROOT = Path(__file__).parents[2]
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.skipif(
     shutil.which("wrk") is None or shutil.which("nginx") is None,

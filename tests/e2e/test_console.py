@@ -27,7 +27,7 @@ PRICE = "/".join(str(p) for p in GROK_4_PRICE)
 # Set to a path to save the screenshot docs/teams.md shows (docs/console.png).
 SCREENSHOT = os.environ.get("GROK_PROXY_CONSOLE_SCREENSHOT", "")
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]  # Chromium
 
 
 def team_settings(data_dir: Path, **extra: str) -> dict[str, str]:

@@ -22,7 +22,7 @@ from tests.processes import Simulator, free_port, paced_stream
 
 # The first test also builds the image (about a minute; debootstrap adds one more the
 # very first time on a machine).
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 AUTH = {"authorization": f"Bearer {KEY}"}
 SHUTTING_DOWN = b"grok-proxy is shutting down"

@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -23,8 +25,11 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from websockets.sync.client import connect as ws_connect
 
 from tests.conftest import KEY
+from tests.e2e.test_grpc import REPLY, grpc_proxy
+from tests.e2e.test_grpc import chat as grpc_chat
 from tests.processes import Simulator, free_port, proxy, running
 from tests.scripted import LAST_CHUNK, RESET, STALL, Route, Step, chunk, head, scripted
 from tests.tls_upstream import tls_upstream
@@ -516,3 +521,83 @@ def test_direct_ignores_the_environments_proxy(sim: Simulator) -> None:
         sim.base_url, http_proxy="http://127.0.0.1:9", no_proxy="", xai_proxy_url="direct"
     ) as running:
         assert chat(running.api).status_code == 200
+
+
+# --- one forward proxy rule for HTTP, WebSocket and gRPC (upstream.py) --------------------
+
+
+def test_all_proxy_carries_websocket_sessions_as_it_carries_http(sim: Simulator) -> None:
+    # ALL_PROXY alone, as a container may have it: websockets' own reading skipped it.
+    port = sim.url.rsplit(":", 1)[1]
+    with tinyproxy() as (forward, log):
+        with proxy(sim.base_url, all_proxy=forward, no_proxy="") as running:
+            assert chat(running.api).status_code == 200
+            url = f"ws{running.url.removeprefix('http')}/v1/realtime?model=grok-voice-latest"
+            with ws_connect(url, additional_headers=AUTH, open_timeout=10) as session:
+                assert orjson.loads(session.recv(timeout=10))["type"] == "session.created"
+        seen = logged(log)
+    assert f"127.0.0.1:{port}/v1/chat/completions" in seen, seen
+    assert f"CONNECT 127.0.0.1:{port}" in seen, seen  # the WebSocket session's tunnel
+
+
+def test_grpc_goes_through_xai_proxy_url_as_http_does(sim: Simulator) -> None:
+    grpc_port = sim.grpc_target.rsplit(":", 1)[1]
+    with tinyproxy() as (forward, log):
+        with grpc_proxy(sim, xai_proxy_url=forward, no_proxy="") as running:
+            assert grpc_chat(running.grpc_target, "grok-4") == REPLY
+        seen = logged(log)
+    assert f"CONNECT 127.0.0.1:{grpc_port}" in seen, seen
+
+
+def test_direct_ignores_the_environments_proxy_on_grpc_too(sim: Simulator) -> None:
+    # grpc reads http_proxy itself when nobody tells it otherwise.
+    with grpc_proxy(
+        sim, http_proxy="http://127.0.0.1:9", no_proxy="", xai_proxy_url="direct"
+    ) as running:
+        assert grpc_chat(running.grpc_target, "grok-4") == REPLY
+
+
+def test_a_ca_bundle_with_text_beside_its_certificates_is_trusted(tmp_path: Path) -> None:
+    # Bundles exported from a keychain carry notes ("Bag Attributes", friendly names) in any
+    # language beside the PEM blocks; the WebSocket relay read them, HTTP refused to start.
+    with tls_upstream() as upstream:
+        bundle = tmp_path / "company-ca.pem"
+        notes = "Bag Attributes\n    friendlyName: Zertifizierungsstelle für Tests\n"
+        bundle.write_bytes(notes.encode() + Path(upstream.ca_file).read_bytes())
+        with proxy(upstream.base_url, xai_ca_bundle=str(bundle)) as running:
+            response = chat(running.api)
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"] == "hi"
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        (
+            {"XAI_PROXY_URL": "socks5://me:pw-secret@proxy.corp:1080"},
+            "the forward proxy socks5://proxy.corp is not supported",
+        ),
+        (
+            {"XAI_PROXY_URL": "https://me:pw-secret@proxy.corp:3129", "NO_PROXY": ""},
+            "gRPC cannot use the forward proxy https://proxy.corp:3129",
+        ),
+    ],
+    ids=["socks", "https-proxy-for-grpc"],
+)
+def test_a_proxy_that_cannot_work_stops_the_start_with_one_line(
+    env: dict[str, str], reason: str, tmp_path: Path
+) -> None:
+    # grpc would quietly go direct past an https:// proxy: refused rather than bypassed.
+    result = subprocess.run(
+        [sys.executable, "-m", "grok_proxy", "--port", str(free_port())],
+        env={**os.environ, "GROK_PROXY_GRPC_PORT": str(free_port()), **env},
+        cwd=tmp_path,  # no .env file here
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert f"grok-proxy: configuration error: {reason}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "pw-secret" not in result.stderr + result.stdout

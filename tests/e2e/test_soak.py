@@ -11,6 +11,9 @@ import pytest
 ROOT = Path(__file__).parents[2]
 
 
+pytestmark = pytest.mark.slow
+
+
 @pytest.mark.timeout(120)
 def test_soak_30_seconds() -> None:
     result = subprocess.run(

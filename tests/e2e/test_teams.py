@@ -29,7 +29,7 @@ GROK_4_PRICE = (2.0, 0.5, 10.0)
 PRICED_MODEL = "grok-4.20-0309-non-reasoning"
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
 def database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
@@ -548,6 +548,7 @@ def test_a_proxy_nobody_shares_touches_no_database(sim: Simulator, tmp_path: Pat
     assert not data.exists()
 
 
+@pytest.mark.slow  # PostgreSQL
 def test_a_database_outage_fails_no_request_that_needs_no_new_state(sim: Simulator) -> None:
     if postgres_bin() is None:
         pytest.skip("PostgreSQL is not installed (initdb/pg_ctl missing; .ci/run installs it)")

@@ -616,6 +616,7 @@ def page_target(debug_port: int, url: str, browser: subprocess.Popen[bytes]) -> 
     raise AssertionError("Chromium did not open the page")
 
 
+@pytest.mark.slow  # Chromium
 def test_headless_chromium_talks_through_the_proxy_with_an_ephemeral_token(
     sim: Simulator,
 ) -> None:

@@ -1,17 +1,15 @@
-"""How the upstream client names a failure, and which forward proxy it picks (curl's rules)."""
+"""How the upstream client names a failure (its forward proxy: tests/unit/test_upstream.py)."""
 
 from __future__ import annotations
 
 import socket
 
 import aiohttp
-import pytest
 from aiohttp.client_reqrep import ConnectionKey
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from grok_proxy.client import failure_of, forward_proxy
-from grok_proxy.config import Settings
+from grok_proxy.client import failure_of
 from grok_proxy.transport import (
     ConnectFailed,
     ConnectionLost,
@@ -22,10 +20,6 @@ from grok_proxy.transport import (
 
 UPSTREAM = "https://api.x.ai/v1"
 KEY = ConnectionKey("api.x.ai", 443, True, True, None, None, None)
-
-
-def settings(xai_proxy_url: str = "") -> Settings:
-    return Settings(_env_file=None, xai_proxy_url=xai_proxy_url)
 
 
 def test_a_dns_failure_says_which_host_and_why() -> None:
@@ -56,45 +50,6 @@ def test_an_answer_that_is_not_http_is_a_protocol_violation() -> None:
     failure = failure_of(bad)
     assert isinstance(failure, ProtocolViolation)
     assert "Invalid constant string" in failure.message
-
-
-def test_https_proxy_from_the_environment_with_its_credentials(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", "http://me:s%40cret@proxy.corp:3128")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    chosen = forward_proxy(settings(), UPSTREAM)
-    assert chosen is not None
-    assert chosen.url == "http://proxy.corp:3128"  # no credentials in the URL aiohttp logs
-    assert chosen.headers == {"Proxy-Authorization": aiohttp.encode_basic_auth("me", "s@cret")}
-
-
-def test_all_proxy_is_the_fallback_and_no_proxy_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ALL_PROXY", "proxy.corp:8080")
-    monkeypatch.setenv("NO_PROXY", "")
-    chosen = forward_proxy(settings(), UPSTREAM)
-    assert chosen is not None and chosen.url == "http://proxy.corp:8080"
-    monkeypatch.setenv("NO_PROXY", ".x.ai")
-    assert forward_proxy(settings(), UPSTREAM) is None
-
-
-def test_xai_proxy_url_overrides_the_environment_and_direct_ignores_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", "http://env-proxy:3128")
-    monkeypatch.setenv("NO_PROXY", "")
-    chosen = forward_proxy(settings(xai_proxy_url="http://mine:3128"), UPSTREAM)
-    assert chosen is not None and chosen.url == "http://mine:3128"
-    assert forward_proxy(settings(xai_proxy_url="direct"), UPSTREAM) is None
-
-
-def test_a_socks_proxy_is_refused_with_a_clear_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NO_PROXY", "")
-    with pytest.raises(ValueError, match=r"socks5://proxy\.corp is not supported"):
-        forward_proxy(settings(xai_proxy_url="socks5://proxy.corp:1080"), UPSTREAM)
 
 
 def test_a_body_cut_short_reads_as_one_plain_sentence() -> None:

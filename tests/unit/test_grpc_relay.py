@@ -8,49 +8,29 @@ import pytest
 
 from grok_proxy import grpc_relay
 from grok_proxy.config import Settings
-from grok_proxy.grpc_relay import (
-    Target,
-    _relayable,
-    _upstream_metadata,
-    port_is_free,
-    proxy_option,
-    upstream_url,
-)
+from grok_proxy.grpc_relay import _relayable, _upstream_metadata, port_is_free
+from grok_proxy.upstream import GrpcTarget, grpc_url_of
 
 
 def test_upstream_is_xai_its_region_or_the_setting() -> None:
-    assert upstream_url(Settings(_env_file=None)) == "grpcs://api.x.ai:443"
+    assert grpc_url_of(Settings(_env_file=None)) == "grpcs://api.x.ai:443"
     regional = Settings(_env_file=None, xai_region="us-east-1")
-    assert upstream_url(regional) == "grpcs://us-east-1.api.x.ai:443"
+    assert grpc_url_of(regional) == "grpcs://us-east-1.api.x.ai:443"
     explicit = Settings(_env_file=None, xai_grpc_url="grpc://127.0.0.1:9101")
-    assert upstream_url(explicit) == "grpc://127.0.0.1:9101"
+    assert grpc_url_of(explicit) == "grpc://127.0.0.1:9101"
 
 
 def test_access_points_without_grpc_get_no_relay() -> None:
     # An OpenRouter key must not be sent to api.x.ai.
-    assert upstream_url(Settings(_env_file=None, xai_upstream="openrouter")) is None
+    assert grpc_url_of(Settings(_env_file=None, xai_upstream="openrouter")) is None
 
 
 def test_target_parsing() -> None:
-    assert Target.parse("grpcs://api.x.ai:443") == Target("api.x.ai", 443, tls=True)
-    assert Target.parse("grpc://127.0.0.1:9101").address == "127.0.0.1:9101"
-    assert Target.parse("grpcs://api.x.ai").port == 443
+    assert GrpcTarget.parse("grpcs://api.x.ai:443") == GrpcTarget("api.x.ai", 443, tls=True)
+    assert GrpcTarget.parse("grpc://127.0.0.1:9101").address == "127.0.0.1:9101"
+    assert GrpcTarget.parse("grpcs://api.x.ai").port == 443
     with pytest.raises(ValueError, match="XAI_GRPC_URL"):
-        Target.parse("https://api.x.ai")
-
-
-def test_https_proxy_in_either_case_and_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("grpc_proxy", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    xai = Target("api.x.ai", 443, tls=True)
-    assert proxy_option(xai) == []
-    monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@proxy.corp:3128")
-    assert proxy_option(xai) == [("grpc.http_proxy", "http://user:pw@proxy.corp:3128")]
-    monkeypatch.setenv("NO_PROXY", "api.x.ai")
-    assert proxy_option(xai) == []
-    monkeypatch.delenv("NO_PROXY")
-    monkeypatch.setenv("grpc_proxy", "http://other:3128")
-    assert proxy_option(xai) == []  # grpc reads its own variable itself
+        GrpcTarget.parse("https://api.x.ai")
 
 
 def test_only_allowed_metadata_goes_upstream() -> None:

@@ -8,6 +8,7 @@ import threading
 
 import orjson
 
+from grok_proxy import logs
 from grok_proxy.logs import TEXT_FORMAT, JsonFormatter, LogWriter, WriterHandler, request_id
 
 
@@ -99,3 +100,24 @@ def test_after_write_through_each_line_is_written_before_the_call_returns() -> N
     log.warning("shutting down")
     assert stream.getvalue() == "shutting down\n"
     writer.stop()
+
+
+def test_logging_is_set_up_once_per_process_however_often_it_is_asked() -> None:
+    # `grok-proxy serve` and the worker's app factory both ask, in one process with one worker.
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    try:
+        logs.configure_logging("info", "text")
+        writer = logs._writer
+        logs.configure_logging("info", "text")
+        assert logs._writer is writer and writer is not None and writer.is_alive()
+        assert len(root.handlers) == 1
+        logs.configure_logging("info", "json")  # a different format is a new set-up
+        assert logs._writer is not None and logs._writer is not writer
+        assert not writer.is_alive()
+        assert isinstance(logs._writer.formatter, JsonFormatter)
+    finally:
+        if logs._writer is not None:
+            logs._writer.stop()
+        logs._writer, logs._configured = None, None
+        root.handlers[:], root.level = saved_handlers, saved_level

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from grok_proxy.config import Settings
 from grok_proxy.ws_relay import (
     CALLER_GONE,
     UPSTREAM_GONE,
@@ -13,7 +12,6 @@ from grok_proxy.ws_relay import (
     payload_size,
     sendable,
     short_reason,
-    upstream_ws_base,
 )
 
 
@@ -63,14 +61,3 @@ def test_the_model_of_a_responses_event() -> None:
     assert model_in('{"type": "response.create"}') is None
     assert model_in("not json") is None
     assert model_in("[1]") is None
-
-
-@pytest.mark.parametrize(
-    ("base", "expected"),
-    [
-        ("https://api.x.ai/v1", "wss://api.x.ai/v1"),
-        ("http://127.0.0.1:9100/v1", "ws://127.0.0.1:9100/v1"),
-    ],
-)
-def test_the_upstream_scheme_follows_the_base_url(base: str, expected: str) -> None:
-    assert upstream_ws_base(Settings(xai_base_url=base)) == expected
