@@ -33,7 +33,7 @@ from grok_proxy.errors import (
     upstream_error,
 )
 from grok_proxy.lifecycle import Drain
-from grok_proxy.presets import PRESETS, ModelNames, parse_aliases
+from grok_proxy.presets import ModelNames, parse_aliases
 from grok_proxy.record import RequestRecord
 from grok_proxy.redact import redact_header
 from grok_proxy.relay import BodyRelay, RelayConfig, SseRelay
@@ -57,6 +57,7 @@ from grok_proxy.transport import (
     UpstreamResponse,
     WriteTimedOut,
 )
+from grok_proxy.upstream import upstream_of
 from grok_proxy.usage import from_body
 from grok_proxy.watch import HangUpWatch
 
@@ -152,17 +153,14 @@ class Forwarder:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.base_url = settings.upstream_base_url()
-        self.preset = PRESETS[settings.xai_upstream]
+        # Base URL, preset headers, trust and proxy: the one upstream target (upstream.py).
+        self.upstream = upstream_of(settings)
+        self.base_url = self.upstream.base_url
+        self.preset = self.upstream.preset
         self.models = ModelNames(
             self.preset.model_prefix, parse_aliases(settings.xai_model_aliases)
         )
-        self.preset_headers = dict(self.preset.extra_headers)
-        # The gateway's token is for Cloudflare only: never hand it to another upstream.
-        if settings.cloudflare_aig_token is not None and self.preset.name == "cloudflare":
-            token = settings.cloudflare_aig_token.get_secret_value()
-            self.preset_headers["cf-aig-authorization"] = f"Bearer {token}"
-        self.client = HttpClient(settings)
+        self.client = HttpClient(settings, self.upstream)
         self.auth = CallerAuth(settings)
         self.retries = RetryPolicy(settings)
         self.drain = Drain(settings.shutdown_grace_seconds)
@@ -224,8 +222,7 @@ class Forwarder:
             ) and name not in call.headers:
                 headers.append((name, raw_value.decode("latin-1")))
         headers.extend(call.headers.items())
-        headers.extend(self.preset_headers.items())
-        headers.append(("authorization", f"Bearer {call.caller.upstream_key}"))
+        headers.extend(self.upstream.headers(call.caller.upstream_key))
         headers.append(("accept-encoding", "identity"))
         headers.append(("x-request-id", call.record.request_id))
         return headers
