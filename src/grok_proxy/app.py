@@ -29,6 +29,7 @@ from grok_proxy.routes import anthropic as anthropic_routes
 from grok_proxy.routes import api, chat, health, images, metrics, vision
 from grok_proxy.routes.shared import DOCUMENTED_MODELS, validation_error
 from grok_proxy.teams import team_from_settings
+from grok_proxy.tracing import from_environment as tracing_from_environment
 from grok_proxy.ws_relay import WebSocketRelay
 
 log = logging.getLogger("grok_proxy")
@@ -68,6 +69,8 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
     remember_secrets(settings)
     # Teams (issue 17): None unless the proxy is shared, and then no database is touched.
     team = team_from_settings(settings)
+    # OpenTelemetry traces (issue 23): None, and the SDK never imported, unless configured.
+    tracing = tracing_from_environment(settings.upstream_base_url(), team)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -103,6 +106,7 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
     )
     app.state.settings = settings
     app.state.team = team
+    app.state.tracing = tracing
     # Routes go straight onto the app's router: include_router() would add a matching
     # layer per router to every request. The pass-through comes last so that every
     # explicit route wins over it.
@@ -124,7 +128,7 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
     if team is not None:  # teams (issue 17): innermost of ours, so paths are /api/v1 already
         team.install(app)
     # WebSocket upgrades never reach the router: the relay takes every one (after V1Alias).
-    app.add_middleware(WebSocketRelay, settings=settings, team=team)
+    app.add_middleware(WebSocketRelay, settings=settings, team=team, tracing=tracing)
     app.add_middleware(V1Alias)
     # Operational routes need a token in shared deployments (see ops_auth).
     app.add_middleware(OpsGuard, settings=settings, shared=team is not None)
@@ -140,7 +144,7 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
             max_age=600,
         )
     # Outermost of ours: the request id and timing cover everything below, errors included.
-    app.add_middleware(RequestLog, max_header_bytes=settings.max_header_bytes)
+    app.add_middleware(RequestLog, max_header_bytes=settings.max_header_bytes, tracing=tracing)
     _install_error_handlers(app)
     app.openapi = lambda: _openapi_schema(app)  # type: ignore[method-assign]
     return app

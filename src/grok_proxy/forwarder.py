@@ -39,6 +39,7 @@ from grok_proxy.redact import redact_header
 from grok_proxy.relay import BodyRelay, RelayConfig, SseRelay
 from grok_proxy.retry import ATTEMPTS_HEADER, RetryPolicy, Tally
 from grok_proxy.route import JsonHook, Route
+from grok_proxy.tracing import upstream_headers
 from grok_proxy.transport import (
     Body,
     BodyTooLarge,
@@ -213,6 +214,8 @@ class Forwarder:
         headers.append(("authorization", f"Bearer {caller.upstream_key}"))
         headers.append(("accept-encoding", "identity"))
         headers.append(("x-request-id", record_of(request.scope).request_id))
+        # OpenTelemetry: traceparent naming the proxy's span (none when tracing is off).
+        headers.extend(upstream_headers(request.scope, outgoing.body))
         return headers
 
     async def forward(

@@ -47,6 +47,7 @@ from grok_proxy.metrics import LATENCY_BUCKETS
 from grok_proxy.middleware import request_id_for
 from grok_proxy.redact import redact
 from grok_proxy.tls import trusted_roots
+from grok_proxy.tracing import Tracing
 
 if TYPE_CHECKING:  # a proxy nobody shares never imports the team's database layer
     from grok_proxy.teams.grpc_calls import CallGate
@@ -224,8 +225,15 @@ class CallRecord:
 class GrpcRelay(grpc.GenericRpcHandler):
     """Relays every gRPC method to one upstream over one shared channel."""
 
-    def __init__(self, settings: Settings, url: str, team: Team | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        url: str,
+        team: Team | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.settings = settings
+        self.tracing = tracing  # OpenTelemetry (tracing.py): None unless configured
         self.target = Target.parse(url)
         # Shared: member keys in, the account's key out, and each call is a member's request.
         self.team = team
@@ -282,7 +290,7 @@ class GrpcRelay(grpc.GenericRpcHandler):
         return grpc.stream_stream_rpc_method_handler(relay)
 
     # the relay
-    async def relay(
+    async def relay(  # noqa: PLR0915 - tracing's hooks (issue 23) until the call path is split
         self,
         method: str,
         metadata: Metadata,
@@ -299,11 +307,20 @@ class GrpcRelay(grpc.GenericRpcHandler):
         call: UpstreamCall | None = None
         following: asyncio.Future[object] | None = None
         gate: CallGate | None = None
+        trace = (
+            self.tracing.grpc_call(method, incoming, (self.target.host, self.target.port))
+            if self.tracing is not None
+            else None
+        )
         try:
             caller = self._admit(incoming, record, context)
             upstream_metadata = _upstream_metadata(incoming, caller.upstream_key, record.request_id)
+            if trace is not None:  # traceparent naming the call's span
+                upstream_metadata = [*upstream_metadata, *trace.upstream_headers()]
             # The first message says what the call is (model, objects): read before the call.
             first = await anext(requests, END)
+            if trace is not None:
+                trace.request(first)
             if self.team is not None:
                 gate = await self._member_gate(caller, method, first, record, context)
             call, following = await self._call_upstream(
@@ -317,6 +334,8 @@ class GrpcRelay(grpc.GenericRpcHandler):
                 record.messages_out += 1
                 if gate is not None:
                     await gate.answer(message)
+                if trace is not None:
+                    trace.answer(message)
                 yield message
             record.code = await call.code()
             context.set_trailing_metadata(_relayable(await call.trailing_metadata()))
@@ -351,6 +370,9 @@ class GrpcRelay(grpc.GenericRpcHandler):
                 await gate.finish()
             OPEN_CALLS.dec()
             _observe(record, perf_counter() - started)
+            if trace is not None:
+                member_id = gate.member.id if gate is not None else None
+                trace.end(record.code.name, record.key_fingerprint, member_id)
 
     def _admit(
         self,
@@ -565,7 +587,7 @@ def attach(app: FastAPI, settings: Settings) -> None:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
         async with http_lifespan(app) as state:
-            relay = GrpcRelay(settings, url, app.state.team)
+            relay = GrpcRelay(settings, url, app.state.team, app.state.tracing)
             await relay.start(host, port)
             _on_sigterm(relay.begin_drain)
             try:

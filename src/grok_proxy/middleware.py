@@ -14,6 +14,7 @@ from grok_proxy import metrics
 from grok_proxy.errors import send_error
 from grok_proxy.logs import request_id
 from grok_proxy.record import RequestRecord
+from grok_proxy.tracing import Tracing
 
 API_PREFIX = "/api/v1"
 # The path as the caller sent it, kept in the scope where V1Alias rewrote it (access lines).
@@ -48,9 +49,12 @@ class V1Alias:
 class RequestLog:
     """Gives each request an id, returns it with Server-Timing, and logs one access line."""
 
-    def __init__(self, app: ASGIApp, max_header_bytes: int = 65536) -> None:
+    def __init__(
+        self, app: ASGIApp, max_header_bytes: int = 65536, tracing: Tracing | None = None
+    ) -> None:
         self.app = app
         self.max_header_bytes = max_header_bytes
+        self.tracing = tracing  # OpenTelemetry (tracing.py): None unless configured
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,6 +70,7 @@ class RequestLog:
         token = request_id.set(rid)
         status = 0
         first_byte: float | None = None
+        trace = self.tracing.http_call(scope) if self.tracing is not None else None
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status, first_byte
@@ -76,6 +81,8 @@ class RequestLog:
                 headers.append((b"x-request-id", rid.encode()))
                 headers.append((b"server-timing", _server_timing(started, first_byte, record)))
                 message = {**message, "headers": headers}
+            if trace is not None:
+                trace.sent(message)
             await send(message)
 
         metrics.IN_FLIGHT.inc()
@@ -92,6 +99,8 @@ class RequestLog:
             )
             if access_log.isEnabledFor(logging.INFO):
                 _log_access(scope, record, status, started, first_byte)
+            if trace is not None:
+                trace.end(record, status)
             request_id.reset(token)
 
 
