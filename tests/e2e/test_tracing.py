@@ -22,7 +22,7 @@ from xai_sdk import Client
 from xai_sdk.chat import user
 
 from tests.conftest import KEY
-from tests.otlp_receiver import Receiver, ReceivedSpan, otlp_receiver
+from tests.otlp_receiver import ReceivedSpan, Receiver, otlp_receiver
 from tests.processes import Proxy, Simulator, free_port, proxy
 
 TIMEOUT = 10.0
@@ -222,7 +222,9 @@ def test_websocket_session_span_with_a_child_span_per_turn(
     completed: list[dict[str, Any]] = []
     with connect(url, additional_headers=headers, open_timeout=TIMEOUT) as ws:
         for text in ("Hello", "And then?"):
-            ws.send(orjson.dumps({"type": "response.create", "model": "grok-4", "input": text}).decode())
+            ws.send(
+                orjson.dumps({"type": "response.create", "model": "grok-4", "input": text}).decode()
+            )
             while True:
                 event = orjson.loads(ws.recv(timeout=TIMEOUT))
                 if event["type"] == "response.completed":
@@ -275,9 +277,7 @@ def test_grpc_call_span(traced: Proxy, sim: Simulator, receiver: Receiver) -> No
     assert_child_upstream(sim, rid, span)
 
 
-def test_without_an_endpoint_nothing_goes_upstream_or_anywhere(
-    live: Proxy, sim: Simulator
-) -> None:
+def test_without_an_endpoint_nothing_goes_upstream_or_anywhere(live: Proxy, sim: Simulator) -> None:
     """The untraced proxy (no OTEL_* set) neither forwards nor invents a traceparent."""
     rid = f"off-{secrets.token_hex(4)}"
     _, _, traceparent = caller_context()
