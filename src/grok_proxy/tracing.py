@@ -36,6 +36,7 @@ from grok_proxy.usage import Usage, from_event, from_grpc
 
 if TYPE_CHECKING:  # only ever imported when tracing is on
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span, Tracer
 
     from grok_proxy.record import RequestRecord
@@ -123,7 +124,15 @@ def upstream_headers(scope: Scope, body: object = None) -> list[tuple[str, str]]
 class Tracing:
     """The tracer provider of one worker and the spans it starts."""
 
-    def __init__(self, upstream_url: str, team: Any = None, *, capture: bool = False) -> None:
+    def __init__(
+        self,
+        upstream_url: str,
+        team: Any = None,
+        *,
+        capture: bool = False,
+        exporter: SpanExporter | None = None,
+    ) -> None:
+        """`exporter`: where spans go (OTLP/HTTP as the environment says, unless given)."""
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -141,7 +150,7 @@ class Tracing:
         # The sampler comes from OTEL_TRACES_SAMPLER(_ARG); the exporter reads the endpoint,
         # headers, timeout and compression; the batch processor OTEL_BSP_*.
         self.provider: TracerProvider = TracerProvider(resource=resource)
-        self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        self.provider.add_span_processor(BatchSpanProcessor(exporter or OTLPSpanExporter()))
         self.tracer: Tracer = self.provider.get_tracer("grok_proxy", __version__)
         self.propagator = TraceContextTextMapPropagator()
         self.in_context = set_span_in_context
@@ -201,9 +210,13 @@ class Tracing:
         )
 
     def member_name(self, member_id: str) -> str | None:
-        """A team member's name (shared proxies), from the worker's directory."""
+        """A team member's name (shared proxies): from the worker's directory, or one of
+        GROK_PROXY_API_KEYS (named by its key's fingerprint)."""
         directory = getattr(self.team, "directory", None)
         member = getattr(directory, "members", {}).get(member_id)
+        if member is None:
+            settings_members = getattr(self.team, "settings_keys", {}).values()
+            member = next((m for m in settings_members if m.id == member_id), None)
         name = getattr(member, "name", None)
         return name if isinstance(name, str) else None
 

@@ -277,6 +277,32 @@ def test_grpc_call_span(traced: Proxy, sim: Simulator, receiver: Receiver) -> No
     assert_child_upstream(sim, rid, span)
 
 
+def test_shared_proxy_names_the_member_never_a_key(sim: Simulator, receiver: Receiver) -> None:
+    member_key, server_key = "member-key-4f1c9a2b", "xai-server-secret-8d3e6f10"
+    with proxy(
+        sim.base_url,
+        otel_exporter_otlp_endpoint=receiver.url,
+        otel_bsp_schedule_delay="50",
+        grok_proxy_api_keys=member_key,
+        xai_api_key=server_key,
+    ) as shared:
+        rid = f"member-{secrets.token_hex(4)}"
+        answer = httpx.post(
+            f"{shared.url}/v1/chat/completions",
+            json={"model": "grok-4", "messages": [{"role": "user", "content": "hi"}]},
+            headers={"x-request-id": rid, "authorization": f"Bearer {member_key}"},
+            timeout=TIMEOUT,
+        )
+        assert answer.status_code == 200
+        span = span_of(receiver, rid)
+    fingerprint = span.attributes["grok_proxy.key.fingerprint"]
+    assert span.attributes["grok_proxy.member.id"].startswith("key-")
+    assert span.attributes["grok_proxy.member.name"] == f"key {fingerprint}"
+    text = orjson.dumps(span.attributes).decode()
+    assert member_key not in text
+    assert server_key not in text
+
+
 def test_without_an_endpoint_nothing_goes_upstream_or_anywhere(live: Proxy, sim: Simulator) -> None:
     """The untraced proxy (no OTEL_* set) neither forwards nor invents a traceparent."""
     rid = f"off-{secrets.token_hex(4)}"
