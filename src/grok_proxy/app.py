@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -95,6 +96,8 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
             await app.state.forwarder.aclose()
             if team is not None:  # teams (issue 17)
                 await team.aclose()
+            if tracing is not None:  # the last spans out (workers skip atexit handlers)
+                await asyncio.to_thread(tracing.shutdown)
 
     app = FastAPI(
         title="grok-proxy",

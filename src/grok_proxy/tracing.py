@@ -104,6 +104,10 @@ def from_environment(
     environ = os.environ if environ is None else environ
     if not enabled(environ):
         return None
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        protocol = environ.get(name, "http/protobuf").strip()
+        if protocol != "http/protobuf":
+            log.warning("%s=%s: grok-proxy exports over http/protobuf only", name, protocol)
     return Tracing(upstream_url, team, capture=_true(environ.get(CAPTURE_VARIABLE)))
 
 
@@ -288,12 +292,13 @@ class HttpCall(_Traced):
                 carrier[name.decode()] = value.decode("latin-1")
         self.operation = OPERATIONS.get(route)
         self.method: str = scope["method"]
-        self.route = route
         attributes: dict[str, Any] = {"http.request.method": self.method}
         if self.operation is not None:
             attributes["gen_ai.operation.name"] = self.operation
-        self.name = span_name(self.operation, None, f"{self.method} /v1/{route}")
-        super().__init__(tracing, tracing.start(self.name, carrier, attributes))
+        # Other calls are named as HTTP spans: the method and, once matched, the route's
+        # template (raw paths hold object ids: too many distinct names).
+        name = span_name(self.operation, None, self.method)
+        super().__init__(tracing, tracing.start(name, carrier, attributes))
         self.state: dict[str, Any] = scope["state"]
         self.status = 0
         self.complete = False
@@ -406,7 +411,8 @@ class HttpCall(_Traced):
         if self.recording:
             if self.json and self.body:
                 self.read_answer(_parsed(bytes(self.body)), whole=True)
-            span.update_name(span_name(self.operation, record.model, self.name))
+            route = f"{self.method} {record.route}" if record.route else self.method
+            span.update_name(span_name(self.operation, record.model, route))
             attributes: dict[str, Any] = {
                 "http.response.status_code": status or 499,
                 "grok_proxy.request_id": record.request_id,

@@ -218,3 +218,15 @@ def test_calls_outside_the_api_are_not_traced(
 ) -> None:
     tracing, _ = exported
     assert tracing.http_call({"path": "/health", "method": "GET", "headers": []}) is None
+
+
+def test_other_calls_are_named_by_method_and_route_template(
+    exported: tuple[Tracing, InMemorySpanExporter],
+) -> None:
+    tracing, exporter = exported
+    call, _ = http_call(tracing, "/v1/files/file_abc123")
+    relay(call, b"application/json", b"{}")
+    call.end(RequestRecord("r5", route="/api/v1/files/{file_id}"), 200)
+    span = finished(tracing, exporter)
+    assert span.name == "POST /api/v1/files/{file_id}"
+    assert "gen_ai.operation.name" not in (span.attributes or {})
