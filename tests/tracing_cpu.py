@@ -15,11 +15,17 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import closing
 
 import httpx
+import orjson
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from grok_proxy.record import RequestRecord
+from grok_proxy.tracing import Tracing, upstream_headers
 from tests.otlp_receiver import Receiver, otlp_receiver
 from tests.processes import Proxy, proxy, simulator
 
@@ -120,6 +126,73 @@ def measure(count: int) -> None:
     log.warning("spans received: %d", spans)
 
 
+class TimedExporter(SpanExporter):
+    """The OTLP/HTTP exporter, with the CPU time of its thread spent exporting."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.otlp = OTLPSpanExporter(endpoint=endpoint)
+        self.seconds = 0.0
+        self.spans = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        started = time.thread_time()
+        result = self.otlp.export(spans)
+        self.seconds += time.thread_time() - started
+        self.spans += len(spans)
+        return result
+
+    def shutdown(self) -> None:
+        self.otlp.shutdown()  # type: ignore[no-untyped-call]
+
+
+def tracing_work(count: int, sampler: str = "parentbased_always_on") -> None:
+    """The tracing work of a chat completion in this process, apart from everything else:
+    on the request's path (this thread) and in the exporter's thread (encoding, POST)."""
+    os.environ["OTEL_TRACES_SAMPLER"] = sampler
+    os.environ["OTEL_TRACES_SAMPLER_ARG"] = "0.1"
+    answer = orjson.dumps(
+        {
+            "id": "a",
+            "model": "grok-4",
+            "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 5},
+        }
+    )
+    record = {"model": "grok-4", "usage": {"prompt": 3, "completion": 5, "reasoning": 0}}
+    with otlp_receiver() as receiver:
+        exporter = TimedExporter(f"{receiver.url}/v1/traces")
+        tracing = Tracing("https://api.x.ai/v1", exporter=exporter)
+        spent, started = 0.0, time.thread_time()
+        for done in range(count):
+            if done % 1000 == 999:  # batches out before the queue (2048) overflows
+                spent += time.thread_time() - started
+                tracing.provider.force_flush()
+                started = time.thread_time()
+            scope = {"path": "/v1/chat/completions", "method": "POST", "headers": [], "state": {}}
+            call = tracing.http_call(scope)
+            assert call is not None
+            upstream_headers(scope, b"{}")
+            start = [(b"content-type", b"application/json")]
+            call.sent({"type": "http.response.start", "status": 200, "headers": start})
+            call.sent({"type": "http.response.body", "body": answer, "more_body": False})
+            call.end(RequestRecord("r", **record), 200)  # type: ignore[arg-type]
+        path_us = (spent + time.thread_time() - started) / count * 1e6
+        tracing.shutdown()
+    export_us = exporter.seconds / count * 1e6
+    log.warning(
+        "%s: %d spans exported of %d calls; CPU per call: request path %.0f us, "
+        "export thread %.0f us",
+        sampler,
+        exporter.spans,
+        count,
+        path_us,
+        export_us,
+    )
+
+
 if __name__ == "__main__":
     logging.basicConfig(format="%(message)s")
-    measure(int(sys.argv[1]) if len(sys.argv) > 1 else 1500)
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    tracing_work(count * 5)
+    tracing_work(count * 5, "parentbased_traceidratio")
+    measure(count)

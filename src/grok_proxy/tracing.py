@@ -66,6 +66,19 @@ OPERATIONS = {
     "images/edits": "generate_content",
     "realtime": "chat",
 }
+# gRPC methods whose request is a chat request, and the answer message type of each that
+# is read (the others' answers say nothing about tokens: deferred results come later).
+CHAT_REQUESTS = frozenset(
+    {
+        "/xai_api.Chat/GetCompletion",
+        "/xai_api.Chat/GetCompletionChunk",
+        "/xai_api.Chat/StartDeferredCompletion",
+    }
+)
+CHAT_ANSWERS = {
+    "/xai_api.Chat/GetCompletion": "GetChatCompletionResponse",
+    "/xai_api.Chat/GetCompletionChunk": "GetChatCompletionChunk",
+}
 GRPC_OPERATIONS = {
     "/xai_api.Chat/GetCompletion": "chat",
     "/xai_api.Chat/GetCompletionChunk": "chat",
@@ -83,7 +96,9 @@ MAX_FINISH_REASONS = 16
 FINISH = re.compile(rb'"(?:finish_reason|stop_reason)"\s*:\s*"([^"\\]{1,64})"')
 RESPONSE_ENDS = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"')
 WS_ENDS = ('"response.done"', '"response.completed"', '"response.incomplete"', '"response.failed"')
+WS_END_TYPES = frozenset(mark.strip('"') for mark in WS_ENDS)
 WS_CREATE = '"response.create"'
+WS_CREATED = '"response.created"'
 # Close codes that end a WebSocket session normally (or by the caller's leaving).
 NORMAL_CLOSES = frozenset({1000, 1001, 1005})
 
@@ -455,12 +470,13 @@ class HttpCall(_Traced):
 class _Turn:
     """One `response.create` of a WebSocket session, as a child span."""
 
-    __slots__ = ("first", "span", "started")
+    __slots__ = ("created", "first", "span", "started")
 
     def __init__(self, span: Span) -> None:
         self.span = span
         self.started = perf_counter()
         self.first: float | None = None
+        self.created = False  # the upstream's `response.created` for it arrived
 
 
 class SessionTrace(_Traced):
@@ -515,6 +531,11 @@ class SessionTrace(_Traced):
         turn = self.turns[0]
         if turn.first is None and '.delta"' in data:
             turn.first = perf_counter()
+        if WS_CREATED in data:
+            waiting = next((t for t in self.turns if not t.created), None)
+            if waiting is not None:
+                waiting.created = True
+            return
         if not any(mark in data for mark in WS_ENDS) and '"error"' not in data:
             return
         event = _parsed(data.encode())
@@ -522,10 +543,15 @@ class SessionTrace(_Traced):
             return
         kind = event.get("type")
         if kind == "error":
-            error = event.get("error")
-            code = error.get("code") if isinstance(error, dict) else None
-            self.end_turn(self.turns.popleft(), event, str(code or "error"))
-        elif isinstance(kind, str) and kind in {mark.strip('"') for mark in WS_ENDS}:
+            # An error before a turn's `response.created` refused that turn; later ones
+            # are about other client events (a turn that fails ends with its own event).
+            refused = next((t for t in self.turns if not t.created), None)
+            if refused is not None:
+                self.turns.remove(refused)
+                error = event.get("error")
+                code = error.get("code") if isinstance(error, dict) else None
+                self.end_turn(refused, event, str(code or "error"))
+        elif kind in WS_END_TYPES:
             self.end_turn(self.turns.popleft(), event, None)
 
     def end_turn(self, turn: _Turn, event: dict[str, Any], error: str | None) -> None:
@@ -623,7 +649,7 @@ class GrpcTrace(_Traced):
             attributes["gen_ai.operation.name"] = self.operation
         name = span_name(self.operation, None, method)
         super().__init__(tracing, tracing.start(name, carrier, attributes, server=server))
-        self.chat = method.startswith("/xai_api.Chat/Get")
+        self.answer_type = CHAT_ANSWERS.get(method)
         self.model: str | None = None
         self.response_model: str | None = None
         self.finish_reasons: list[str] = []
@@ -632,7 +658,7 @@ class GrpcTrace(_Traced):
 
     def request(self, message: object) -> None:
         """The caller's first message: the requested model of a chat call."""
-        if not self.recording or not self.chat or not isinstance(message, bytes):
+        if not self.recording or self.method not in CHAT_REQUESTS or not isinstance(message, bytes):
             return
         from google.protobuf.message import DecodeError
         from xai_sdk.proto.v6 import chat_pb2
@@ -653,16 +679,12 @@ class GrpcTrace(_Traced):
         """One answer message: model, finish reasons and usage of chat calls."""
         if self.first is None:
             self.first = perf_counter()
-        if not self.recording or not self.chat:
+        if not self.recording or self.answer_type is None:
             return
         from google.protobuf.message import DecodeError
         from xai_sdk.proto.v6 import chat_pb2
 
-        parsed: Any = (
-            chat_pb2.GetChatCompletionChunk()
-            if self.method.endswith("Chunk")
-            else chat_pb2.GetChatCompletionResponse()
-        )
+        parsed: Any = getattr(chat_pb2, self.answer_type)()
         try:
             parsed.ParseFromString(message)
         except DecodeError:  # relayed as it came; the caller's SDK judges it

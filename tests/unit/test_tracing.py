@@ -230,3 +230,49 @@ def test_other_calls_are_named_by_method_and_route_template(
     span = finished(tracing, exporter)
     assert span.name == "POST /api/v1/files/{file_id}"
     assert "gen_ai.operation.name" not in (span.attributes or {})
+
+
+def test_websocket_turns_refused_completed_and_left_open(
+    exported: tuple[Tracing, InMemorySpanExporter],
+) -> None:
+    tracing, exporter = exported
+    session = tracing.session({"headers": []}, "responses", None)
+    create = orjson.dumps({"type": "response.create", "model": "grok-4", "input": "hi"}).decode()
+    session.from_caller(create)  # refused by the upstream
+    session.from_caller(create)  # completed
+    refusal = {"type": "error", "error": {"code": "model_not_found", "message": "no"}}
+    session.from_upstream(orjson.dumps(refusal).decode())
+    session.from_upstream('{"type": "response.created", "response": {"id": "r2"}}')
+    late_error = {"type": "error", "error": {"code": "invalid_event"}}  # another event's
+    session.from_upstream(orjson.dumps(late_error).decode())
+    session.from_upstream('{"type": "response.output_text.delta", "delta": "x"}')
+    done = {
+        "type": "response.completed",
+        "response": {
+            "id": "r2",
+            "object": "response",
+            "model": "grok-4-0709",
+            "status": "completed",
+            "usage": {"input_tokens": 5, "output_tokens": 7},
+        },
+    }
+    session.from_upstream(orjson.dumps(done).decode())
+    session.from_caller(create)  # still open when the session ends
+    session.end(status=101, model="grok-4", fingerprint="sha256:ab", close_code=1000)
+    tracing.provider.force_flush()
+    spans = {
+        (s.name, (s.attributes or {}).get("error.type")): s for s in exporter.get_finished_spans()
+    }
+    assert set(spans) == {
+        ("chat grok-4", "model_not_found"),
+        ("chat grok-4", None),
+        ("chat grok-4", "session_closed"),
+        ("websocket responses", None),
+    }
+    completed = spans[("chat grok-4", None)].attributes or {}
+    assert completed["gen_ai.response.id"] == "r2"
+    assert completed["gen_ai.usage.output_tokens"] == 7
+    assert "gen_ai.response.time_to_first_chunk" in completed
+    session_span = spans[("websocket responses", None)]
+    assert (session_span.attributes or {})["gen_ai.usage.input_tokens"] == 5
+    assert (session_span.attributes or {})["grok_proxy.websocket.turns"] == 3
