@@ -5,7 +5,7 @@
 Starts the simulator and, in turn, an untraced proxy and one exporting every span to an
 OTLP receiver in this process; sends the same requests to each (plain chat completions,
 then 5-chunk streams); a third proxy samples 10 % of traces (OTEL_TRACES_SAMPLER) over one keep-alive connection, and reads the proxy's CPU time
-(user + system, its whole process tree) from /proc before and after. Each runs twice,
+(user + system, its whole process tree) from /proc before and after. Each runs three times,
 alternating, so a neighbour's load shows up as a spread rather than as a difference.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 CHAT = {"model": "grok-4", "messages": [{"role": "user", "content": "hi"}]}
 STREAM = {**CHAT, "model": "grok-4@chunks=5", "stream": True}
 WARM_UP = 50
+ROUNDS = 3
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -112,7 +114,7 @@ def measure(count: int) -> None:
         }
         modes: dict[str, dict[str, str]] = {"off": {}, "on": on, "on, 10 % sampled": sampled}
         results: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
-        for mode in [*modes, *modes]:
+        for mode in [*modes] * ROUNDS:
             with proxy(sim.base_url, 1, log_level="warning", **modes[mode]) as running:
                 run = Run(running, receiver, exporting=mode == "on")
                 with closing(run.client):
@@ -121,8 +123,18 @@ def measure(count: int) -> None:
                 results[mode].append((chat, stream))
         spans = len(receiver.spans)
     for mode, runs in results.items():
-        for chat, stream in runs:
-            log.warning("tracing %-16s chat %.3f ms CPU/request, stream %.3f", mode, chat, stream)
+        chats, streams = sorted(r[0] for r in runs), sorted(r[1] for r in runs)
+        log.warning(
+            "tracing %-16s ms CPU/request, median (range): chat %.3f (%.3f-%.3f), "
+            "stream %.3f (%.3f-%.3f)",
+            mode,
+            statistics.median(chats),
+            chats[0],
+            chats[-1],
+            statistics.median(streams),
+            streams[0],
+            streams[-1],
+        )
     log.warning("spans received: %d", spans)
 
 
@@ -148,8 +160,25 @@ class TimedExporter(SpanExporter):
 def tracing_work(count: int, sampler: str = "parentbased_always_on") -> None:
     """The tracing work of a chat completion in this process, apart from everything else:
     on the request's path (this thread) and in the exporter's thread (encoding, POST)."""
-    os.environ["OTEL_TRACES_SAMPLER"] = sampler
-    os.environ["OTEL_TRACES_SAMPLER_ARG"] = "0.1"
+    # The SDK reads the sampler from the environment; the proxies started later must not.
+    os.environ.update(OTEL_TRACES_SAMPLER=sampler, OTEL_TRACES_SAMPLER_ARG="0.1")
+    try:
+        exporter, path_us = _traced_chats(count)
+    finally:
+        del os.environ["OTEL_TRACES_SAMPLER"], os.environ["OTEL_TRACES_SAMPLER_ARG"]
+    log.warning(
+        "%s: %d spans exported of %d calls; CPU per call: request path %.0f us, "
+        "export thread %.0f us",
+        sampler,
+        exporter.spans,
+        count,
+        path_us,
+        exporter.seconds / count * 1e6,
+    )
+
+
+def _traced_chats(count: int) -> tuple[TimedExporter, float]:
+    """`count` chat completions through tracing.py alone; the request path's CPU per call."""
     answer = orjson.dumps(
         {
             "id": "a",
@@ -178,16 +207,7 @@ def tracing_work(count: int, sampler: str = "parentbased_always_on") -> None:
             call.end(RequestRecord("r", **record), 200)  # type: ignore[arg-type]
         path_us = (spent + time.thread_time() - started) / count * 1e6
         tracing.shutdown()
-    export_us = exporter.seconds / count * 1e6
-    log.warning(
-        "%s: %d spans exported of %d calls; CPU per call: request path %.0f us, "
-        "export thread %.0f us",
-        sampler,
-        exporter.spans,
-        count,
-        path_us,
-        export_us,
-    )
+    return exporter, path_us
 
 
 if __name__ == "__main__":

@@ -277,15 +277,18 @@ def test_grpc_call_span(traced: Proxy, sim: Simulator, receiver: Receiver) -> No
     assert_child_upstream(sim, rid, span)
 
 
-def test_shared_proxy_names_the_member_never_a_key(sim: Simulator, receiver: Receiver) -> None:
+def test_shared_proxy_names_the_member_never_a_key(sim: Simulator) -> None:
     member_key, server_key = "member-key-4f1c9a2b", "xai-server-secret-8d3e6f10"
-    with proxy(
-        sim.base_url,
-        otel_exporter_otlp_endpoint=receiver.url,
-        otel_bsp_schedule_delay="50",
-        grok_proxy_api_keys=member_key,
-        xai_api_key=server_key,
-    ) as shared:
+    with (
+        otlp_receiver() as receiver,
+        proxy(
+            sim.base_url,
+            otel_exporter_otlp_endpoint=receiver.url,
+            otel_bsp_schedule_delay="50",
+            grok_proxy_api_keys=member_key,
+            xai_api_key=server_key,
+        ) as shared,
+    ):
         rid = f"member-{secrets.token_hex(4)}"
         answer = httpx.post(
             f"{shared.url}/v1/chat/completions",
