@@ -92,6 +92,8 @@ MAX_READ_BODY = 4 * 1024 * 1024
 # Captured answer text of a stream (only with content capture on).
 MAX_CAPTURED_TEXT = 64 * 1024
 MAX_FINISH_REASONS = 16
+# Longest model name, id or error code recorded (as the access log's MAX_LOGGED_MODEL).
+MAX_NAME = 200
 # Cheap looks at stream events before any parse.
 FINISH = re.compile(rb'"(?:finish_reason|stop_reason)"\s*:\s*"([^"\\]{1,64})"')
 RESPONSE_ENDS = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"')
@@ -268,6 +270,7 @@ class _Traced:
         return found
 
     def fail(self, kind: str, description: str | None = None) -> None:
+        """Mark the call failed: `error.type` and the span status ERROR."""
         from opentelemetry.trace import Status, StatusCode
 
         self.span.set_attribute("error.type", kind)
@@ -375,14 +378,14 @@ class HttpCall(_Traced):
                 data = data[holder]
         model = data.get("model")
         if isinstance(model, str):
-            self.response_model = model
+            self.response_model = short(model)
         if isinstance(data.get("id"), str) and self.response_id is None:
-            self.response_id = data["id"]
+            self.response_id = short(data["id"])
         self.finish_reasons.extend(_finish_reasons(data))
         error = data.get("error")
         if isinstance(error, dict):
             code = error.get("code") or error.get("type")
-            self.error_code = code if isinstance(code, str) else None
+            self.error_code = short(code) if isinstance(code, str) else None
         if whole and self.tracing.capture:
             output = _output_of(data)
             if output is not None:
@@ -427,15 +430,16 @@ class HttpCall(_Traced):
             if self.json and self.body:
                 self.read_answer(_parsed(bytes(self.body)), whole=True)
             route = f"{self.method} {record.route}" if record.route else self.method
-            span.update_name(span_name(self.operation, record.model, route))
+            model = short(record.model) if record.model else None
+            span.update_name(span_name(self.operation, model, route))
             attributes: dict[str, Any] = {
                 "http.response.status_code": status or 499,
                 "grok_proxy.request_id": record.request_id,
                 **usage_attributes(record.usage),
                 **self.caller(record.key_fingerprint, member_id),
             }
-            if record.model:
-                attributes["gen_ai.request.model"] = record.model
+            if model:
+                attributes["gen_ai.request.model"] = model
             if record.route:
                 attributes["http.route"] = record.route
             if record.streamed:
@@ -489,7 +493,7 @@ class SessionTrace(_Traced):
                 carrier[name.decode()] = value.decode("latin-1")
         self.operation = OPERATIONS.get(route)
         self.route = route
-        self.model = model
+        self.model = short(model) if model else None
         attributes: dict[str, Any] = {"grok_proxy.websocket.route": route}
         if model:
             attributes["gen_ai.request.model"] = model
@@ -511,7 +515,7 @@ class SessionTrace(_Traced):
         inner = event.get("response")
         if named is None and isinstance(inner, dict):
             named = inner.get("model")
-        model = named if isinstance(named, str) and named else self.model
+        model = short(named) if isinstance(named, str) and named else self.model
         attributes: dict[str, Any] = {"gen_ai.operation.name": "chat"}
         if model:
             attributes["gen_ai.request.model"] = model
@@ -550,11 +554,12 @@ class SessionTrace(_Traced):
                 self.turns.remove(refused)
                 error = event.get("error")
                 code = error.get("code") if isinstance(error, dict) else None
-                self.end_turn(refused, event, str(code or "error"))
+                self.end_turn(refused, event, short(str(code or "error")))
         elif kind in WS_END_TYPES:
             self.end_turn(self.turns.popleft(), event, None)
 
     def end_turn(self, turn: _Turn, event: dict[str, Any], error: str | None) -> None:
+        """End a turn's span with what its last event says (usage, model, status)."""
         span = turn.span
         response = event.get("response")
         response = response if isinstance(response, dict) else {}
@@ -565,7 +570,7 @@ class SessionTrace(_Traced):
         attributes: dict[str, Any] = usage_attributes(usage)
         model = response.get("model")
         if isinstance(model, str):
-            attributes["gen_ai.response.model"] = model
+            attributes["gen_ai.response.model"] = short(model)
         if isinstance(response.get("id"), str):
             attributes["gen_ai.response.id"] = response["id"]
         reasons = _finish_reasons(response)
@@ -609,7 +614,7 @@ class SessionTrace(_Traced):
                 **self.caller(fingerprint, member_id),
             }
             if model:
-                attributes["gen_ai.request.model"] = model
+                attributes["gen_ai.request.model"] = short(model)
             if close_code is not None:
                 attributes["grok_proxy.websocket.close_code"] = close_code
             if closed_by:
@@ -668,7 +673,7 @@ class GrpcTrace(_Traced):
             parsed.ParseFromString(message)
         except DecodeError:  # the upstream judges the request itself
             return
-        self.model = parsed.model or None
+        self.model = short(parsed.model) if parsed.model else None
         if self.tracing.capture:
             from google.protobuf import json_format
 
@@ -690,7 +695,7 @@ class GrpcTrace(_Traced):
         except DecodeError:  # relayed as it came; the caller's SDK judges it
             return
         if parsed.model:
-            self.response_model = parsed.model
+            self.response_model = short(parsed.model)
         for output in parsed.outputs:
             if output.finish_reason and len(self.finish_reasons) < MAX_FINISH_REASONS:
                 reason = type(output).DESCRIPTOR.fields_by_name["finish_reason"].enum_type
@@ -753,6 +758,12 @@ def _output_of(data: dict[str, Any]) -> object:
     if data.get("type") == "message":
         return [{"role": data.get("role"), "content": data.get("content")}]
     return None
+
+
+def short(text: str) -> str:
+    """`text` cut to MAX_NAME characters: model names and ids come from callers and answers,
+    and a span name has no length limit of its own."""
+    return text if len(text) <= MAX_NAME else text[:MAX_NAME] + "…"
 
 
 def _parsed(data: bytes) -> Any:

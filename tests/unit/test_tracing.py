@@ -276,3 +276,15 @@ def test_websocket_turns_refused_completed_and_left_open(
     session_span = spans[("websocket responses", None)]
     assert (session_span.attributes or {})["gen_ai.usage.input_tokens"] == 5
     assert (session_span.attributes or {})["grok_proxy.websocket.turns"] == 3
+
+
+def test_a_huge_model_name_is_cut(exported: tuple[Tracing, InMemorySpanExporter]) -> None:
+    tracing, exporter = exported
+    call, _ = http_call(tracing, "/v1/chat/completions")
+    relay(call, b"application/json", orjson.dumps({"model": "m" * 100_000}))
+    call.end(RequestRecord("r6", model="grok-" * 100_000), 200)
+    span = finished(tracing, exporter)
+    assert len(span.name) < 300
+    attributes = span.attributes or {}
+    assert len(str(attributes["gen_ai.request.model"])) <= 201
+    assert len(str(attributes["gen_ai.response.model"])) <= 201
