@@ -306,6 +306,28 @@ def test_shared_proxy_names_the_member_never_a_key(sim: Simulator) -> None:
     assert server_key not in text
 
 
+def test_spans_still_queued_at_shutdown_are_exported(sim: Simulator) -> None:
+    """Workers exit without atexit handlers: the lifespan's end sends the last batch."""
+    rid = f"last-{secrets.token_hex(4)}"
+    with otlp_receiver() as receiver:
+        # Batches every 10 minutes: only the shutdown can send this span.
+        with proxy(
+            sim.base_url,
+            2,
+            otel_exporter_otlp_endpoint=receiver.url,
+            otel_bsp_schedule_delay="600000",
+        ) as running:
+            answer = httpx.post(
+                f"{running.url}/v1/chat/completions",
+                json={"model": "grok-4", "messages": [{"role": "user", "content": "hi"}]},
+                headers={"x-request-id": rid, "authorization": f"Bearer {KEY}"},
+                timeout=TIMEOUT,
+            )
+            assert answer.status_code == 200
+            assert receiver.spans == []
+        span_of(receiver, rid)
+
+
 def test_without_an_endpoint_nothing_goes_upstream_or_anywhere(live: Proxy, sim: Simulator) -> None:
     """The untraced proxy (no OTEL_* set) neither forwards nor invents a traceparent."""
     rid = f"off-{secrets.token_hex(4)}"
