@@ -242,7 +242,7 @@ class Session:
         self.started = perf_counter()
         self.accounted = False
         tracing = relay.tracing  # OpenTelemetry: the session's span, when tracing is on
-        self.trace = tracing.session(scope, self.route, self.model) if tracing else None
+        self.trace = tracing.session(scope, self.route, self.model) if tracing is not None else None
 
     @property
     def route(self) -> str:
