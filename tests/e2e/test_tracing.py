@@ -306,6 +306,32 @@ def test_shared_proxy_names_the_member_never_a_key(sim: Simulator) -> None:
     assert server_key not in text
 
 
+def test_content_is_recorded_only_with_the_capture_switch(sim: Simulator) -> None:
+    rid = f"capture-{secrets.token_hex(4)}"
+    with (
+        otlp_receiver() as receiver,
+        proxy(
+            sim.base_url,
+            otel_exporter_otlp_endpoint=receiver.url,
+            otel_bsp_schedule_delay="50",
+            otel_instrumentation_genai_capture_message_content="true",
+        ) as capturing,
+    ):
+        client = openai.OpenAI(base_url=f"{capturing.url}/v1", api_key=KEY, timeout=TIMEOUT)
+        stream = client.chat.completions.create(
+            model="grok-4@chunks=3",
+            messages=[{"role": "user", "content": PROMPT}],
+            stream=True,
+            extra_headers={"x-request-id": rid},
+        )
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+        span = span_of(receiver, rid)
+    assert PROMPT in span.attributes["gen_ai.input.messages"]
+    output = orjson.loads(span.attributes["gen_ai.output.messages"])
+    assert output == [{"role": "assistant", "content": text}]
+    assert KEY not in orjson.dumps(span.attributes).decode()
+
+
 def test_spans_still_queued_at_shutdown_are_exported(sim: Simulator) -> None:
     """Workers exit without atexit handlers: the lifespan's end sends the last batch."""
     rid = f"last-{secrets.token_hex(4)}"
