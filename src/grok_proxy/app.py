@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -34,6 +35,7 @@ from grok_proxy.routes.catalog import ROWS, route_table
 from grok_proxy.routes.shared import DOCUMENTED_MODELS, documented, validation_error
 from grok_proxy.routes.table import PASSTHROUGH_METHODS
 from grok_proxy.teams import team_from_settings
+from grok_proxy.tracing import from_environment as tracing_from_environment
 from grok_proxy.ws_relay import WebSocketRelay
 
 if TYPE_CHECKING:
@@ -69,6 +71,8 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
     remember_secrets(settings)
     # Teams (issue 17): None unless the proxy is shared, and then no database is touched.
     team = team_from_settings(settings)
+    # OpenTelemetry traces (issue 23): None, and the SDK never imported, unless configured.
+    tracing = tracing_from_environment(settings.upstream_base_url(), team)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,6 +97,8 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
             await app.state.forwarder.aclose()
             if team is not None:  # teams (issue 17)
                 await team.aclose()
+            if tracing is not None:  # the last spans out (workers skip atexit handlers)
+                await asyncio.to_thread(tracing.shutdown)
 
     app = FastAPI(
         title="grok-proxy",
@@ -104,6 +110,7 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
     )
     app.state.settings = settings
     app.state.team = team
+    app.state.tracing = tracing
     # FastAPI serves what is not a row (health, metrics, docs, the console) and documents
     # every row; the entry (entry.py) serves the rows itself.
     builtin = list(app.router.routes)
@@ -136,11 +143,11 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
         app,
         route_table(),
         # WebSocket upgrades never reach FastAPI: the relay takes every one.
-        websockets=WebSocketRelay(app, settings=settings, team=team),
+        websockets=WebSocketRelay(app, settings=settings, team=team, tracing=tracing),
         # Operational routes need a token in shared deployments (see ops_auth).
         ops=OpsGuard(settings, shared=team is not None),
         max_header_bytes=settings.max_header_bytes,
-        observers=(Metrics(), AccessLog()),
+        observers=(Metrics(), AccessLog(), *([] if tracing is None else [tracing])),
         # Teams (issue 17): the gate in front of the rows (and /admin) of a shared proxy.
         policy=None if team is None else team_gate(team, settings),
     )

@@ -127,11 +127,14 @@ class Entry:
                 headers.append((b"x-request-id", rid.encode()))
                 headers.append((b"server-timing", server_timing(started, first_byte, record)))
                 message = {**message, "headers": headers}
+            for listen in listeners:
+                listen(message)
             await send(message)
 
         observers = self.observers
-        for observer in observers:
-            observer.started(scope, record)
+        listeners = [
+            listen for observer in observers if (listen := observer.started(scope, record))
+        ]
         try:
             await self.serve(scope, receive, send_with_headers)
         except Exception as exc:

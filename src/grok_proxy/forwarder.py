@@ -211,7 +211,7 @@ class Forwarder:
         report["latency_ms"] = round((perf_counter() - started) * 1000, 1)
         return report
 
-    def headers_for(self, call: Call) -> list[tuple[str, str]]:
+    def headers_for(self, call: Call, body: Body) -> list[tuple[str, str]]:
         """Allow-listed caller headers (every value of repeated ones) and the upstream key."""
         # From the raw header list: only the few forwarded ones are decoded.
         headers = []
@@ -225,6 +225,8 @@ class Forwarder:
         headers.extend(self.upstream.headers(call.caller.upstream_key))
         headers.append(("accept-encoding", "identity"))
         headers.append(("x-request-id", call.record.request_id))
+        if call.record.on_forward is not None:  # a tracer's traceparent, for one
+            headers.extend(call.record.on_forward(body))
         return headers
 
     async def forward(self, call: Call, receive: Receive) -> Answer:
@@ -242,7 +244,7 @@ class Forwarder:
         body = call.body
         if isinstance(body, bytes) and body and not self.models.identity:
             body = self.models.request_body(body)
-        headers = self.headers_for(call)
+        headers = self.headers_for(call, body)
         url = f"{self.base_url}{call.target}"
         streamed = call.streamed
         watch = HangUpWatch(receive, body_done=streamed.done if streamed else None)

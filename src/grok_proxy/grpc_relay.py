@@ -42,6 +42,7 @@ from grok_proxy.logs import request_id
 from grok_proxy.metrics import LATENCY_BUCKETS
 from grok_proxy.middleware import request_id_for
 from grok_proxy.redact import redact
+from grok_proxy.tracing import Tracing
 from grok_proxy.upstream import GrpcTarget, Upstream, upstream_of
 
 if TYPE_CHECKING:  # a proxy nobody shares never imports the team's database layer
@@ -182,8 +183,15 @@ class CallRecord:
 class GrpcRelay(grpc.GenericRpcHandler):
     """Relays every gRPC method to one upstream over one shared channel."""
 
-    def __init__(self, settings: Settings, url: str, team: Team | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        url: str,
+        team: Team | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.settings = settings
+        self.tracing = tracing  # OpenTelemetry (tracing.py): None unless configured
         self.upstream = upstream_of(settings)
         self.target = GrpcTarget.parse(url)
         # Shared: member keys in, the account's key out, and each call is a member's request.
@@ -241,7 +249,7 @@ class GrpcRelay(grpc.GenericRpcHandler):
         return grpc.stream_stream_rpc_method_handler(relay)
 
     # the relay
-    async def relay(
+    async def relay(  # noqa: PLR0915 - tracing's hooks (issue 23) until the call path is split
         self,
         method: str,
         metadata: Metadata,
@@ -258,11 +266,20 @@ class GrpcRelay(grpc.GenericRpcHandler):
         call: UpstreamCall | None = None
         following: asyncio.Future[object] | None = None
         gate: CallGate | None = None
+        trace = (
+            self.tracing.grpc_call(method, incoming, (self.target.host, self.target.port))
+            if self.tracing is not None
+            else None
+        )
         try:
             caller = self._admit(incoming, record, context)
             upstream_metadata = _upstream_metadata(incoming, caller.upstream_key, record.request_id)
+            if trace is not None:  # traceparent naming the call's span
+                upstream_metadata = [*upstream_metadata, *trace.upstream_headers()]
             # The first message says what the call is (model, objects): read before the call.
             first = await anext(requests, END)
+            if trace is not None:
+                trace.request(first)
             if self.team is not None:
                 gate = await self._member_gate(caller, method, first, record, context)
             call, following = await self._call_upstream(
@@ -276,6 +293,8 @@ class GrpcRelay(grpc.GenericRpcHandler):
                 record.messages_out += 1
                 if gate is not None:
                     await gate.answer(message)
+                if trace is not None:
+                    trace.answer(message)
                 yield message
             record.code = await call.code()
             context.set_trailing_metadata(_relayable(await call.trailing_metadata()))
@@ -310,6 +329,9 @@ class GrpcRelay(grpc.GenericRpcHandler):
                 await gate.finish()
             OPEN_CALLS.dec()
             _observe(record, perf_counter() - started)
+            if trace is not None:
+                member_id = gate.member.id if gate is not None else None
+                trace.end(record.code.name, record.key_fingerprint, member_id)
 
     def _admit(
         self,
@@ -524,7 +546,7 @@ def attach(app: FastAPI, settings: Settings) -> None:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
         async with http_lifespan(app) as state:
-            relay = GrpcRelay(settings, url, app.state.team)
+            relay = GrpcRelay(settings, url, app.state.team, app.state.tracing)
             await relay.start(host, port)
             # The worker's one shutdown fan-out (installed by the app): SIGTERM stops gRPC too.
             drain: Drain = app.state.forwarder.drain

@@ -63,7 +63,7 @@ class AccessLog:
     """The observer (observers.Observer) that writes one access line per HTTP request."""
 
     def started(self, scope: Scope, record: RequestRecord) -> None:
-        pass
+        return None
 
     def finished(self, request: Finished) -> None:
         if access_log.isEnabledFor(logging.INFO):

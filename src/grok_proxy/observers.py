@@ -7,10 +7,11 @@ metrics and the access log always, others (traces) when configured.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from starlette.types import Scope
+from starlette.types import Message, Scope
 
 from grok_proxy.record import RequestRecord
 
@@ -31,9 +32,15 @@ class Finished:
     ended: float
 
 
+# Sees each ASGI message of one response on its way to the caller.
+Listener = Callable[[Message], None]
+
+
 class Observer(Protocol):
     """Sees every HTTP request; must not raise, and must not block."""
 
-    def started(self, scope: Scope, record: RequestRecord) -> None: ...
+    def started(self, scope: Scope, record: RequestRecord) -> Listener | None:
+        """The request arrived; a listener to see its response's messages, if wanted."""
 
-    def finished(self, request: Finished) -> None: ...
+    def finished(self, request: Finished) -> None:
+        """The request ended (its answer sent, or the caller gone)."""

@@ -14,10 +14,12 @@ Each field has one writer, so the record reads the same whatever path a request 
 | usage            | forwarder.Forwarder for JSON bodies; relay.SseRelay streams  |
 | streamed         | relay.SseRelay, when a stream starts                         |
 | relayed_events   | relay.SseRelay, as events reach the caller                   |
+| on_forward       | an observer (tracing.Tracing), when the request starts       |
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.types import Scope
@@ -39,6 +41,8 @@ class RequestRecord:
     relayed_events: int = 0
     # Why the upstream failed, when it did: unreachable, timeout, malformed, stream_cut, ...
     error_kind: str | None = None
+    # Told the body as it goes upstream; returns headers to add (a tracer's traceparent).
+    on_forward: Callable[[object], list[tuple[str, str]]] | None = None
 
 
 def record_of(scope: Scope) -> RequestRecord:

@@ -49,6 +49,7 @@ from grok_proxy.lifecycle import Drain
 from grok_proxy.logs import key_fingerprint, request_id
 from grok_proxy.middleware import API_PREFIX, CALLER_PATH, request_id_for
 from grok_proxy.redact import redact, redact_header
+from grok_proxy.tracing import Tracing
 from grok_proxy.upstream import upstream_of
 
 if TYPE_CHECKING:  # a proxy nobody shares never imports the team's database layer
@@ -162,9 +163,16 @@ def model_in(event: str) -> str | None:
 class WebSocketRelay:
     """ASGI middleware that takes every WebSocket scope; HTTP goes on to the app."""
 
-    def __init__(self, app: ASGIApp, settings: Settings, team: Team | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        team: Team | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.app = app
         self.settings = settings
+        self.tracing = tracing  # OpenTelemetry (tracing.py): None unless configured
         # Shared: member keys in, the account's key out, and each session is a member's.
         self.team = team
         self.auth = team.caller_auth() if team is not None else CallerAuth(settings)
@@ -220,6 +228,8 @@ class Session:
         self.gate: SessionGate | None = None  # a member's session in a shared proxy
         self.started = perf_counter()
         self.accounted = False
+        tracing = relay.tracing  # OpenTelemetry: the session's span, when tracing is on
+        self.trace = tracing.session(scope, self.route, self.model) if tracing is not None else None
 
     @property
     def route(self) -> str:
@@ -297,6 +307,8 @@ class Session:
         }
         upstream = self.relay.upstream
         headers.update(upstream.headers(upstream_key) if upstream_key else upstream.preset_headers)
+        if self.trace is not None:  # traceparent naming the session's span
+            headers.update(self.trace.upstream_headers())
         raw_path: bytes = self.scope.get("raw_path") or self.path.encode()
         suffix = raw_path.decode("latin-1")[len(API_PREFIX) :]
         query = self.scope.get("query_string", b"").decode("latin-1")
@@ -422,6 +434,8 @@ class Session:
                     except (OSError, RuntimeError):
                         return  # the caller is gone; its disconnect ends the session
                     continue
+                if self.trace is not None:
+                    self.trace.from_caller(data)
                 self.messages_up += 1
                 if self.messages_up == 1 and self.model is None and isinstance(data, str):
                     self.model = model_in(data)
@@ -455,6 +469,8 @@ class Session:
                 return
             if self.gate is not None:
                 await self.gate.from_upstream(data)  # counted before the caller sees the end
+            if self.trace is not None:
+                self.trace.from_upstream(data)
             self.messages_down += 1
             size = payload_size(data)
             self.bytes_down += size
@@ -493,6 +509,15 @@ class Session:
     def finish(self, started: float) -> None:
         duration = perf_counter() - started
         status = self.status or 499
+        if self.trace is not None:
+            self.trace.end(
+                status=status,
+                model=self.model,
+                fingerprint=self.fingerprint,
+                member_id=self.gate.member.id if self.gate is not None else None,
+                close_code=self.close_code,
+                closed_by=self.closed_by,
+            )
         SESSIONS.labels(self.route, str(status), close_code_label(self.close_code)).inc()
         if not access_log.isEnabledFor(logging.INFO):
             return
