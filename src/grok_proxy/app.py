@@ -39,6 +39,7 @@ from grok_proxy.tracing import from_environment as tracing_from_environment
 from grok_proxy.ws_relay import WebSocketRelay
 
 if TYPE_CHECKING:
+    from grok_proxy.policies import CallPolicy, SessionPolicy
     from grok_proxy.teams.team import Team
 
 log = logging.getLogger("grok_proxy")
@@ -143,7 +144,9 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
         app,
         route_table(),
         # WebSocket upgrades never reach FastAPI: the relay takes every one.
-        websockets=WebSocketRelay(app, settings=settings, team=team, tracing=tracing),
+        websockets=WebSocketRelay(
+            app, settings=settings, policy=team_sessions(team), tracing=tracing
+        ),
         # Operational routes need a token in shared deployments (see ops_auth).
         ops=OpsGuard(settings, shared=team is not None),
         max_header_bytes=settings.max_header_bytes,
@@ -174,6 +177,24 @@ def team_gate(team: Team, settings: Settings) -> Callable[[ASGIApp], ASGIApp]:
     )
 
 
+def team_sessions(team: Team | None) -> SessionPolicy | None:
+    """The team's WebSocket policy on a shared proxy."""
+    if team is None:
+        return None
+    from grok_proxy.teams.ws_sessions import TeamSessions
+
+    return TeamSessions(team)
+
+
+def team_calls(team: Team | None) -> CallPolicy | None:
+    """The team's gRPC policy on a shared proxy."""
+    if team is None:
+        return None
+    from grok_proxy.teams.grpc_calls import TeamCalls
+
+    return TeamCalls(team)
+
+
 def serve_app() -> Entry:
     """The factory uvicorn runs in each worker: logging first, then the app."""
     settings = get_settings()
@@ -182,7 +203,7 @@ def serve_app() -> Entry:
     if settings.grok_proxy_grpc_port:  # xAI's own SDK speaks gRPC, on a port of its own
         from grok_proxy.grpc_relay import attach
 
-        attach(entry.app, settings)
+        attach(entry.app, settings, team_calls(entry.state.team))
     return entry
 
 

@@ -45,9 +45,8 @@ from grok_proxy.redact import redact
 from grok_proxy.tracing import Tracing
 from grok_proxy.upstream import GrpcTarget, Upstream, upstream_of
 
-if TYPE_CHECKING:  # a proxy nobody shares never imports the team's database layer
-    from grok_proxy.teams.grpc_calls import CallGate
-    from grok_proxy.teams.team import Team
+if TYPE_CHECKING:
+    from grok_proxy.policies import CallGate, CallPolicy
 
 log = logging.getLogger("grok_proxy.grpc")
 access_log = logging.getLogger("grok_proxy.access")
@@ -187,7 +186,7 @@ class GrpcRelay(grpc.GenericRpcHandler):
         self,
         settings: Settings,
         url: str,
-        team: Team | None = None,
+        policy: CallPolicy | None = None,
         tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
@@ -195,8 +194,8 @@ class GrpcRelay(grpc.GenericRpcHandler):
         self.upstream = upstream_of(settings)
         self.target = GrpcTarget.parse(url)
         # Shared: member keys in, the account's key out, and each call is a member's request.
-        self.team = team
-        self.auth = team.caller_auth() if team is not None else CallerAuth(settings)
+        self.policy = policy
+        self.auth = policy.auth if policy is not None else CallerAuth(settings)
         self.read_timeout = settings.xai_read_timeout
         self.channel: grpc.aio.Channel | None = None
         self.server: grpc.aio.Server | None = None
@@ -280,7 +279,7 @@ class GrpcRelay(grpc.GenericRpcHandler):
             first = await anext(requests, END)
             if trace is not None:
                 trace.request(first)
-            if self.team is not None:
+            if self.policy is not None:
                 gate = await self._member_gate(caller, method, first, record, context)
             call, following = await self._call_upstream(
                 method, first, requests, record=record, metadata=upstream_metadata, context=context
@@ -360,14 +359,12 @@ class GrpcRelay(grpc.GenericRpcHandler):
         context: grpc.aio.ServicerContext[bytes, bytes],
     ) -> CallGate:
         """A shared proxy's checks of this call (teams), or the refusal they end in."""
-        from grok_proxy.teams.grpc_calls import call_gate, status_of
-
-        assert self.team is not None
-        gate = call_gate(self.team, caller, method)
+        assert self.policy is not None
+        gate = self.policy.gate(caller, method)
         try:
             await gate.admit(first)
         except ProxyError as refused:
-            code, details, trailing = status_of(refused)
+            code, details, trailing = self.policy.status_of(refused)
             _answer(context, record, code, details, trailing)
             raise _Answered from None
         return gate
@@ -528,7 +525,7 @@ def _observe(record: CallRecord, duration: float) -> None:
         )
 
 
-def attach(app: FastAPI, settings: Settings) -> None:
+def attach(app: FastAPI, settings: Settings, policy: CallPolicy | None = None) -> None:
     """Run the gRPC relay inside the app's lifespan, on this worker's event loop."""
     port = settings.grok_proxy_grpc_port
     if not port:
@@ -546,7 +543,7 @@ def attach(app: FastAPI, settings: Settings) -> None:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
         async with http_lifespan(app) as state:
-            relay = GrpcRelay(settings, url, app.state.team, app.state.tracing)
+            relay = GrpcRelay(settings, url, policy, app.state.tracing)
             await relay.start(host, port)
             # The worker's one shutdown fan-out (installed by the app): SIGTERM stops gRPC too.
             drain: Drain = app.state.forwarder.drain

@@ -52,9 +52,8 @@ from grok_proxy.redact import redact, redact_header
 from grok_proxy.tracing import Tracing
 from grok_proxy.upstream import upstream_of
 
-if TYPE_CHECKING:  # a proxy nobody shares never imports the team's database layer
-    from grok_proxy.teams.team import Team
-    from grok_proxy.teams.ws_sessions import SessionGate
+if TYPE_CHECKING:
+    from grok_proxy.policies import SessionGate, SessionPolicy
 
 log = logging.getLogger("grok_proxy.websocket")
 access_log = logging.getLogger("grok_proxy.access")
@@ -167,15 +166,15 @@ class WebSocketRelay:
         self,
         app: ASGIApp,
         settings: Settings,
-        team: Team | None = None,
+        policy: SessionPolicy | None = None,
         tracing: Tracing | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.tracing = tracing  # OpenTelemetry (tracing.py): None unless configured
         # Shared: member keys in, the account's key out, and each session is a member's.
-        self.team = team
-        self.auth = team.caller_auth() if team is not None else CallerAuth(settings)
+        self.policy = policy
+        self.auth = policy.auth if policy is not None else CallerAuth(settings)
         # The one upstream target: the same base URL, headers, roots and forward proxy
         # as the HTTP client's and the gRPC relay's (upstream.py).
         self.upstream = upstream_of(settings)
@@ -277,7 +276,7 @@ class Session:
         offered: list[str] = list(self.scope.get("subprotocols") or [])
         secrets = [p for p in offered if p.startswith(CLIENT_SECRET_PREFIX)]
         presented = bearer_token(self.headers.get("authorization", ""))
-        team = self.relay.team
+        policy = self.relay.policy
         caller: Caller | None = None
         upstream_key: str | None = None  # none with an ephemeral token: it is the credential
         if presented or not secrets:
@@ -287,18 +286,14 @@ class Session:
             # xAI checks the ephemeral token itself; the log only ever sees its fingerprint.
             token = secrets[0][len(CLIENT_SECRET_PREFIX) :]
             self.fingerprint = key_fingerprint(token)
-            if team is not None:  # minted by a member through this proxy: its session
-                from grok_proxy.teams.ws_sessions import secret_caller
-
+            if policy is not None:  # minted by a member through this proxy: its session
                 route = self.path.removeprefix(API_PREFIX + "/")
-                caller = await secret_caller(team, route, token, self.fingerprint)
+                caller = await policy.secret_caller(route, token, self.fingerprint)
         if caller is not None:
             self.fingerprint = caller.fingerprint
-            if team is not None:
-                from grok_proxy.teams.ws_sessions import session_gate
-
+            if policy is not None:
                 route = self.path.removeprefix(API_PREFIX + "/")
-                self.gate = session_gate(team, caller, route, self.models)
+                self.gate = policy.gate(caller, route, self.models)
                 await self.gate.open()  # refusals answer the handshake: nothing went upstream
         headers = {
             name: value

@@ -111,3 +111,20 @@ def test_no_import_circle_at_module_level() -> None:
 def test_no_import_circle_hidden_in_a_function() -> None:
     """Imports inside functions count too: a deferred circle is still a circle."""
     assert circles(import_graph(deferred=True)) == []
+
+
+# The sharing plane (teams and its console) and the entry points that start it.
+SHARING = ("grok_proxy.teams", "grok_proxy.console")
+COMPOSITION_ROOTS = {"grok_proxy.app", "grok_proxy.cli"}
+
+
+def test_only_the_composition_root_imports_the_teams_package() -> None:
+    """The call path, the relays and the serving layer take policies; they import none."""
+    graph = import_graph(deferred=True)
+    importers = {
+        module
+        for module, imported in graph.items()
+        if not module.startswith(SHARING)
+        and any(name.startswith("grok_proxy.teams") for name in imported)
+    }
+    assert importers <= COMPOSITION_ROOTS, sorted(importers - COMPOSITION_ROOTS)

@@ -275,3 +275,19 @@ class CallGate:
             return
         self.recorded = True
         await self.team.record_usage(self.member, self.model, self.usage, self.admission)
+
+
+class TeamCalls:
+    """The team's gRPC policy (policies.CallPolicy): members' calls."""
+
+    def __init__(self, team: Team) -> None:
+        self.team = team
+        self.auth = team.caller_auth()
+
+    def gate(self, caller: Caller, method: str) -> CallGate:
+        return call_gate(self.team, caller, method)
+
+    def status_of(
+        self, error: ProxyError
+    ) -> tuple[grpc.StatusCode, str, list[tuple[str, str | bytes]]]:
+        return status_of(error)

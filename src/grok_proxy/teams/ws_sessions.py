@@ -262,3 +262,17 @@ class _Turn:
         self.model = model
         self.admission = admission
         self.started = False
+
+
+class TeamSessions:
+    """The team's WebSocket policy (policies.SessionPolicy): members' sessions."""
+
+    def __init__(self, team: Team) -> None:
+        self.team = team
+        self.auth = team.caller_auth()
+
+    async def secret_caller(self, route: str, token: str, fingerprint: str) -> Caller | None:
+        return await secret_caller(self.team, route, token, fingerprint)
+
+    def gate(self, caller: Caller, route: str, models: list[str]) -> SessionGate:
+        return session_gate(self.team, caller, route, models)
