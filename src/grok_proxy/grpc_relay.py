@@ -40,7 +40,7 @@ from grok_proxy.errors import MissingApiKey, ProxyError
 from grok_proxy.lifecycle import Drain
 from grok_proxy.logs import request_id
 from grok_proxy.metrics import LATENCY_BUCKETS
-from grok_proxy.middleware import request_id_for
+from grok_proxy.middleware import access_line, request_id_for
 from grok_proxy.redact import redact
 from grok_proxy.tracing import Tracing
 from grok_proxy.upstream import GrpcTarget, Upstream, upstream_of
@@ -501,27 +501,19 @@ def _observe(record: CallRecord, duration: float) -> None:
         series.messages_in.inc(record.messages_in)
     if record.messages_out:
         series.messages_out.inc(record.messages_out)
-    code = record.code.name
     if access_log.isEnabledFor(logging.INFO):
-        fields = {
-            "protocol": "grpc",
-            "method": record.method,
-            "status": code,
-            "duration_ms": round(duration * 1000, 2),
-            "messages_in": record.messages_in,
-            "messages_out": record.messages_out,
-            "key": record.key_fingerprint,
-            "client": record.peer,
-        }
-        access_log.info(
-            "gRPC %s %s %.1fms in=%d out=%d key=%s",
+        access_line(
+            "gRPC",
             record.method,
-            code,
+            record.code.name,
             duration * 1000,
-            record.messages_in,
-            record.messages_out,
-            record.key_fingerprint or "-",
-            extra={"fields": fields},
+            model=None,
+            key=record.key_fingerprint,
+            client=record.peer,
+            summary=f" in={record.messages_in} out={record.messages_out}",
+            protocol="grpc",
+            messages_in=record.messages_in,
+            messages_out=record.messages_out,
         )
 
 

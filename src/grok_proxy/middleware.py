@@ -13,7 +13,14 @@ from grok_proxy.observers import Finished
 from grok_proxy.paths import API_PREFIX
 from grok_proxy.record import RequestRecord
 
-__all__ = ["API_PREFIX", "CALLER_PATH", "AccessLog", "request_id_for", "server_timing"]
+__all__ = [
+    "API_PREFIX",
+    "CALLER_PATH",
+    "AccessLog",
+    "access_line",
+    "request_id_for",
+    "server_timing",
+]
 
 # The path as the caller sent it, kept in the scope where /v1 became /api/v1 (access lines).
 CALLER_PATH = "grok_proxy.caller_path"
@@ -72,36 +79,61 @@ class AccessLog:
 
 def _write(request: Finished) -> None:
     record, started, first_byte = request.record, request.started, request.first_byte
-    duration_ms = (request.ended - started) * 1000
     client = request.scope.get("client")
-    method = request.scope["method"]
-    # A model name comes from the caller's body: a megabyte of it would make a megabyte line.
-    model = record.model
-    if model and len(model) > MAX_LOGGED_MODEL:
-        model = model[:MAX_LOGGED_MODEL] + "…"
-    fields = {
-        "method": method,
-        "path": request.path,
-        "status": request.status,
-        "duration_ms": round(duration_ms, 2),
-        "first_byte_ms": round((first_byte - started) * 1000, 2) if first_byte else None,
-        "upstream_ms": round(record.upstream_seconds * 1000, 2)
-        if record.upstream_seconds
-        else None,
-        "attempts": record.attempts or None,
-        "model": model,
-        "key": record.key_fingerprint,
-        "client": client[0] if client else None,
-        "tokens": record.usage,
-        "error": record.error_kind,
-    }
-    access_log.info(
-        "%s %s %s %.1fms model=%s key=%s",
-        method,
+    access_line(
+        request.scope["method"],
         request.path,
         request.status,
+        (request.ended - started) * 1000,
+        model=record.model,
+        key=record.key_fingerprint,
+        client=client[0] if client else None,
+        first_byte_ms=round((first_byte - started) * 1000, 2) if first_byte else None,
+        upstream_ms=round(record.upstream_seconds * 1000, 2) if record.upstream_seconds else None,
+        attempts=record.attempts or None,
+        tokens=record.usage,
+        error=record.error_kind,
+    )
+
+
+def access_line(
+    method: str,
+    path: str,
+    status: int | str,
+    duration_ms: float,
+    *,
+    model: str | None,
+    key: str | None,
+    client: str | None,
+    summary: str = "",
+    **fields: object,
+) -> None:
+    """The one access line of a call, whichever protocol: HTTP, WebSocket or gRPC.
+
+    `summary` ends the text line (counts that say how a session went); `fields` go only
+    into the structured record (LOG_FORMAT=json).
+    """
+    # A model name comes from the caller's body: a megabyte of it would make a megabyte line.
+    if model and len(model) > MAX_LOGGED_MODEL:
+        model = model[:MAX_LOGGED_MODEL] + "…"
+    record = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round(duration_ms, 2),
+        "model": model,
+        "key": key,
+        "client": client,
+        **fields,
+    }
+    access_log.info(
+        "%s %s %s %.1fms model=%s key=%s%s",
+        method,
+        path,
+        status,
         duration_ms,
         model or "-",
-        record.key_fingerprint or "-",
-        extra={"fields": fields},
+        key or "-",
+        summary,
+        extra={"fields": record},
     )

@@ -47,7 +47,7 @@ from grok_proxy.errors import (
 )
 from grok_proxy.lifecycle import Drain
 from grok_proxy.logs import key_fingerprint, request_id
-from grok_proxy.middleware import API_PREFIX, CALLER_PATH, request_id_for
+from grok_proxy.middleware import API_PREFIX, CALLER_PATH, access_line, request_id_for
 from grok_proxy.redact import redact, redact_header
 from grok_proxy.tracing import Tracing
 from grok_proxy.upstream import upstream_of
@@ -517,35 +517,25 @@ class Session:
         if not access_log.isEnabledFor(logging.INFO):
             return
         client = self.scope.get("client")
-        fields: dict[str, Any] = {
-            "method": "WEBSOCKET",
-            "path": self.caller_path,
-            "status": status,
-            "duration_ms": round(duration * 1000, 2),
-            "model": self.model,
-            "key": self.fingerprint,
-            "client": client[0] if client else None,
-            "messages_up": self.messages_up,
-            "messages_down": self.messages_down,
-            "bytes_up": self.bytes_up,
-            "bytes_down": self.bytes_down,
-            "close_code": self.close_code,
-            "closed_by": self.closed_by,
-        }
-        access_log.info(
-            "WEBSOCKET %s %s %.1fms model=%s key=%s up=%d/%dB down=%d/%dB close=%s by %s",
+        close = self.close_code if self.close_code is not None else "-"
+        access_line(
+            "WEBSOCKET",
             self.caller_path,
             status,
             duration * 1000,
-            self.model or "-",
-            self.fingerprint or "-",
-            self.messages_up,
-            self.bytes_up,
-            self.messages_down,
-            self.bytes_down,
-            self.close_code if self.close_code is not None else "-",
-            self.closed_by or "-",
-            extra={"fields": fields},
+            model=self.model,
+            key=self.fingerprint,
+            client=client[0] if client else None,
+            summary=(
+                f" up={self.messages_up}/{self.bytes_up}B down={self.messages_down}/"
+                f"{self.bytes_down}B close={close} by {self.closed_by or '-'}"
+            ),
+            messages_up=self.messages_up,
+            messages_down=self.messages_down,
+            bytes_up=self.bytes_up,
+            bytes_down=self.bytes_down,
+            close_code=self.close_code,
+            closed_by=self.closed_by,
         )
 
 
