@@ -149,7 +149,6 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
         ),
         # Operational routes need a token in shared deployments (see ops_auth).
         ops=OpsGuard(settings, shared=team is not None),
-        max_header_bytes=settings.max_header_bytes,
         observers=(Metrics(), AccessLog(), *([] if tracing is None else [tracing])),
         # Teams (issue 17): the gate in front of the rows (and /admin) of a shared proxy.
         policy=None if team is None else team_gate(team, settings),

@@ -1,13 +1,15 @@
 """The proxy's ASGI application: the steps every request shares, in one frame, then its row.
 
-uvicorn calls `Entry` for every request. An HTTP request is sized up (431), given its id
-and record, its path normalised (dot-segments, paths.py) and aliased (`/v1` is served as
-`/api/v1`), checked for the operational token (ops_auth.py), and matched against the route
-table: a row runs at once, through the policy in front of the rows when the proxy is
-shared (the team gate); anything else (health, metrics, docs, admin, the console) goes to
-the FastAPI app. Errors become one envelope in the row's flavour, decided here once; every
-request ends with one access line and its metrics, with the status the caller got. A
-WebSocket upgrade goes to the relay, the lifespan to the FastAPI app.
+uvicorn calls `Entry` for every request, its head already measured against
+MAX_HEADER_BYTES in bytes as they arrived (server_protocol.py, the one measure of it). An
+HTTP request is given its id and record, its path normalised (dot-segments, paths.py) and
+aliased (`/v1` is served as `/api/v1`), checked for the operational token (ops_auth.py),
+and matched against the route table: a row runs at once, through the policy in front of
+the rows when the proxy is shared (the team gate); anything else (health, metrics, docs,
+admin, the console) goes to the FastAPI app. Errors become one envelope in the row's
+flavour, decided here once; every request ends with the observers (metrics, access line,
+traces) told the status the caller got. A WebSocket upgrade goes to the relay, the
+lifespan to the FastAPI app.
 
 Starlette's middleware stack would put ~25 frames between the server and the upstream
 send, each resumed on every wake-up of the request's task; this puts a handful.
@@ -60,7 +62,6 @@ class Entry:
         *,
         websockets: ASGIApp,
         ops: OpsGuard,
-        max_header_bytes: int,
         observers: tuple[Observer, ...] = (),
         policy: Callable[[ASGIApp], ASGIApp] | None = None,
     ) -> None:
@@ -70,7 +71,6 @@ class Entry:
         self.table = table
         self.websockets = websockets
         self.ops = ops
-        self.max_header_bytes = max_header_bytes
         # The rows run through the policy in front of them (teams), if there is one.
         self.routed: ASGIApp = self.dispatch if policy is None else policy(self.dispatch)
         # The outermost ASGI callable below the access log (CORS wraps the rest when on).
@@ -103,13 +103,6 @@ class Entry:
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = perf_counter()
-        if sum(len(name) + len(value) for name, value in scope["headers"]) > self.max_header_bytes:
-            message = (
-                f"Request headers exceed the limit of {self.max_header_bytes} bytes "
-                "(setting MAX_HEADER_BYTES)."
-            )
-            await send_error(send, 431, message, code="request_headers_too_large")
-            return
         caller_path: str = scope["path"]
         rid = request_id_for(presented_request_id(scope))
         record = RequestRecord(request_id=rid)
