@@ -23,7 +23,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.processes import HOST, free_port
 
-PROTOCOLS = {"guarded": "grok_proxy.server_protocol:GuardedHttpToolsProtocol"}
+PROTOCOLS = {"guarded": "grok_proxy.serving.http_protocol:GuardedHttpToolsProtocol"}
 
 
 def rss_mb(pid: int) -> float:

@@ -25,8 +25,8 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from grok_proxy.record import RequestRecord
-from grok_proxy.tracing import Tracing
+from grok_proxy.calls.record import RequestRecord
+from grok_proxy.observability.tracing import Tracing
 from tests.otlp_receiver import Receiver, otlp_receiver
 from tests.processes import Proxy, proxy, simulator
 

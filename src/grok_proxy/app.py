@@ -20,26 +20,26 @@ from starlette.responses import Response
 from starlette.types import ASGIApp
 
 from grok_proxy import __version__
+from grok_proxy.calls.errors import ProxyError, envelope_bytes, error_envelope, flavor_in
+from grok_proxy.calls.forwarder import Forwarder
+from grok_proxy.calls.redact import remember_secrets
 from grok_proxy.config import Settings, get_settings
-from grok_proxy.entry import Entry
-from grok_proxy.errors import ProxyError, envelope_bytes, error_envelope, flavor_in
-from grok_proxy.forwarder import Forwarder
-from grok_proxy.logs import configure_logging
-from grok_proxy.metrics import Metrics
-from grok_proxy.middleware import AccessLog
-from grok_proxy.ops_auth import OpsGuard
-from grok_proxy.redact import remember_secrets
+from grok_proxy.observability.logs import configure_logging
+from grok_proxy.observability.metrics import Metrics
+from grok_proxy.observability.tracing import from_environment as tracing_from_environment
+from grok_proxy.relays.websocket import WebSocketRelay
 from grok_proxy.routes import health, metrics
 from grok_proxy.routes.api import PASSTHROUGH, PASSTHROUGH_DESCRIPTION
 from grok_proxy.routes.catalog import ROWS, route_table
 from grok_proxy.routes.shared import DOCUMENTED_MODELS, documented, validation_error
 from grok_proxy.routes.table import PASSTHROUGH_METHODS
+from grok_proxy.serving.access import AccessLog
+from grok_proxy.serving.entry import Entry
+from grok_proxy.serving.ops_auth import OpsGuard
 from grok_proxy.teams import team_from_settings
-from grok_proxy.tracing import from_environment as tracing_from_environment
-from grok_proxy.ws_relay import WebSocketRelay
 
 if TYPE_CHECKING:
-    from grok_proxy.policies import CallPolicy, SessionPolicy
+    from grok_proxy.calls.policies import CallPolicy, SessionPolicy
     from grok_proxy.teams.team import Team
 
 log = logging.getLogger("grok_proxy")
@@ -200,7 +200,7 @@ def serve_app() -> Entry:
     configure_logging(settings.log_level, settings.log_format)
     entry = create_app(settings, handle_signals=True)
     if settings.grok_proxy_grpc_port:  # xAI's own SDK speaks gRPC, on a port of its own
-        from grok_proxy.grpc_relay import attach
+        from grok_proxy.relays.grpc import attach
 
         attach(entry.app, settings, team_calls(entry.state.team))
     return entry

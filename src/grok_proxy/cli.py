@@ -64,9 +64,9 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Run the proxy under uvicorn with its fast loop and HTTP parser."""
     import uvicorn
 
-    from grok_proxy.logs import configure_logging
-    from grok_proxy.server_protocol import PROTOCOL, raise_open_files_limit
-    from grok_proxy.startup import settings_or_exit
+    from grok_proxy.observability.logs import configure_logging
+    from grok_proxy.serving.http_protocol import PROTOCOL, raise_open_files_limit
+    from grok_proxy.serving.startup import settings_or_exit
 
     settings = settings_or_exit()
     host = settings.host if host is None else host
@@ -75,7 +75,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     configure_logging(settings.log_level, settings.log_format)
     raise_open_files_limit()
     if settings.grok_proxy_grpc_port:
-        from grok_proxy.grpc_relay import announce
+        from grok_proxy.relays.grpc import announce
 
         announce(settings, host, port)
     if workers > 1:
@@ -112,8 +112,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         # In-flight requests and streams get this long after SIGTERM (see lifecycle.Drain).
         # uvicorn takes whole seconds; streams are ended at the exact grace (lifecycle.Drain).
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
-        # WebSocket sessions: relayed by grok_proxy.ws_relay, ended by the drain on shutdown.
-        ws="grok_proxy.ws_server:RelayWebSocketProtocol",
+        # WebSocket sessions: relayed by relays.websocket, ended by the drain on shutdown.
+        ws="grok_proxy.serving.ws_protocol:RelayWebSocketProtocol",
         ws_max_size=settings.ws_max_message_bytes,
         # No permessage-deflate towards callers (nor upstream, ws_relay): compressing each
         # audio chunk costs CPU and latency on every message, for little gain on base64 audio.

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from grok_proxy.presets import PRESETS
+from grok_proxy.calls.presets import PRESETS
 
 # A comment in a keys setting or file: from a `#` at the line's start or after whitespace.
 COMMENT = re.compile(r"(?:^|\s)#.*$")

@@ -19,8 +19,8 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from grok_proxy import metrics
 from grok_proxy.config import Settings
+from grok_proxy.observability import metrics
 from tests.conftest import KEY
 from tests.processes import Proxy, Simulator, free_port, paced_stream, proxy, wait_until_up
 

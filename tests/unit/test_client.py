@@ -9,8 +9,8 @@ from aiohttp.client_reqrep import ConnectionKey
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from grok_proxy.client import failure_of
-from grok_proxy.transport import (
+from grok_proxy.calls.client import failure_of
+from grok_proxy.calls.transport import (
     ConnectFailed,
     ConnectionLost,
     ConnectTimedOut,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grok_proxy.errors import Flavor, upstream_error
+from grok_proxy.calls.errors import Flavor, upstream_error
 from tests.unit.harness import AUTH, KEY, chat, proxied, upstream
 
 pytestmark = pytest.mark.anyio

@@ -6,10 +6,10 @@ import socket
 
 import pytest
 
-from grok_proxy import grpc_relay
+from grok_proxy.calls.upstream import GrpcTarget, grpc_url_of
 from grok_proxy.config import Settings
-from grok_proxy.grpc_relay import _relayable, _upstream_metadata, port_is_free
-from grok_proxy.upstream import GrpcTarget, grpc_url_of
+from grok_proxy.relays import grpc as grpc_relay
+from grok_proxy.relays.grpc import _relayable, _upstream_metadata, port_is_free
 
 
 def test_upstream_is_xai_its_region_or_the_setting() -> None:

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from grok_proxy.lifecycle import Drain
+from grok_proxy.serving.lifecycle import Drain
 
 pytestmark = pytest.mark.anyio
 

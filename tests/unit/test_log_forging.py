@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from grok_proxy.logs import TEXT_FORMAT, TextFormatter, escape_controls
+from grok_proxy.observability.logs import TEXT_FORMAT, TextFormatter, escape_controls
 
 
 def record(message: str, *args: object) -> logging.LogRecord:

@@ -8,8 +8,14 @@ import threading
 
 import orjson
 
-from grok_proxy import logs
-from grok_proxy.logs import TEXT_FORMAT, JsonFormatter, LogWriter, WriterHandler, request_id
+from grok_proxy.observability import logs
+from grok_proxy.observability.logs import (
+    TEXT_FORMAT,
+    JsonFormatter,
+    LogWriter,
+    WriterHandler,
+    request_id,
+)
 
 
 class StuckStream(io.StringIO):

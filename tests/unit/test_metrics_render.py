@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from grok_proxy import metrics
+from grok_proxy.observability import metrics
 from tests.unit.harness import proxied, upstream
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import respx
 
-from grok_proxy.forwarder import Forwarder
+from grok_proxy.calls.forwarder import Forwarder
 from grok_proxy.routes.catalog import ROWS
 from grok_proxy.teams.team import Team
 from tests.unit.harness import AUTH, chat, proxied, upstream

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grok_proxy.paths import UnsafePath, remove_dot_segments
+from grok_proxy.serving.paths import UnsafePath, remove_dot_segments
 
 
 @pytest.mark.parametrize(

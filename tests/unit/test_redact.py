@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import orjson
 
+from grok_proxy.calls.errors import upstream_error
+from grok_proxy.calls.redact import REDACTED, redact, remember_secrets, server_secrets
 from grok_proxy.config import Settings
-from grok_proxy.errors import upstream_error
-from grok_proxy.redact import REDACTED, redact, remember_secrets, server_secrets
 
 SERVER_KEY = "xai-server-secret-0b8d4e6f13"
 CALLER_KEY = "xai-caller-secret-7f3a9c2e51"

@@ -10,11 +10,11 @@ import orjson
 import pytest
 from starlette.types import Message
 
-from grok_proxy.errors import UpstreamUnreachable
-from grok_proxy.lifecycle import Drain
-from grok_proxy.record import RequestRecord
-from grok_proxy.relay import KEEPALIVE, RelayConfig, SseRelay
-from grok_proxy.route import CHAT
+from grok_proxy.calls.errors import UpstreamUnreachable
+from grok_proxy.calls.record import RequestRecord
+from grok_proxy.calls.relay import KEEPALIVE, RelayConfig, SseRelay
+from grok_proxy.calls.route import CHAT
+from grok_proxy.serving.lifecycle import Drain
 from tests.unit.harness import AUTH, chat, proxied, upstream
 
 pytestmark = pytest.mark.anyio

@@ -7,8 +7,8 @@ import socket
 import httpx
 import pytest
 
+from grok_proxy.calls.retry import RetryPolicy, retry_after_seconds
 from grok_proxy.config import Settings
-from grok_proxy.retry import RetryPolicy, retry_after_seconds
 from tests.unit.harness import AUTH, chat, proxied, upstream
 
 pytestmark = pytest.mark.anyio

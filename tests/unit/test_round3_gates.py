@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from xai_sdk.proto.v6 import chat_pb2
 
-from grok_proxy.errors import InvalidRequest
+from grok_proxy.calls.errors import InvalidRequest
 from grok_proxy.teams.errors import DatabaseUnavailable
 from grok_proxy.teams.grpc_calls import CallGate
 from grok_proxy.teams.members import Member
@@ -51,7 +51,8 @@ def test_a_grpc_request_with_fields_the_proxy_cannot_read_is_refused() -> None:
 
 def test_relayed_grpc_metadata_loses_the_server_key(monkeypatch: pytest.MonkeyPatch) -> None:
     """Item 9, on gRPC: metadata echoing the server key reaches the caller without it."""
-    from grok_proxy import grpc_relay, redact
+    from grok_proxy.calls import redact
+    from grok_proxy.relays import grpc as grpc_relay
 
     monkeypatch.setattr(redact, "_server_secrets", ("xai-server-secret-1234567",))
     echoed = [("x-echo", "Bearer xai-server-secret-1234567"), ("x-id", "abc")]

@@ -7,7 +7,7 @@ import resource
 
 import pytest
 
-from grok_proxy.server_protocol import Refusals, connection_cap, error_response
+from grok_proxy.serving.http_protocol import Refusals, connection_cap, error_response
 
 
 def test_connection_cap_fits_the_open_files_limit() -> None:

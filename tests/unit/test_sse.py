@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from grok_proxy.route import ANTHROPIC_END, OPENAI_END, RESPONSES_END
-from grok_proxy.sse import Event, EventTooLarge, SseParser
+from grok_proxy.calls.route import ANTHROPIC_END, OPENAI_END, RESPONSES_END
+from grok_proxy.calls.sse import Event, EventTooLarge, SseParser
 
 LF = b'data: {"a":1}\n\n: a comment\n\nevent: delta\ndata: line one\ndata: line two\n\ndata: [DONE]\n\n'
 EXPECTED = [

@@ -7,7 +7,7 @@ import orjson
 import pytest
 from google.protobuf import descriptor_pool
 
-from grok_proxy.errors import ProxyError
+from grok_proxy.calls.errors import ProxyError
 from grok_proxy.teams.errors import BudgetExceeded, NotAllowed, ObjectNotFound, RateLimited
 from grok_proxy.teams.grpc_calls import METHODS, status_of
 from grok_proxy.teams.ws_sessions import error_event

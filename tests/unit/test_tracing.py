@@ -13,8 +13,8 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from grok_proxy.record import RequestRecord
-from grok_proxy.tracing import (
+from grok_proxy.calls.record import RequestRecord
+from grok_proxy.observability.tracing import (
     STATE_KEY,
     HttpCall,
     Tracing,

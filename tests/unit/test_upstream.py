@@ -5,11 +5,11 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from grok_proxy.client import HttpClient
+from grok_proxy.calls.client import HttpClient
+from grok_proxy.calls.upstream import ForwardProxy, GrpcTarget, ProxyRule, Upstream, upstream_of
 from grok_proxy.config import Settings
-from grok_proxy.grpc_relay import proxy_option
-from grok_proxy.upstream import ForwardProxy, GrpcTarget, ProxyRule, Upstream, upstream_of
-from grok_proxy.ws_relay import WebSocketRelay
+from grok_proxy.relays.grpc import proxy_option
+from grok_proxy.relays.websocket import WebSocketRelay
 
 UPSTREAM = "https://api.x.ai/v1"
 XAI_GRPC = GrpcTarget("api.x.ai", 443, tls=True)

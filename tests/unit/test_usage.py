@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 from xai_sdk.proto.v6 import usage_pb2
 
-from grok_proxy import usage
+from grok_proxy.calls import usage
 from tests.unit.harness import AUTH, chat, proxied, upstream
 from tests.unit.test_relay import Pieces, sse
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grok_proxy.ws_relay import (
+from grok_proxy.relays.websocket import (
     CALLER_GONE,
     UPSTREAM_GONE,
     close_code_label,

@@ -16,10 +16,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from grok_proxy.calls.errors import Flavor, error_envelope
 from grok_proxy.console.charts import breakdown_svg, timeline_svg
 from grok_proxy.console.reports import MEASURES, WINDOWS, budgets, recent_failures, usage_over
 from grok_proxy.console.session import COOKIE, SESSION_SECONDS, Sessions, same_origin
-from grok_proxy.errors import Flavor, error_envelope
 from grok_proxy.teams.admin import admin_app
 from grok_proxy.teams.team import DB_ERRORS, Team
 

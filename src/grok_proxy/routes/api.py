@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from grok_proxy.route import PASS_THROUGH, RESPONSES
+from grok_proxy.calls.route import PASS_THROUGH, RESPONSES
 from grok_proxy.routes.shared import forward_as_is, forward_validated
 from grok_proxy.routes.table import Row, passthrough_row
 from grok_proxy.schemas.completions import CompletionRequest

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from grok_proxy.route import ANY_END, Route
+from grok_proxy.calls.route import ANY_END, Route
 from grok_proxy.routes.shared import forward_as_is, forward_validated
 from grok_proxy.routes.table import Row
 from grok_proxy.schemas.chat import ChatCompletionRequest

@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from grok_proxy import __version__
-from grok_proxy.middleware import API_PREFIX
 from grok_proxy.routes.shared import LeanRoute
+from grok_proxy.serving.access import API_PREFIX
 
 router = APIRouter(tags=["health"], route_class=LeanRoute)
 

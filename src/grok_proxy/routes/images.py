@@ -15,8 +15,8 @@ from functools import partial
 import orjson
 from starlette.requests import Request
 
-from grok_proxy.forwarder import Forwarder
-from grok_proxy.reply import Answer
+from grok_proxy.calls.forwarder import Forwarder
+from grok_proxy.calls.reply import Answer
 from grok_proxy.routes.chat import BILLED_ANSWER
 from grok_proxy.routes.shared import authorized, forward_as_is, forward_translated, validated_body
 from grok_proxy.routes.table import Row

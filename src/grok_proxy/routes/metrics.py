@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from grok_proxy import metrics
+from grok_proxy.observability import metrics
 from grok_proxy.routes.shared import LeanRoute
 
 router = APIRouter(tags=["operations"], route_class=LeanRoute)

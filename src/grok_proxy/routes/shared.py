@@ -21,15 +21,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from grok_proxy.auth import ADMITTED, Caller, bearer_token
-from grok_proxy.bodies import PARSED_BODY, StreamedBody, parse_json, read_body
-from grok_proxy.errors import Flavor, InvalidRequest, ValidationFailed
-from grok_proxy.forwarder import Call, Forwarder
-from grok_proxy.record import record_of
-from grok_proxy.reply import Answer
-from grok_proxy.route import CHAT, JsonHook, Route
+from grok_proxy.calls.auth import ADMITTED, Caller, bearer_token
+from grok_proxy.calls.bodies import PARSED_BODY, StreamedBody, parse_json, read_body
+from grok_proxy.calls.errors import Flavor, InvalidRequest, ValidationFailed
+from grok_proxy.calls.forwarder import Call, Forwarder
+from grok_proxy.calls.record import record_of
+from grok_proxy.calls.reply import Answer
+from grok_proxy.calls.route import CHAT, JsonHook, Route
+from grok_proxy.calls.transport import Body
 from grok_proxy.routes.table import API_PREFIX, Row, documented_body
-from grok_proxy.transport import Body
 
 M = TypeVar("M", bound=BaseModel)
 

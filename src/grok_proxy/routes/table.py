@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from grok_proxy.paths import API_PREFIX
-from grok_proxy.route import CHAT, PASS_THROUGH, Route
+from grok_proxy.calls.route import CHAT, PASS_THROUGH, Route
+from grok_proxy.serving.paths import API_PREFIX
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from grok_proxy.forwarder import Forwarder
-    from grok_proxy.reply import Answer
+    from grok_proxy.calls.forwarder import Forwarder
+    from grok_proxy.calls.reply import Answer
 
 __all__ = [
     "API_PREFIX",

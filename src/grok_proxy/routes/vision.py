@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from grok_proxy.errors import ValidationFailed
-from grok_proxy.forwarder import Forwarder
-from grok_proxy.reply import Answer
+from grok_proxy.calls.errors import ValidationFailed
+from grok_proxy.calls.forwarder import Forwarder
+from grok_proxy.calls.reply import Answer
 from grok_proxy.routes.shared import authorized, forward_translated, validated_body
 from grok_proxy.routes.table import Row
 from grok_proxy.schemas.vision import VisionImage, VisionRequest

@@ -210,7 +210,7 @@ async def start(
 
 def serve(host: str, port: int, grpc_port: int = 0) -> None:
     """Run the simulator until interrupted (the `grok-proxy simulate` command)."""
-    from grok_proxy.server_protocol import raise_open_files_limit
+    from grok_proxy.serving.http_protocol import raise_open_files_limit
     from grok_proxy.simulator.realtime import Realtime
     from grok_proxy.simulator.xai import Simulator
 

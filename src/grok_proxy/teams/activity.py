@@ -20,7 +20,7 @@ import orjson
 import sqlalchemy as sa
 from starlette.types import Message, Scope, Send
 
-from grok_proxy.record import record_of
+from grok_proxy.calls.record import record_of
 from grok_proxy.teams.store import USAGE_COLUMNS, Store, metadata
 
 log = logging.getLogger("grok_proxy.teams")

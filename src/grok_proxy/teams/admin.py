@@ -12,8 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from grok_proxy.auth import bearer_token
-from grok_proxy.errors import Flavor, error_envelope
+from grok_proxy.calls.auth import bearer_token
+from grok_proxy.calls.errors import Flavor, error_envelope
 from grok_proxy.teams.members import LIMIT_FIELDS, Limits, Member
 from grok_proxy.teams.pricing import NANOS_PER_DOLLAR
 from grok_proxy.teams.store import NameTaken, NoSuchMember

@@ -1,6 +1,6 @@
 """The answers a shared proxy gives before anything goes upstream.
 
-Tree (all grok_proxy.errors.ProxyError)::
+Tree (all grok_proxy.calls.errors.ProxyError)::
 
     RateLimited        429 rate_limit_exceeded, Retry-After until the minute window ends
     BudgetExceeded     429 budget_exceeded, Retry-After until the day or month ends
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from grok_proxy.errors import ProxyError
+from grok_proxy.calls.errors import ProxyError
 
 
 class RateLimited(ProxyError):

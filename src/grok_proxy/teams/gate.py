@@ -14,13 +14,13 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from grok_proxy.auth import ADMITTED, bearer_token
-from grok_proxy.bodies import PARSED_BODY, parse_json, read_body
-from grok_proxy.errors import Flavor, ProxyError, envelope_bytes, flavor_in
-from grok_proxy.paths import API_PREFIX
-from grok_proxy.record import record_of
-from grok_proxy.reply import send_json
-from grok_proxy.sse import EventTooLarge, SseParser
+from grok_proxy.calls.auth import ADMITTED, bearer_token
+from grok_proxy.calls.bodies import PARSED_BODY, parse_json, read_body
+from grok_proxy.calls.errors import Flavor, ProxyError, envelope_bytes, flavor_in
+from grok_proxy.calls.record import record_of
+from grok_proxy.calls.reply import send_json
+from grok_proxy.calls.sse import EventTooLarge, SseParser
+from grok_proxy.serving.paths import API_PREFIX
 from grok_proxy.teams.activity import mark_member
 from grok_proxy.teams.errors import DatabaseUnavailable, NotAllowed
 from grok_proxy.teams.members import Member

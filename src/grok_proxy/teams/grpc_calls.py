@@ -31,13 +31,13 @@ from xai_sdk.proto.v6 import (
     video_pb2,
 )
 
-from grok_proxy.auth import Caller
-from grok_proxy.errors import InvalidRequest, ProxyError
+from grok_proxy.calls.auth import Caller
+from grok_proxy.calls.errors import InvalidRequest, ProxyError
+from grok_proxy.calls.usage import Usage, from_grpc
 from grok_proxy.teams.errors import NotAllowed
 from grok_proxy.teams.members import Member
 from grok_proxy.teams.scope import references
 from grok_proxy.teams.team import Admission, MemberCaller, Team
-from grok_proxy.usage import Usage, from_grpc
 
 # The gRPC status for each answer a shared proxy gives before anything goes upstream (the
 # codes xAI's own gRPC API uses for the same HTTP statuses).
@@ -142,7 +142,7 @@ def status_of(error: ProxyError) -> tuple[grpc.StatusCode, str, list[tuple[str, 
 
 
 def usage_of(usage: Any) -> Usage:
-    """xai-sdk's SamplingUsage in grok_proxy.usage's shape (xAI's cost included)."""
+    """xai-sdk's SamplingUsage in grok_proxy.calls.usage's shape (xAI's cost included)."""
     return from_grpc(usage)
 
 

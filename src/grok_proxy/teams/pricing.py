@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from grok_proxy.usage import TICKS_PER_NANO
+from grok_proxy.calls.usage import TICKS_PER_NANO
 
 log = logging.getLogger("grok_proxy.teams")
 
@@ -30,7 +30,7 @@ class Price:
     completion: float
 
     def cost(self, usage: dict[str, int]) -> int:
-        """Nanos for one request's normalized usage (grok_proxy.usage's shape)."""
+        """Nanos for one request's normalized usage (grok_proxy.calls.usage's shape)."""
         cached = min(usage.get("cached", 0), usage.get("prompt", 0))
         uncached = usage.get("prompt", 0) - cached
         # xAI does not count reasoning tokens in completion_tokens but bills them as output.

@@ -20,12 +20,15 @@ from typing import Any, ClassVar
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 
-from grok_proxy import metrics
-from grok_proxy.auth import Caller, CallerAuth
-from grok_proxy.client import HttpClient
+from grok_proxy.calls.auth import Caller, CallerAuth
+from grok_proxy.calls.client import HttpClient
+from grok_proxy.calls.errors import MissingApiKey
+from grok_proxy.calls.transport import BodyTooLarge, UpstreamFailure
+from grok_proxy.calls.usage import TICKS_PER_NANO
+from grok_proxy.calls.usage import tokens as usage_tokens
 from grok_proxy.config import Settings
-from grok_proxy.errors import MissingApiKey
-from grok_proxy.logs import key_fingerprint
+from grok_proxy.observability import metrics
+from grok_proxy.observability.logs import key_fingerprint
 from grok_proxy.teams.activity import Activity
 from grok_proxy.teams.errors import (
     DatabaseUnavailable,
@@ -38,9 +41,6 @@ from grok_proxy.teams.members import Member, hash_key, settings_member
 from grok_proxy.teams.pricing import NANOS_PER_DOLLAR, Prices, from_language_models, parse_overrides
 from grok_proxy.teams.scope import Decision, classify
 from grok_proxy.teams.store import USAGE_COLUMNS, Directory, Store, engine_url, windows
-from grok_proxy.transport import BodyTooLarge, UpstreamFailure
-from grok_proxy.usage import TICKS_PER_NANO
-from grok_proxy.usage import tokens as usage_tokens
 
 # Admission is defined with the leases it draws on; the relays import it from here.
 __all__ = ["DB_ERRORS", "Admission", "MemberCaller", "Team", "TeamAuth", "build_store"]

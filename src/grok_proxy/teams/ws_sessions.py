@@ -30,14 +30,14 @@ from typing import Any
 
 import orjson
 
-from grok_proxy.auth import Caller
-from grok_proxy.bodies import parse_json
-from grok_proxy.errors import InvalidRequest, MissingApiKey, ProxyError, error_type
+from grok_proxy.calls.auth import Caller
+from grok_proxy.calls.bodies import parse_json
+from grok_proxy.calls.errors import InvalidRequest, MissingApiKey, ProxyError, error_type
+from grok_proxy.calls.usage import Usage, from_event
 from grok_proxy.teams.errors import DatabaseUnavailable, NotAllowed
 from grok_proxy.teams.members import Member
 from grok_proxy.teams.scope import references
 from grok_proxy.teams.team import DB_ERRORS, Admission, MemberCaller, Team
-from grok_proxy.usage import Usage, from_event
 
 # The session routes a shared proxy relays; others may keep state it cannot scope.
 SHARED_ROUTES = frozenset({"realtime", "responses", "tts", "stt"})

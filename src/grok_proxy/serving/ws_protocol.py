@@ -12,7 +12,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from uvicorn.server import ServerState
 
 from grok_proxy.config import get_settings
-from grok_proxy.server_protocol import REFUSALS, error_response, limits
+from grok_proxy.serving.http_protocol import REFUSALS, error_response, limits
 
 # Warnings and errors only: at debug level the websockets library would log every
 # handshake header (keys, client secrets) and frame, and at info uvicorn logs each session

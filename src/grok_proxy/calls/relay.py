@@ -18,15 +18,15 @@ from dataclasses import dataclass
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from grok_proxy import metrics
-from grok_proxy.errors import Flavor, ProxyError, UpstreamUnreachable
-from grok_proxy.lifecycle import Drain
-from grok_proxy.record import RequestRecord
-from grok_proxy.route import Route
-from grok_proxy.sse import Event, EventTooLarge, SseParser
-from grok_proxy.transport import ReadTimedOut, UpstreamFailure, UpstreamResponse
-from grok_proxy.usage import USAGE_MARK, from_event, is_usage_only_chunk, merge
-from grok_proxy.watch import HangUpWatch, StreamClock
+from grok_proxy.calls.errors import Flavor, ProxyError, UpstreamUnreachable
+from grok_proxy.calls.record import RequestRecord
+from grok_proxy.calls.route import Route
+from grok_proxy.calls.sse import Event, EventTooLarge, SseParser
+from grok_proxy.calls.transport import ReadTimedOut, UpstreamFailure, UpstreamResponse
+from grok_proxy.calls.usage import USAGE_MARK, from_event, is_usage_only_chunk, merge
+from grok_proxy.calls.watch import HangUpWatch, StreamClock
+from grok_proxy.observability import metrics
+from grok_proxy.serving.lifecycle import Drain
 
 log = logging.getLogger("grok_proxy.relay")
 

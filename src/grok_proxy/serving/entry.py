@@ -28,15 +28,27 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from grok_proxy.errors import FLAVOR, Flavor, ProxyError, envelope_bytes, error_envelope, send_error
-from grok_proxy.logs import request_id
-from grok_proxy.middleware import CALLER_PATH, presented_request_id, request_id_for, server_timing
-from grok_proxy.observers import Finished, Observer
-from grok_proxy.ops_auth import OpsGuard
-from grok_proxy.paths import UnsafePath, remove_dot_segments
-from grok_proxy.record import RequestRecord
-from grok_proxy.reply import send_json
+from grok_proxy.calls.errors import (
+    FLAVOR,
+    Flavor,
+    ProxyError,
+    envelope_bytes,
+    error_envelope,
+    send_error,
+)
+from grok_proxy.calls.record import RequestRecord
+from grok_proxy.calls.reply import send_json
+from grok_proxy.observability.logs import request_id
 from grok_proxy.routes.table import API_PREFIX, RouteTable, Row
+from grok_proxy.serving.access import (
+    CALLER_PATH,
+    presented_request_id,
+    request_id_for,
+    server_timing,
+)
+from grok_proxy.serving.observers import Finished, Observer
+from grok_proxy.serving.ops_auth import OpsGuard
+from grok_proxy.serving.paths import UnsafePath, remove_dot_segments
 
 log = logging.getLogger("grok_proxy")
 

@@ -35,9 +35,8 @@ from websockets.frames import EXTERNAL_CLOSE_CODES, CloseCode
 from websockets.typing import Subprotocol
 
 from grok_proxy import __version__
-from grok_proxy.auth import Caller, CallerAuth, bearer_token
-from grok_proxy.config import Settings
-from grok_proxy.errors import (
+from grok_proxy.calls.auth import Caller, CallerAuth, bearer_token
+from grok_proxy.calls.errors import (
     Flavor,
     ProxyError,
     UpstreamTimeout,
@@ -45,15 +44,16 @@ from grok_proxy.errors import (
     error_envelope,
     upstream_error,
 )
-from grok_proxy.lifecycle import Drain
-from grok_proxy.logs import key_fingerprint, request_id
-from grok_proxy.middleware import API_PREFIX, CALLER_PATH, access_line, request_id_for
-from grok_proxy.redact import redact, redact_header
-from grok_proxy.tracing import Tracing
-from grok_proxy.upstream import upstream_of
+from grok_proxy.calls.redact import redact, redact_header
+from grok_proxy.calls.upstream import upstream_of
+from grok_proxy.config import Settings
+from grok_proxy.observability.logs import key_fingerprint, request_id
+from grok_proxy.observability.tracing import Tracing
+from grok_proxy.serving.access import API_PREFIX, CALLER_PATH, access_line, request_id_for
+from grok_proxy.serving.lifecycle import Drain
 
 if TYPE_CHECKING:
-    from grok_proxy.policies import SessionGate, SessionPolicy
+    from grok_proxy.calls.policies import SessionGate, SessionPolicy
 
 log = logging.getLogger("grok_proxy.websocket")
 access_log = logging.getLogger("grok_proxy.access")

@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 from starlette.types import Send
 
-from grok_proxy.redact import redact
-from grok_proxy.reply import send_json
+from grok_proxy.calls.redact import redact
+from grok_proxy.calls.reply import send_json
 
 
 class Flavor(Enum):

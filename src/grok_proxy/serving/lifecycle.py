@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Protocol
 
-from grok_proxy import logs
+from grok_proxy.observability import logs
 
 log = logging.getLogger("grok_proxy.lifecycle")
 

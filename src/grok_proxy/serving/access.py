@@ -9,9 +9,9 @@ import secrets
 
 from starlette.types import Scope
 
-from grok_proxy.observers import Finished
-from grok_proxy.paths import API_PREFIX
-from grok_proxy.record import RequestRecord
+from grok_proxy.calls.record import RequestRecord
+from grok_proxy.serving.observers import Finished
+from grok_proxy.serving.paths import API_PREFIX
 
 __all__ = [
     "API_PREFIX",

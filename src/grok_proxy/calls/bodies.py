@@ -13,7 +13,7 @@ from typing import Any
 from pydantic_core import from_json
 from starlette.types import Receive
 
-from grok_proxy.errors import CallerGone, InvalidRequest, PayloadTooLarge, ProxyError
+from grok_proxy.calls.errors import CallerGone, InvalidRequest, PayloadTooLarge, ProxyError
 
 
 def too_large(limit: int) -> PayloadTooLarge:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from grok_proxy.calls.upstream import upstream_of
 from grok_proxy.config import Settings, get_settings
-from grok_proxy.upstream import upstream_of
 
 
 def settings_or_exit() -> Settings:

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from grok_proxy.errors import Flavor
-from grok_proxy.sse import Event
+from grok_proxy.calls.errors import Flavor
+from grok_proxy.calls.sse import Event
 
 # Rewrites a successful JSON answer (for the routes that translate).
 JsonHook = Callable[[bytes], bytes]

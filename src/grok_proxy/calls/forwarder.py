@@ -19,11 +19,10 @@ from time import perf_counter
 import orjson
 from starlette.types import Receive
 
-from grok_proxy.auth import Caller, CallerAuth
-from grok_proxy.bodies import StreamedBody
-from grok_proxy.client import HttpClient
-from grok_proxy.config import Settings
-from grok_proxy.errors import (
+from grok_proxy.calls.auth import Caller, CallerAuth
+from grok_proxy.calls.bodies import StreamedBody
+from grok_proxy.calls.client import HttpClient
+from grok_proxy.calls.errors import (
     NotOnThisUpstream,
     ProxyError,
     UpstreamError,
@@ -32,21 +31,20 @@ from grok_proxy.errors import (
     envelope_bytes,
     upstream_error,
 )
-from grok_proxy.lifecycle import Drain
-from grok_proxy.presets import ModelNames, parse_aliases
-from grok_proxy.record import RequestRecord
-from grok_proxy.redact import redact_header
-from grok_proxy.relay import BodyRelay, RelayConfig, SseRelay
-from grok_proxy.reply import Answer, Reply
-from grok_proxy.retry import (
+from grok_proxy.calls.presets import ModelNames, parse_aliases
+from grok_proxy.calls.record import RequestRecord
+from grok_proxy.calls.redact import redact_header
+from grok_proxy.calls.relay import BodyRelay, RelayConfig, SseRelay
+from grok_proxy.calls.reply import Answer, Reply
+from grok_proxy.calls.retry import (
     ATTEMPTS_HEADER,
     CLIENT_RETRIES_HEADER,
     MAX_RETRIES_HEADER,
     RetryPolicy,
     Tally,
 )
-from grok_proxy.route import JsonHook, Route
-from grok_proxy.transport import (
+from grok_proxy.calls.route import JsonHook, Route
+from grok_proxy.calls.transport import (
     Body,
     BodyTooLarge,
     ConnectTimedOut,
@@ -57,9 +55,11 @@ from grok_proxy.transport import (
     UpstreamResponse,
     WriteTimedOut,
 )
-from grok_proxy.upstream import upstream_of
-from grok_proxy.usage import from_body
-from grok_proxy.watch import HangUpWatch
+from grok_proxy.calls.upstream import upstream_of
+from grok_proxy.calls.usage import from_body
+from grok_proxy.calls.watch import HangUpWatch
+from grok_proxy.config import Settings
+from grok_proxy.serving.lifecycle import Drain
 
 log = logging.getLogger("grok_proxy.forwarder")
 

@@ -25,9 +25,9 @@ from prometheus_client import (
 )
 from starlette.types import Scope
 
-from grok_proxy.observers import Finished
-from grok_proxy.record import RequestRecord
-from grok_proxy.usage import TOKEN_KINDS, dollars
+from grok_proxy.calls.record import RequestRecord
+from grok_proxy.calls.usage import TOKEN_KINDS, dollars
+from grok_proxy.serving.observers import Finished
 
 LATENCY_BUCKETS = (
     0.001,

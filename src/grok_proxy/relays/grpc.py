@@ -34,19 +34,19 @@ from fastapi import FastAPI
 from prometheus_client import Counter, Gauge, Histogram
 
 from grok_proxy import __version__
-from grok_proxy.auth import Caller, CallerAuth, bearer_token
+from grok_proxy.calls.auth import Caller, CallerAuth, bearer_token
+from grok_proxy.calls.errors import MissingApiKey, ProxyError
+from grok_proxy.calls.redact import redact
+from grok_proxy.calls.upstream import GrpcTarget, Upstream, upstream_of
 from grok_proxy.config import Settings
-from grok_proxy.errors import MissingApiKey, ProxyError
-from grok_proxy.lifecycle import Drain
-from grok_proxy.logs import request_id
-from grok_proxy.metrics import LATENCY_BUCKETS
-from grok_proxy.middleware import access_line, request_id_for
-from grok_proxy.redact import redact
-from grok_proxy.tracing import Tracing
-from grok_proxy.upstream import GrpcTarget, Upstream, upstream_of
+from grok_proxy.observability.logs import request_id
+from grok_proxy.observability.metrics import LATENCY_BUCKETS
+from grok_proxy.observability.tracing import Tracing
+from grok_proxy.serving.access import access_line, request_id_for
+from grok_proxy.serving.lifecycle import Drain
 
 if TYPE_CHECKING:
-    from grok_proxy.policies import CallGate, CallPolicy
+    from grok_proxy.calls.policies import CallGate, CallPolicy
 
 log = logging.getLogger("grok_proxy.grpc")
 access_log = logging.getLogger("grok_proxy.access")

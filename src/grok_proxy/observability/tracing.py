@@ -32,15 +32,15 @@ from urllib.parse import urlsplit
 import orjson
 from starlette.types import Message, Scope
 
-from grok_proxy.usage import Usage, from_event, from_grpc
+from grok_proxy.calls.usage import Usage, from_event, from_grpc
 
 if TYPE_CHECKING:  # only ever imported when tracing is on
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span, Tracer
 
-    from grok_proxy.observers import Finished
-    from grok_proxy.record import RequestRecord
+    from grok_proxy.calls.record import RequestRecord
+    from grok_proxy.serving.observers import Finished
 
 log = logging.getLogger("grok_proxy.tracing")
 

@@ -18,9 +18,9 @@ from urllib.parse import parse_qs
 
 from starlette.types import Scope, Send
 
-from grok_proxy.auth import bearer_token
+from grok_proxy.calls.auth import bearer_token
+from grok_proxy.calls.errors import send_error
 from grok_proxy.config import Settings
-from grok_proxy.errors import send_error
 
 OPS_PATHS = frozenset({"/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 HEALTH_PATHS = frozenset({"/health", "/api/v1/health", "/v1/health"})

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import grpc
 
-    from grok_proxy.auth import Caller, CallerAuth
-    from grok_proxy.errors import ProxyError
+    from grok_proxy.calls.auth import Caller, CallerAuth
+    from grok_proxy.calls.errors import ProxyError
 
 
 class Member(Protocol):

@@ -30,8 +30,7 @@ import aiohttp
 from aiohttp import hdrs
 from yarl import URL
 
-from grok_proxy.config import Settings
-from grok_proxy.transport import (
+from grok_proxy.calls.transport import (
     Body,
     BodyTooLarge,
     ConnectFailed,
@@ -45,7 +44,8 @@ from grok_proxy.transport import (
     UpstreamFailure,
     WriteTimedOut,
 )
-from grok_proxy.upstream import Upstream, upstream_of
+from grok_proxy.calls.upstream import Upstream, upstream_of
+from grok_proxy.config import Settings
 
 # What aiohttp raises for a failed exchange (TimeoutError and ConnectionError are OSErrors).
 LIBRARY_ERRORS = (aiohttp.ClientError, OSError)

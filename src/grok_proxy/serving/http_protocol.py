@@ -24,10 +24,10 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from grok_proxy.calls.errors import Flavor, error_envelope
 from grok_proxy.config import get_settings
-from grok_proxy.errors import Flavor, error_envelope
 
-PROTOCOL = "grok_proxy.server_protocol:GuardedHttpToolsProtocol"
+PROTOCOL = "grok_proxy.serving.http_protocol:GuardedHttpToolsProtocol"
 
 log = logging.getLogger("grok_proxy.server")
 

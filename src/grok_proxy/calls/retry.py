@@ -24,14 +24,14 @@ from email.utils import parsedate_to_datetime
 from time import time
 from typing import Protocol
 
-from grok_proxy.config import Settings
-from grok_proxy.transport import (
+from grok_proxy.calls.transport import (
     Body,
     BodyTooLarge,
     NothingSent,
     UpstreamFailure,
     UpstreamResponse,
 )
+from grok_proxy.config import Settings
 
 log = logging.getLogger("grok_proxy.retry")
 

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from starlette.types import Message, Scope
 
-from grok_proxy.record import RequestRecord
+from grok_proxy.calls.record import RequestRecord
 
 
 @dataclass(slots=True)

@@ -25,9 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from grok_proxy.calls.presets import PRESETS, Preset
+from grok_proxy.calls.tls import trusted_roots
 from grok_proxy.config import Settings
-from grok_proxy.presets import PRESETS, Preset
-from grok_proxy.tls import trusted_roots
 
 # Where xai-sdk's gRPC calls go when XAI_GRPC_URL is not set.
 DEFAULT_GRPC_URL = "grpcs://api.x.ai:443"

@@ -1,0 +1,1 @@
+"""The WebSocket and gRPC adapters (the HTTP adapter is routes/)."""
