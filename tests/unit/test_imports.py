@@ -128,3 +128,18 @@ def test_only_the_composition_root_imports_the_teams_package() -> None:
         and any(name.startswith("grok_proxy.teams") for name in imported)
     }
     assert importers <= COMPOSITION_ROOTS, sorted(importers - COMPOSITION_ROOTS)
+
+
+def test_the_call_path_imports_no_web_framework() -> None:
+    """calls/ speaks plain ASGI values: any adapter (HTTP, WebSocket, gRPC) can use it."""
+    frameworks = ("starlette", "fastapi", "grpc", "websockets")
+    found = []
+    for name, path in modules().items():
+        if not name.startswith("grok_proxy.calls."):
+            continue
+        for node in imports(ast.parse(path.read_text()).body, deferred=True):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            found += [f"{name}: {n}" for n in names if n.split(".")[0] in frameworks]
+    assert found == []

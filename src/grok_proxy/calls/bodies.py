@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic_core import from_json
-from starlette.types import Receive
 
+from grok_proxy.calls.asgi import Receive
 from grok_proxy.calls.errors import CallerGone, InvalidRequest, PayloadTooLarge, ProxyError
 
 

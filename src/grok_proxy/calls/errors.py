@@ -22,8 +22,8 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
-from starlette.types import Send
 
+from grok_proxy.calls.asgi import Send
 from grok_proxy.calls.redact import redact
 from grok_proxy.calls.reply import send_json
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from time import perf_counter
 
 import orjson
-from starlette.types import Receive
 
+from grok_proxy.calls.asgi import Receive
 from grok_proxy.calls.auth import Caller, CallerAuth
 from grok_proxy.calls.bodies import StreamedBody
 from grok_proxy.calls.client import HttpClient

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from starlette.types import Scope
+from grok_proxy.calls.asgi import Scope
 
 
 @dataclass(slots=True)

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
-from starlette.types import Receive, Scope, Send
 
+from grok_proxy.calls.asgi import Receive, Scope, Send
 from grok_proxy.calls.errors import Flavor, ProxyError, UpstreamUnreachable
 from grok_proxy.calls.record import RequestRecord
 from grok_proxy.calls.route import Route

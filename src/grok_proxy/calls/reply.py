@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
-from starlette.types import Receive, Scope, Send
+from grok_proxy.calls.asgi import Receive, Scope, Send
 
 JSON_TYPE = (b"content-type", b"application/json")
 # Statuses whose answers have no body, and so no Content-Length (RFC 9110 8.6).

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from starlette.types import Receive
+from grok_proxy.calls.asgi import Receive
 
 
 class HangUpWatch:
