@@ -156,7 +156,7 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
     if settings.cors_allow_origins:
         entry.serve = CORSMiddleware(
             entry.route,
-            allow_origins=settings.split(settings.cors_allow_origins),
+            allow_origins=settings.cors_allow_origins,
             allow_methods=["*"],
             allow_headers=["*"],
             expose_headers=EXPOSED_HEADERS,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from grok_proxy.calls.presets import PRESETS
 
@@ -36,8 +36,8 @@ class Settings(BaseSettings):
     xai_region: str = Field(
         default="", description="xAI region for the xai preset, e.g. `us-east-1`; empty: auto."
     )
-    xai_model_aliases: str = Field(
-        default="",
+    xai_model_aliases: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
         description="Extra model names, `caller=upstream` pairs: `grok=x-ai/grok-4.3`.",
     )
     cloudflare_account_id: str = Field(default="", description="For the cloudflare preset.")
@@ -132,8 +132,8 @@ class Settings(BaseSettings):
             "of theirs), or `@/path/to/file` with one key per line. Empty: pure pass-through."
         ),
     )
-    cors_allow_origins: str = Field(
-        default="",
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
         description="Comma-separated origins allowed to call from a browser (`*`: any).",
     )
     capture_stream_usage: bool = Field(
@@ -281,8 +281,8 @@ class Settings(BaseSettings):
         default=None,
         description="Bearer token for the /admin routes (members, usage); unset: they answer 403.",
     )
-    model_prices: str = Field(
-        default="",
+    model_prices: Annotated[dict[str, tuple[float, float, float]], NoDecode] = Field(
+        default_factory=dict,
         description=(
             "Price overrides, `model=input/cached/output` in dollars per million tokens, "
             "comma-separated; other models use the prices xAI's /language-models publishes."
@@ -377,15 +377,58 @@ class Settings(BaseSettings):
                 "access control off. Unset GROK_PROXY_API_KEYS for pass-through."
             )
 
-    @staticmethod
-    def split(value: str) -> list[str]:
-        """A comma-separated setting as a list."""
-        return [item.strip() for item in value.split(",") if item.strip()]
+    # Lists and maps are written as the docs show them (comma-separated), not as JSON.
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return split(value) if isinstance(value, str) else value
+
+    @field_validator("xai_model_aliases", mode="before")
+    @classmethod
+    def _aliases(cls, value: object) -> object:
+        return parse_aliases(value) if isinstance(value, str) else value
+
+    @field_validator("model_prices", mode="before")
+    @classmethod
+    def _prices(cls, value: object) -> object:
+        return parse_prices(value) if isinstance(value, str) else value
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_case_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+
+def split(value: str) -> list[str]:
+    """A comma-separated setting as a list."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def parse_aliases(text: str) -> dict[str, str]:
+    """`grok-4=x-ai/grok-4-0709, fast=x-ai/grok-4-fast` -> {"grok-4": "x-ai/grok-4-0709", ...}."""
+    aliases = {}
+    for item in split(text):
+        caller, sep, upstream = item.partition("=")
+        if sep and caller.strip() and upstream.strip():
+            aliases[caller.strip()] = upstream.strip()
+    return aliases
+
+
+def parse_prices(text: str) -> dict[str, tuple[float, float, float]]:
+    """`model=input/cached/output` (or `model=input/output`) in dollars per million tokens."""
+    prices: dict[str, tuple[float, float, float]] = {}
+    for item in split(text):
+        model, _, numbers = item.partition("=")
+        try:
+            parts = [float(part) for part in numbers.split("/")]
+        except ValueError:
+            parts = []
+        if len(parts) == 2:
+            parts = [parts[0], parts[0], parts[1]]
+        if len(parts) != 3 or not model.strip():
+            raise ValueError(f"MODEL_PRICES entry {item!r} is not model=in/cached/out")
+        prices[model.strip()] = (parts[0], parts[1], parts[2])
+    return prices
 
 
 @lru_cache

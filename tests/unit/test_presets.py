@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from grok_proxy.calls.presets import PRESETS, ModelNames, parse_aliases
-from grok_proxy.config import Settings
+from grok_proxy.calls.presets import PRESETS, ModelNames
+from grok_proxy.config import Settings, parse_aliases
 
 OPENROUTER = ModelNames("x-ai/", parse_aliases("fast=x-ai/grok-4-fast-reasoning"))
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from grok_proxy.config import parse_prices
 from grok_proxy.teams.members import KEY_PREFIX, Limits, hash_key, new_access_key
-from grok_proxy.teams.pricing import Price, Prices, from_language_models, parse_overrides
+from grok_proxy.teams.pricing import Price, Prices, from_language_models, overrides
 from grok_proxy.teams.scope import Action, Decision, classify, references
 from grok_proxy.teams.store import HEAD_REVISION, MIGRATIONS, engine_url, windows
 
@@ -71,7 +72,7 @@ def test_prices_from_xai_units_and_overrides() -> None:
     )
     # 30000 cents per 100M tokens is $3 per million, 3000 nano-dollars per token.
     assert published["grok-3-latest"] == Price(3000, 750, 15000)
-    prices = Prices(parse_overrides("grok-4=2/0.5/10, fast=1/4"))
+    prices = Prices(overrides(parse_prices("grok-4=2/0.5/10, fast=1/4")))
     prices.published = published
     usage = {"prompt": 1000, "cached": 400, "completion": 100, "reasoning": 50}
     # 600 uncached, 400 cached, 150 output (reasoning is billed as output).
@@ -80,7 +81,7 @@ def test_prices_from_xai_units_and_overrides() -> None:
     assert prices.cost("fast", {"prompt": 1, "completion": 1}) == 1000 + 4000
     assert prices.cost("unpriced", usage) == 0
     with pytest.raises(ValueError, match="model=in/cached/out"):
-        parse_overrides("grok-4=1")
+        parse_prices("grok-4=1")
 
 
 def test_limits_round_trip_and_match() -> None:

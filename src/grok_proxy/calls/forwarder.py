@@ -31,7 +31,7 @@ from grok_proxy.calls.errors import (
     envelope_bytes,
     upstream_error,
 )
-from grok_proxy.calls.presets import ModelNames, parse_aliases
+from grok_proxy.calls.presets import ModelNames
 from grok_proxy.calls.record import RequestRecord
 from grok_proxy.calls.redact import redact_header
 from grok_proxy.calls.relay import BodyRelay, RelayConfig, SseRelay
@@ -157,9 +157,7 @@ class Forwarder:
         self.upstream = upstream_of(settings)
         self.base_url = self.upstream.base_url
         self.preset = self.upstream.preset
-        self.models = ModelNames(
-            self.preset.model_prefix, parse_aliases(settings.xai_model_aliases)
-        )
+        self.models = ModelNames(self.preset.model_prefix, settings.xai_model_aliases)
         self.client = HttpClient(settings, self.upstream)
         self.auth = CallerAuth(settings)
         self.retries = RetryPolicy(settings)

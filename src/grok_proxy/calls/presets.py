@@ -56,16 +56,6 @@ PRESETS = {
 }
 
 
-def parse_aliases(text: str) -> dict[str, str]:
-    """`grok-4=x-ai/grok-4-0709, fast=x-ai/grok-4-fast` -> {"grok-4": "x-ai/grok-4-0709", ...}."""
-    aliases = {}
-    for item in text.split(","):
-        caller, sep, upstream = item.partition("=")
-        if sep and caller.strip() and upstream.strip():
-            aliases[caller.strip()] = upstream.strip()
-    return aliases
-
-
 class ModelNames:
     """Translates model names between the caller's form and the upstream's, both ways."""
 

@@ -38,22 +38,12 @@ class Price:
         return round(uncached * self.prompt + cached * self.cached + output * self.completion)
 
 
-def parse_overrides(text: str) -> dict[str, Price]:
-    """`model=input/cached/output` pairs in dollars per million tokens, comma-separated."""
-    prices: dict[str, Price] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        model, _, numbers = item.partition("=")
-        parts = [float(part) for part in numbers.split("/")]
-        if len(parts) == 2:
-            parts = [parts[0], parts[0], parts[1]]
-        if len(parts) != 3 or not model.strip():
-            raise ValueError(f"MODEL_PRICES entry {item.strip()!r} is not model=in/cached/out")
-        # Dollars per million tokens -> nanos per token.
-        prompt, cached, completion = (part * 1000 for part in parts)
-        prices[model.strip()] = Price(prompt, cached, completion)
-    return prices
+def overrides(prices: dict[str, tuple[float, float, float]]) -> dict[str, Price]:
+    """MODEL_PRICES (dollars per million tokens, config.parse_prices) as nanos per token."""
+    return {
+        model: Price(prompt * 1000, cached * 1000, completion * 1000)
+        for model, (prompt, cached, completion) in prices.items()
+    }
 
 
 def from_language_models(data: Any) -> dict[str, Price]:

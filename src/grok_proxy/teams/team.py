@@ -38,7 +38,7 @@ from grok_proxy.teams.errors import (
 )
 from grok_proxy.teams.leases import Admission, Leases
 from grok_proxy.teams.members import Member, hash_key, settings_member
-from grok_proxy.teams.pricing import NANOS_PER_DOLLAR, Prices, from_language_models, parse_overrides
+from grok_proxy.teams.pricing import NANOS_PER_DOLLAR, Prices, from_language_models, overrides
 from grok_proxy.teams.scope import Decision, classify
 from grok_proxy.teams.store import USAGE_COLUMNS, Directory, Store, engine_url, windows
 
@@ -76,7 +76,7 @@ class Team:
         self.settings = settings
         self.store = store or build_store(settings)
         self.server_key = settings.xai_api_key.get_secret_value() if settings.xai_api_key else ""
-        self.prices = Prices(parse_overrides(settings.model_prices))
+        self.prices = Prices(overrides(settings.model_prices))
         # Members from GROK_PROXY_API_KEYS, by key hash: they need no database row.
         self.settings_keys = {hash_key(key): settings_member(key) for key in settings.access_keys()}
         self.directory = Directory({}, {})
