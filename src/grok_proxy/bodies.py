@@ -7,13 +7,31 @@ soon as it is known to be too large (from Content-Length, or when the count pass
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+import logging
+import multiprocessing
+import os
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
 
 from pydantic_core import from_json
 from starlette.types import Receive
 
 from grok_proxy.errors import CallerGone, InvalidRequest, PayloadTooLarge, ProxyError
+
+log = logging.getLogger("grok_proxy.bodies")
+
+T = TypeVar("T")
+
+# Bodies this large are parsed in a worker process (parse_elsewhere). Parsing holds the GIL
+# throughout (pydantic-core and orjson alike, so a thread would not help): 4 MiB of small
+# JSON objects is about 15 ms of the event loop, 60 MiB was 480 ms (docs/reliability.md).
+LARGE_BODY_BYTES = 4 * 1024 * 1024
+# Parser processes per proxy worker: large bodies are rare, and each parse takes a core.
+PARSERS = 1
+# Their CPU priority below the workers' (nice): a large body's parse gives way to the loops.
+PARSER_NICENESS = 10
 
 
 def too_large(limit: int) -> PayloadTooLarge:
@@ -38,13 +56,19 @@ async def read_body(receive: Receive, limit: int, content_length: str | None) ->
         message = await receive()
         if message["type"] == "http.disconnect":
             raise CallerGone("The caller hung up while sending the request body.")
-        chunk = message.get("body", b"")
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if len(chunks) == 1:
+                return chunk
+            if size >= LARGE_BODY_BYTES:
+                # Joining tens of MiB is tens of ms; CPython drops the GIL while it copies.
+                joined: bytes = await asyncio.to_thread(b"".join, chunks)
+                return joined
+            return b"".join(chunks)
 
 
 class StreamedBody:
@@ -100,3 +124,68 @@ def parse_json(body: bytes) -> Any:
         raise InvalidRequest(
             f"Request body is not valid JSON: {exc}.", code="invalid_json"
         ) from None
+
+
+def is_large(body: bytes) -> bool:
+    """Whether parsing `body` here would hold the event loop too long (parse_elsewhere)."""
+    return len(body) >= LARGE_BODY_BYTES
+
+
+async def parse_elsewhere(body: bytes, extract: Callable[[Any], T]) -> T:
+    """`extract` applied to the JSON value of `body`, both run in a worker process.
+
+    Only `extract`'s result comes back, so it must be small: the parsed value of a large
+    body is many objects, and carrying them back (or freeing them here) would hold the loop
+    as long as parsing did. The checks still decide on one parse of the exact bytes that
+    are forwarded: `extract` is the part of them that reads the value. Errors (not JSON,
+    invalid) are raised here as ProxyErrors, as `parse_json` would.
+    """
+    try:
+        # Submitted from a thread: the first submission starts the parser processes.
+        pool = _parsers.get()
+        job = await asyncio.to_thread(pool.submit, _parse_and_extract, body, extract)
+        outcome = await asyncio.wrap_future(job)
+    except BrokenProcessPool:
+        # A parser died (killed, out of memory): start afresh next time, decide here now.
+        log.warning("a body parser process died; parsing this body in the worker itself")
+        _parsers.restart()
+        return extract(parse_json(body))
+    if isinstance(outcome, ProxyError):
+        raise outcome
+    return outcome
+
+
+def _parse_and_extract(body: bytes, extract: Callable[[Any], T]) -> T | ProxyError:
+    """In a parser process: the result, or the refusal as a value (to be raised there)."""
+    try:
+        return extract(parse_json(body))
+    except ProxyError as refusal:
+        return refusal
+
+
+class Parsers:
+    """The parser processes, started on first use (most proxies never see a large body).
+
+    Spawned, not forked: a fork would copy the worker's threads' locks mid-use.
+    """
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self.pool: ProcessPoolExecutor | None = None
+
+    def get(self) -> ProcessPoolExecutor:
+        if self.pool is None:
+            spawn = multiprocessing.get_context("spawn")
+            self.pool = ProcessPoolExecutor(
+                self.processes, mp_context=spawn, initializer=os.nice, initargs=(PARSER_NICENESS,)
+            )
+        return self.pool
+
+    def restart(self) -> None:
+        """Drop a broken pool; the next large body starts a new one."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = None
+
+
+_parsers = Parsers(PARSERS)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -15,7 +15,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from grok_proxy.auth import Caller, bearer_token
-from grok_proxy.bodies import PARSED_BODY, StreamedBody, parse_json, read_body
+from grok_proxy.bodies import (
+    PARSED_BODY,
+    StreamedBody,
+    is_large,
+    parse_elsewhere,
+    parse_json,
+    read_body,
+)
 from grok_proxy.errors import Flavor, InvalidRequest, ValidationFailed
 from grok_proxy.forwarder import Forwarder, Outgoing
 from grok_proxy.middleware import API_PREFIX
@@ -69,13 +76,22 @@ async def validated_json(request: Request, schema: type[M]) -> tuple[bytes, Any,
         data = held[1]
     elif not body.strip():
         raise InvalidRequest("Request body is empty; send a JSON object.")
+    elif is_large(body):
+        # Parsed and validated in a worker process, so other callers are not held up; only
+        # the (small) validated model comes back, and no JSON value (forward_validated).
+        parsed = await parse_elsewhere(body, partial(validate, schema=schema))
+        return body, None, _recorded(request, parsed)
     else:
         data = parse_json(body)
-    parsed = validate(data, schema)
+    return body, data, _recorded(request, validate(data, schema))
+
+
+def _recorded(request: Request, parsed: M) -> M:
+    """The validated body, its model noted on the request's record."""
     model = getattr(parsed, "model", None)
     if isinstance(model, str):
         record_of(request.scope).model = model
-    return body, data, parsed
+    return parsed
 
 
 def parse_body(body: bytes, schema: type[M]) -> M:
@@ -145,11 +161,20 @@ async def forward_validated(
     if wants_usage and _streams_without_usage(parsed):
         # Ask xAI for the usage chunk so metrics are complete; the relay removes it again,
         # so the caller receives exactly the stream it asked for.
-        options = {**(data.get("stream_options") or {}), "include_usage": True}
-        with contextlib.suppress(orjson.JSONEncodeError):  # integers past 64 bits: as sent
-            body, strip_usage = orjson.dumps({**data, "stream_options": options}), True
+        asked = await parse_elsewhere(body, usage_asked) if data is None else usage_asked(data)
+        if asked is not None:  # integers past 64 bits: as sent
+            body, strip_usage = asked, True
     outgoing = Outgoing(target, body, JSON_BODY, strip_usage=strip_usage)
     return await forwarder.forward(request, route, caller, outgoing)
+
+
+def usage_asked(data: Any) -> bytes | None:
+    """The body rewritten to ask for the usage chunk; None when it cannot be written out."""
+    options = {**(data.get("stream_options") or {}), "include_usage": True}
+    try:
+        return orjson.dumps({**data, "stream_options": options})
+    except orjson.JSONEncodeError:
+        return None
 
 
 def add_validated_route(

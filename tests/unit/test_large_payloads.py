@@ -1,0 +1,95 @@
+"""Issue 24, item 11: one large payload must not hold the event loop, so every other caller
+keeps being answered. Here, what proves it without a clock: where the work happens."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+import pytest
+
+from grok_proxy import bodies
+from grok_proxy.routes import shared
+from tests.unit.harness import AUTH, chat, proxied, upstream
+
+pytestmark = pytest.mark.anyio
+
+OK = {"id": "x", "object": "chat.completion", "choices": []}
+
+
+def large(**fields: Any) -> bytes:
+    """A chat body just past the size that is parsed in a worker process."""
+    message = {"role": "user", "content": "hi"}
+    count = bodies.LARGE_BODY_BYTES // len(orjson.dumps(message)) + 1
+    body = orjson.dumps({"model": "grok-4", "messages": [message] * count, **fields})
+    assert bodies.is_large(body)
+    return body
+
+
+def process_id(data: Any) -> int:
+    return os.getpid()
+
+
+async def test_parse_elsewhere_reads_the_body_in_another_process() -> None:
+    assert await bodies.parse_elsewhere(b"{}", process_id) != os.getpid()
+
+
+@pytest.fixture
+def parsed_here(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the bodies the serving process parses itself."""
+    sizes: list[int] = []
+
+    def counted(body: bytes) -> Any:
+        sizes.append(len(body))
+        return bodies.parse_json(body)
+
+    monkeypatch.setattr(shared, "parse_json", counted)
+    return sizes
+
+
+async def test_a_large_body_is_validated_elsewhere_and_forwarded_exactly(
+    parsed_here: list[int],
+) -> None:
+    router = upstream()
+    route = router.post("/chat/completions").respond(200, json=OK)
+    body = large()
+    small = orjson.dumps(chat())
+    async with proxied(router) as client:
+        answer = await client.post("/api/v1/chat/completions", content=body, headers=AUTH)
+        assert answer.status_code == 200, answer.text
+        assert route.calls.last.request.content == body
+        await client.post("/api/v1/chat/completions", content=small, headers=AUTH)
+    assert parsed_here == [len(small)]  # the small one here, the large one elsewhere
+
+
+async def test_a_large_body_that_fails_its_checks_is_refused_as_a_small_one_is(
+    parsed_here: list[int],
+) -> None:
+    router = upstream()
+    route = router.post("/chat/completions").respond(200, json=OK)
+    async with proxied(router) as client:
+        wrong = await client.post("/api/v1/chat/completions", content=large(model=5), headers=AUTH)
+        broken = await client.post("/api/v1/chat/completions", content=large()[:-1], headers=AUTH)
+    assert wrong.status_code == 422
+    assert wrong.json()["error"]["param"] == "model"
+    assert broken.status_code == 400
+    assert broken.json()["error"]["code"] == "invalid_json"
+    assert not route.called
+    assert parsed_here == []
+
+
+async def test_a_large_stream_asks_for_usage_as_a_small_one_does(parsed_here: list[int]) -> None:
+    router = upstream()
+    stream = b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n'
+    route = router.post("/chat/completions").respond(
+        200, headers={"content-type": "text/event-stream"}, content=stream + b"data: [DONE]\n\n"
+    )
+    body = large(stream=True, stream_options={"include_usage": False, "x": 1})
+    async with proxied(router, capture_stream_usage=True) as client:
+        answer = await client.post("/api/v1/chat/completions", content=body, headers=AUTH)
+    assert answer.status_code == 200
+    assert b"usage" not in answer.content  # asked for by the proxy, so taken out again
+    sent = orjson.loads(route.calls.last.request.content)
+    assert sent == {**orjson.loads(body), "stream_options": {"include_usage": True, "x": 1}}
+    assert parsed_here == []
