@@ -24,7 +24,7 @@ from grok_proxy.errors import Flavor, ProxyError, UpstreamUnreachable
 from grok_proxy.lifecycle import Drain
 from grok_proxy.record import RequestRecord
 from grok_proxy.route import Route
-from grok_proxy.sse import Event, EventTooLarge, SseParser
+from grok_proxy.sse import Event, EventTooLarge, SseParser, pieces
 from grok_proxy.transport import ReadTimedOut, UpstreamFailure, UpstreamResponse
 from grok_proxy.usage import USAGE_MARK, from_event, is_usage_only_chunk, merge
 from grok_proxy.watch import HangUpWatch, StreamClock
@@ -176,7 +176,8 @@ class SseRelay(Response):
                         out.append(raw)
                 if out:
                     body = out[0] if len(out) == 1 else b"".join(out)
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                    for piece in pieces(body):  # a huge event: other callers get turns
+                        await send({"type": "http.response.body", "body": piece, "more_body": True})
                 if not chunk:
                     break
         except UpstreamFailure as exc:

@@ -6,12 +6,17 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
 from grok_proxy import bodies
+from grok_proxy.app import create_app
+from grok_proxy.config import Settings
 from grok_proxy.routes import shared
-from tests.unit.harness import AUTH, chat, proxied, upstream
+from grok_proxy.sse import RELAY_PIECE_BYTES
+from tests.unit.harness import AUTH, chat, proxied, serving, upstream
 
 pytestmark = pytest.mark.anyio
 
@@ -93,3 +98,35 @@ async def test_a_large_stream_asks_for_usage_as_a_small_one_does(parsed_here: li
     sent = orjson.loads(route.calls.last.request.content)
     assert sent == {**orjson.loads(body), "stream_options": {"include_usage": True, "x": 1}}
     assert parsed_here == []
+
+
+async def test_a_huge_stream_event_goes_out_exactly_in_bounded_pieces() -> None:
+    """Each piece handed to the server is a short copy, and the server's flow control lets
+    other callers' work run between them."""
+    router = upstream()
+    huge = b'data: {"choices":[{"delta":{"content":"' + b"x" * (3 * RELAY_PIECE_BYTES) + b'"}}]}'
+    stream = huge + b"\r\n\r\ndata: [DONE]\r\n\r\n"
+    router.post("/chat/completions").respond(
+        200, headers={"content-type": "text/event-stream"}, content=stream
+    )
+    handed: list[bytes] = []
+    async with serving(router) as base_url:
+        app = create_app(Settings(xai_base_url=base_url, xai_max_retries=0))
+
+        async def server(scope: Scope, receive: Receive, send: Send) -> None:
+            async def handing(message: Message) -> None:
+                if message["type"] == "http.response.body":
+                    handed.append(message.get("body", b""))
+                await send(message)
+
+            await app(scope, receive, handing)
+
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=server)
+            async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
+                answer = await client.post(
+                    "/api/v1/chat/completions", json=chat(stream=True), headers=AUTH
+                )
+    assert answer.content == stream  # complete, byte for byte, and not cut short
+    assert b"".join(handed) == stream
+    assert max(len(piece) for piece in handed) <= RELAY_PIECE_BYTES
