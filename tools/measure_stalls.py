@@ -58,6 +58,8 @@ def watch(loop, path):
         if os.path.exists(path + ".reset"):
             os.remove(path + ".reset")
             worst = 0.0
+            if os.path.exists(path + ".trace"):
+                os.remove(path + ".trace")
         with open(path + ".tmp", "w") as out:
             out.write(f"{worst:.6f}")
         os.replace(path + ".tmp", path)
@@ -79,7 +81,7 @@ class Proxy:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.stall_file = tempfile.mktemp(prefix="stall-")  # noqa: S306 - a name for the child
-        self.log = tempfile.NamedTemporaryFile(prefix="stall-proxy-", suffix=".log")  # noqa: SIM115
+        self.log = tempfile.NamedTemporaryFile(prefix="stall-proxy-", suffix=".log", delete=False)  # noqa: SIM115
         environment = {
             **os.environ,
             "XAI_BASE_URL": upstream,
