@@ -98,4 +98,3 @@ def test_an_allowed_large_body_reaches_xai_exactly_as_sent(team: Shared, sim: Si
     assert answer.status_code == 200, answer.text
     assert answer.json()["object"] == "chat.completion"
     assert sim.last_request()["body"] == body.decode()
-
