@@ -10,6 +10,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -163,6 +164,13 @@ def _parse_and_extract(body: bytes, extract: Callable[[Any], T]) -> T | ProxyErr
         return refusal
 
 
+def _start_parser() -> None:
+    """In a new parser process: yield the CPU to the workers, and leave Ctrl-C to them
+    (the worker's shutdown stops its parsers)."""
+    os.nice(PARSER_NICENESS)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Parsers:
     """The parser processes, started on first use (most proxies never see a large body).
 
@@ -177,7 +185,7 @@ class Parsers:
         if self.pool is None:
             spawn = multiprocessing.get_context("spawn")
             self.pool = ProcessPoolExecutor(
-                self.processes, mp_context=spawn, initializer=os.nice, initargs=(PARSER_NICENESS,)
+                self.processes, mp_context=spawn, initializer=_start_parser
             )
         return self.pool
 
