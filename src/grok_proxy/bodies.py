@@ -2,6 +2,8 @@
 
 Either way it is counted against MAX_BODY_BYTES as it arrives, and refused with 413 as
 soon as it is known to be too large (from Content-Length, or when the count passes it).
+A large body is parsed in a parser process (parse_elsewhere), so other callers of the
+worker are not held up while it is.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ log = logging.getLogger("grok_proxy.bodies")
 
 T = TypeVar("T")
 
-# Bodies this large are parsed in a worker process (parse_elsewhere). Parsing holds the GIL
+# Bodies this large are parsed in a parser process (parse_elsewhere). Parsing holds the GIL
 # throughout (pydantic-core and orjson alike, so a thread would not help): 4 MiB of small
 # JSON objects is about 15 ms of the event loop, 60 MiB was 480 ms (docs/reliability.md).
 LARGE_BODY_BYTES = 4 * 1024 * 1024
@@ -133,7 +135,7 @@ def is_large(body: bytes) -> bool:
 
 
 async def parse_elsewhere(body: bytes, extract: Callable[[Any], T]) -> T:
-    """`extract` applied to the JSON value of `body`, both run in a worker process.
+    """`extract` applied to the JSON value of `body`, both run in a parser process.
 
     Only `extract`'s result comes back, so it must be small: the parsed value of a large
     body is many objects, and carrying them back (or freeing them here) would hold the loop

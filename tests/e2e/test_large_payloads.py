@@ -1,7 +1,7 @@
 """Issue 24, item 11: a large payload is handled off the event loop, and still checked as
 strictly and relayed as exactly as a small one (the real proxy, the simulator, real clients).
 
-A large body is parsed and read in a worker process; these tests prove the shared proxy's
+A large body is parsed and read in a parser process; these tests prove the shared proxy's
 member checks decide on it all the same (docs/reliability.md, "Large payloads").
 """
 
@@ -28,7 +28,7 @@ def padded(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_member_checks_hold_on_large_bodies(team: Shared, sim: Simulator) -> None:
-    """The round-3 attacks, each body past the size parsed in a worker process."""
+    """The round-3 attacks, each body past the size parsed in a parser process."""
     made = team.call("alice", "POST", "/responses", json={"model": "grok-4", "input": "hi"})
     upload = team.call("alice", "POST", "/files", files={"file": ("a.txt", b"alice's notes")})
     alice_response, alice_file = made.json()["id"], upload.json()["id"]

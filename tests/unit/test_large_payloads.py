@@ -26,7 +26,7 @@ OK = {"id": "x", "object": "chat.completion", "choices": []}
 
 
 def large(**fields: Any) -> bytes:
-    """A chat body just past the size that is parsed in a worker process."""
+    """A chat body just past the size that is parsed in a parser process."""
     message = {"role": "user", "content": "hi"}
     count = bodies.LARGE_BODY_BYTES // len(orjson.dumps(message)) + 1
     body = orjson.dumps({"model": "grok-4", "messages": [message] * count, **fields})

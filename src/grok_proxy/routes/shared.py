@@ -77,7 +77,7 @@ async def validated_json(request: Request, schema: type[M]) -> tuple[bytes, Any,
     elif not body.strip():
         raise InvalidRequest("Request body is empty; send a JSON object.")
     elif is_large(body):
-        # Parsed and validated in a worker process, so other callers are not held up; only
+        # Parsed and validated in a parser process, so other callers are not held up; only
         # the (small) validated model comes back, and no JSON value (forward_validated).
         parsed = await parse_elsewhere(body, partial(validate, schema=schema))
         return body, None, _recorded(request, parsed)

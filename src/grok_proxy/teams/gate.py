@@ -160,7 +160,7 @@ class TeamGate:
         if not body.strip():
             return None, receive_once(body, receive)
         if is_large(body):
-            # Parsed and read in a worker process, so other callers are not held up; the
+            # Parsed and read in a parser process, so other callers are not held up; the
             # route parses the same bytes there again for its own checks.
             facts = await parse_elsewhere(body, body_facts)
         else:
@@ -215,7 +215,7 @@ class TeamGate:
 @dataclass(frozen=True, slots=True)
 class BodyFacts:
     """What the gate reads from a JSON request body, and nothing else: small values, so a
-    large body can be parsed and read in a worker process (bodies.parse_elsewhere)."""
+    large body can be parsed and read in a parser process (bodies.parse_elsewhere)."""
 
     # Every (kind, id) the body names, at any depth (scope.references).
     references: list[tuple[str, str]]
