@@ -17,6 +17,8 @@ from grok_proxy.app import create_app
 from grok_proxy.config import Settings
 from grok_proxy.routes import shared
 from grok_proxy.sse import RELAY_PIECE_BYTES
+from grok_proxy.teams import gate as gate_module
+from grok_proxy.teams.gate import TeamGate, body_facts
 from grok_proxy.ws_relay import Session, WebSocketRelay
 from tests.unit.harness import AUTH, chat, proxied, serving, upstream
 
@@ -183,3 +185,51 @@ async def test_a_session_ended_at_shutdown_ends_quietly_when_the_grace_runs_out(
     await running
     assert [message["type"] for message in sent] == ["websocket.accept", "websocket.close"]
     assert sent[1]["code"] == 1001
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+async def test_the_team_gate_decides_on_the_same_facts_wherever_it_parses(
+    monkeypatch: pytest.MonkeyPatch, size: str
+) -> None:
+    """A member's checks read BodyFacts: from a parse here for a small body (handed on to
+    the route), from a parse in a parser process for a large one."""
+    parsed_here: list[int] = []
+
+    def counted(body: bytes) -> Any:
+        parsed_here.append(len(body))
+        return bodies.parse_json(body)
+
+    monkeypatch.setattr(gate_module, "parse_json", counted)
+    named = {
+        "model": "grok-4",
+        "previous_response_id": "resp_1",
+        "batch_requests": [{"batch_request": {"a": {"model": "grok-3"}, "b": "odd"}}, {}],
+        "max_tokens": 10,
+        "deferred": True,
+    }
+    body = large(**named) if size == "large" else orjson.dumps(named)
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> Message:
+        return pending.pop()
+
+    scope: dict[str, Any] = {"type": "http", "method": "POST", "headers": []}
+    team: Any = None  # reading a body needs none
+    gate = TeamGate(http_app, team=team, admin=http_app, max_body_bytes=bodies.LARGE_BODY_BYTES * 2)
+    facts, replay = await gate._body(scope, receive, "chat/completions")
+    assert facts == body_facts(orjson.loads(body))
+    assert facts is not None
+    assert facts.references == [("response", "resp_1")]
+    assert facts.batch_models == {"grok-3", None}
+    assert (facts.model, facts.deferred, facts.output_limits) == (
+        "grok-4",
+        True,
+        {"max_tokens": 10},
+    )
+    assert (await replay())["body"] == body  # the route gets the very bytes
+    if size == "large":
+        assert parsed_here == []
+        assert bodies.PARSED_BODY not in scope
+    else:
+        assert parsed_here == [len(body)]
+        assert scope[bodies.PARSED_BODY][0] is body
