@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
@@ -18,7 +18,10 @@ from grok_proxy.config import Settings
 from grok_proxy.routes import shared
 from grok_proxy.sse import RELAY_PIECE_BYTES
 from grok_proxy.teams import gate as gate_module
+from grok_proxy.teams import ws_sessions
+from grok_proxy.teams.errors import NotAllowed
 from grok_proxy.teams.gate import TeamGate, body_facts
+from grok_proxy.teams.members import Limits, Member
 from grok_proxy.ws_relay import Session, WebSocketRelay
 from tests.unit.harness import AUTH, chat, proxied, serving, upstream
 
@@ -233,3 +236,58 @@ async def test_the_team_gate_decides_on_the_same_facts_wherever_it_parses(
     else:
         assert parsed_here == [len(body)]
         assert scope[bodies.PARSED_BODY][0] is body
+
+
+class Objects:
+    """A team whose member owns only `resp_mine`, and whose limits admit every turn."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[tuple[str, str]]] = []
+
+    async def require_all(self, member: Member, named: list[tuple[str, str]]) -> None:
+        self.asked.append(named)
+        if any(object_id != "resp_mine" for _, object_id in named):
+            raise NotAllowed("Not yours.", code="not_found")
+
+    async def check(self, member: Member, route: str, model: str | None) -> None:
+        return None
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+async def test_a_websocket_turn_is_decided_alike_wherever_it_is_parsed(
+    monkeypatch: pytest.MonkeyPatch, size: str
+) -> None:
+    """A member's session events: large ones are parsed in a parser process, and the same
+    models and objects are refused."""
+    parsed_here: list[int] = []
+
+    def counted(body: bytes) -> Any:
+        parsed_here.append(len(body))
+        return bodies.parse_json(body)
+
+    monkeypatch.setattr(ws_sessions, "parse_json", counted)
+    team = Objects()
+    member = Member(id="m", name="carol", limits=Limits(models=("grok-4",)))
+    gate = ws_sessions.SessionGate(cast(Any, team), member, "responses", "grok-4")
+    padding = "x" * (bodies.LARGE_BODY_BYTES if size == "large" else 10)
+
+    async def answer(**event: Any) -> dict[str, Any] | None:
+        refusal = await gate.from_caller(orjson.dumps({**event, "padding": padding}).decode())
+        return None if refusal is None else orjson.loads(refusal)["error"]
+
+    assert await answer(type="response.create", model="grok-4") is None
+    assert await answer(type="response.create", previous_response_id="resp_mine") is None
+    other = await answer(type="response.create", previous_response_id="resp_x", event_id="e1")
+    assert other is not None
+    assert (other["code"], other["event_id"]) == ("not_found", "e1")
+    for refused in (
+        {"type": "response.create", "model": "grok-3"},
+        {"type": "response.create", "response": {"model": "grok-3"}},
+        {"type": "response.create", "model": {"name": "grok-4"}},
+        {"type": "session.update", "session": {"model": "grok-3"}},
+    ):
+        error = await answer(**refused)
+        assert error is not None
+        assert error["code"] == "model_not_allowed", refused
+    assert team.asked[1:3] == [[("response", "resp_mine")], [("response", "resp_x")]]
+    assert (parsed_here == []) is (size == "large")
