@@ -12,6 +12,9 @@ while the payload is handled (the longest answer time). Every loop is bounded.
   messages.
 - sse: one 60 MB SSE event from a scripted upstream, relayed to a reading client.
 - ws: 2,000 open realtime sessions, then SIGTERM: the drain closes them all at once.
+
+With STALL_TRACE=1, the proxy's log is kept and the loop's stack at each stall of 30 ms
+or more is written next to it (their paths are printed): a poor man's profiler of stalls.
 """
 
 from __future__ import annotations
@@ -110,6 +113,10 @@ class Proxy:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(30)
+        if os.environ.get("STALL_TRACE"):
+            print(f"proxy log: {self.log.name}; stalls: {self.stall_file}.trace", flush=True)
+        else:
+            os.remove(self.log.name)
 
 
 class HealthProbe:
