@@ -134,9 +134,11 @@ class SseParser:
         line_start = self.line_start
         search_from = self.search_from
         size = len(buffer)
+        lf = -2  # the next LF at or after search_from (-1: none), found again once passed
         while True:
             # The first line end: LF, or a CR before it (CR or CRLF).
-            lf = buffer.find(b"\n", search_from)
+            if lf < search_from and lf != -1:
+                lf = buffer.find(b"\n", search_from)
             end = buffer.find(b"\r", search_from, size if lf < 0 else lf)
             if end >= 0:
                 if end + 1 == size and not final:
