@@ -3,10 +3,11 @@
     uv run python tools/measure_stalls.py [body|sse|ws] ...
 
 Each scenario runs the real proxy process (one worker) in front of the simulator or a
-scripted upstream. Inside the proxy a watcher thread posts a callback to the event loop
-every 2 ms and notes how late it runs: the longest delay is the longest stall, the time any
-other caller's request would have waited. Outside, /health is polled on its own connection
-while the payload is handled (the longest answer time). Every loop is bounded.
+scripted upstream. Inside the proxy a task sleeps 2 ms at a time and notes how late it
+wakes: the longest delay is the longest stall, the time any other caller's request would
+have waited (a long C call included, which a thread could not see: it needs the GIL).
+Outside, /health is polled on its own connection while the payload is handled (the
+longest answer time). Every loop is bounded.
 
 - body: one 60 MiB validated chat body (`/chat/completions`), as one string and as 300,000
   messages.
@@ -41,37 +42,51 @@ KEY = "measure-key"
 
 # Runs inside the proxy: the loop watcher, started once the app's lifespan installs the drain.
 CHILD = r"""
-import asyncio, os, sys, threading, time
+import asyncio, os, sys, threading, time, traceback
 import grok_proxy.lifecycle as lifecycle
 
-def watch(loop, path):
-    worst = 0.0
+worst = [0.0]
+
+async def tick():
+    # How late a 2 ms sleep wakes up is how long the loop was held (C calls included).
     while True:
-        posted = time.perf_counter()
-        ran = threading.Event()
-        loop.call_soon_threadsafe(ran.set)
-        if os.environ.get("STALL_TRACE") and not ran.wait(0.03):
-            import traceback
-            frame = sys._current_frames().get(threading.main_thread().ident)
-            with open(path + ".trace", "a") as out:
-                out.write("--- stalled 30 ms in:\n" + "".join(traceback.format_stack(frame)))
-        if not ran.wait(30):
-            return
-        worst = max(worst, time.perf_counter() - posted)
+        started = time.perf_counter()
+        await asyncio.sleep(0.002)
+        worst[0] = max(worst[0], time.perf_counter() - started - 0.002)
+
+def report(path):
+    # A thread writes the figure out, so the loop does no file I/O for the measurement.
+    while True:
         if os.path.exists(path + ".reset"):
             os.remove(path + ".reset")
-            worst = 0.0
+            worst[0] = 0.0
             if os.path.exists(path + ".trace"):
                 os.remove(path + ".trace")
         with open(path + ".tmp", "w") as out:
-            out.write(f"{worst:.6f}")
+            out.write(f"{worst[0]:.6f}")
         os.replace(path + ".tmp", path)
+        time.sleep(0.01)
+
+def sample(loop, path):
+    # With STALL_TRACE: the loop thread's stack whenever a posted callback waits 30 ms.
+    while True:
+        ran = threading.Event()
+        loop.call_soon_threadsafe(ran.set)
+        if not ran.wait(0.03):
+            frame = sys._current_frames().get(threading.main_thread().ident)
+            with open(path + ".trace", "a") as out:
+                out.write("--- stalled 30 ms in:\n" + "".join(traceback.format_stack(frame)))
+        ran.wait(30)
         time.sleep(0.002)
 
 install = lifecycle.Drain.install
 def watched_install(self):
     loop = asyncio.get_running_loop()
-    threading.Thread(target=watch, args=(loop, os.environ["STALL_FILE"]), daemon=True).start()
+    path = os.environ["STALL_FILE"]
+    loop.create_task(tick())
+    threading.Thread(target=report, args=(path,), daemon=True).start()
+    if os.environ.get("STALL_TRACE"):
+        threading.Thread(target=sample, args=(loop, path), daemon=True).start()
     install(self)
 lifecycle.Drain.install = watched_install
 from grok_proxy.cli import main

@@ -9,10 +9,14 @@ worker are not held up while it is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
+import tempfile
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -35,6 +39,10 @@ LARGE_BODY_BYTES = 4 * 1024 * 1024
 PARSERS = 1
 # Their CPU priority below the workers' (nice): a large body's parse gives way to the loops.
 PARSER_NICENESS = 10
+# How often a parser looks whether its worker is still there.
+WORKER_CHECK_SECONDS = 1.0
+# Where a large body waits for its parser: memory, not disk, where the system offers it.
+SPILL_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - mkstemp, 0600
 
 
 def too_large(limit: int) -> PayloadTooLarge:
@@ -143,34 +151,66 @@ async def parse_elsewhere(body: bytes, extract: Callable[[Any], T]) -> T:
     are forwarded: `extract` is the part of them that reads the value. Errors (not JSON,
     invalid) are raised here as ProxyErrors, as `parse_json` would.
     """
+    # The bytes go through a file the parser reads: written by the kernel from a thread,
+    # while pickling them for a pipe would copy them holding the GIL (50 ms for 60 MiB).
+    path = await asyncio.to_thread(_spill, body)
     try:
         # Submitted from a thread: the first submission starts the parser processes.
         pool = _parsers.get()
-        job = await asyncio.to_thread(pool.submit, _parse_and_extract, body, extract)
+        job = await asyncio.to_thread(pool.submit, _parse_and_extract, path, extract)
         outcome = await asyncio.wrap_future(job)
     except BrokenProcessPool:
         # A parser died (killed, out of memory): start afresh next time, decide here now.
         log.warning("a body parser process died; parsing this body in the worker itself")
         _parsers.restart()
         return extract(parse_json(body))
+    finally:
+        with contextlib.suppress(FileNotFoundError):  # the parser removes it once read
+            os.unlink(path)
     if isinstance(outcome, ProxyError):
         raise outcome
     return outcome
 
 
-def _parse_and_extract(body: bytes, extract: Callable[[Any], T]) -> T | ProxyError:
+def _spill(body: bytes) -> str:
+    """`body` in a new file only this user may read (in memory where /dev/shm exists)."""
+    fd, path = tempfile.mkstemp(prefix="grok-proxy-body-", dir=SPILL_DIR)
+    try:
+        view = memoryview(body)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    return path
+
+
+def _parse_and_extract(path: str, extract: Callable[[Any], T]) -> T | ProxyError:
     """In a parser process: the result, or the refusal as a value (to be raised there)."""
+    with open(path, "rb") as spilled:
+        body = spilled.read()
+    os.unlink(path)
     try:
         return extract(parse_json(body))
     except ProxyError as refusal:
         return refusal
 
 
-def _start_parser() -> None:
-    """In a new parser process: yield the CPU to the workers, and leave Ctrl-C to them
-    (the worker's shutdown stops its parsers)."""
+def _start_parser(worker: int) -> None:
+    """In a new parser process: yield the CPU to the worker, leave Ctrl-C to it, and end
+    with it.
+
+    A worker that exits cleanly stops its parsers; one killed by a signal (uvicorn ends
+    with the SIGTERM it received) cannot, and the parser would wait for work forever.
+    """
     os.nice(PARSER_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_end_with, args=(worker,), daemon=True).start()
+
+
+def _end_with(worker: int) -> None:
+    while os.getppid() == worker:
+        time.sleep(WORKER_CHECK_SECONDS)
+    os._exit(0)
 
 
 class Parsers:
@@ -187,7 +227,10 @@ class Parsers:
         if self.pool is None:
             spawn = multiprocessing.get_context("spawn")
             self.pool = ProcessPoolExecutor(
-                self.processes, mp_context=spawn, initializer=_start_parser
+                self.processes,
+                mp_context=spawn,
+                initializer=_start_parser,
+                initargs=(os.getpid(),),
             )
         return self.pool
 

@@ -8,14 +8,16 @@ member checks decide on it all the same (docs/reliability.md, "Large payloads").
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any
 
+import httpx
 import orjson
 
 from grok_proxy.bodies import LARGE_BODY_BYTES
 from tests.e2e.test_hardening_round3 import encode, post, team
 from tests.e2e.test_teams import Shared
-from tests.processes import Simulator
+from tests.processes import Simulator, proxy, settle
 
 __all__ = ["team"]  # the shared proxy of test_hardening_round3, started for this module
 
@@ -98,3 +100,30 @@ def test_an_allowed_large_body_reaches_xai_exactly_as_sent(team: Shared, sim: Si
     assert answer.status_code == 200, answer.text
     assert answer.json()["object"] == "chat.completion"
     assert sim.last_request()["body"] == body.decode()
+
+
+def children_of(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as listed:
+            found.update(int(child) for child in listed.read().split())
+    return found
+
+
+def test_the_parser_process_ends_with_its_worker(sim: Simulator) -> None:
+    """uvicorn ends with the SIGTERM it received, so the worker cannot stop its parser:
+    the parser notices and exits rather than wait for work forever (90 MB each)."""
+    body = orjson.dumps(padded({"model": "grok-4", "messages": []}))
+    with proxy(sim.base_url) as running:
+        before = children_of(running.process.pid)
+        answer = httpx.post(
+            f"{running.api}/chat/completions",
+            content=body,
+            headers={"authorization": "Bearer xai-caller-key"},
+            timeout=60,
+        )
+        assert answer.status_code == 200
+        started = children_of(running.process.pid) - before
+        assert started  # the parser (and multiprocessing's resource tracker)
+    alive = settle(lambda: sum(os.path.exists(f"/proc/{pid}") for pid in started), 0, 10)
+    assert alive == 0
