@@ -18,9 +18,9 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic_core import from_json
 from starlette.types import Receive
@@ -158,7 +158,11 @@ async def parse_elsewhere(body: bytes, extract: Callable[[Any], T]) -> T:
         # Submitted from a thread: the first submission starts the parser processes.
         pool = _parsers.get()
         job = await asyncio.to_thread(pool.submit, _parse_and_extract, path, extract)
-        outcome = await asyncio.wrap_future(job)
+        try:
+            outcome = await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            job.add_done_callback(_discard)  # the caller left: nobody will take a result
+            raise
     except BrokenProcessPool:
         # A parser died (killed, out of memory): start afresh next time, decide here now.
         log.warning("a body parser process died; parsing this body in the worker itself")
@@ -169,7 +173,16 @@ async def parse_elsewhere(body: bytes, extract: Callable[[Any], T]) -> T:
             os.unlink(path)
     if isinstance(outcome, ProxyError):
         raise outcome
+    if isinstance(outcome, Spilled):  # a large result (a rewritten body): read the same way
+        return cast(T, await asyncio.to_thread(outcome.take))
     return outcome
+
+
+def _discard(job: Future[Any]) -> None:
+    """Remove the file of a result nobody takes."""
+    if not job.cancelled() and job.exception() is None and isinstance(job.result(), Spilled):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(job.result().path)
 
 
 def _spill(body: bytes) -> str:
@@ -184,15 +197,30 @@ def _spill(body: bytes) -> str:
     return path
 
 
-def _parse_and_extract(path: str, extract: Callable[[Any], T]) -> T | ProxyError:
+class Spilled:
+    """Bytes waiting in a file for the process that reads them (see _spill)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def take(self) -> bytes:
+        """The bytes, once: the file is removed."""
+        with open(self.path, "rb") as spilled:
+            data = spilled.read()
+        os.unlink(self.path)
+        return data
+
+
+def _parse_and_extract(path: str, extract: Callable[[Any], T]) -> T | ProxyError | Spilled:
     """In a parser process: the result, or the refusal as a value (to be raised there)."""
-    with open(path, "rb") as spilled:
-        body = spilled.read()
-    os.unlink(path)
+    body = Spilled(path).take()
     try:
-        return extract(parse_json(body))
+        result = extract(parse_json(body))
     except ProxyError as refusal:
         return refusal
+    if isinstance(result, bytes) and is_large(result):
+        return Spilled(_spill(result))
+    return result
 
 
 def _start_parser(worker: int) -> None:
