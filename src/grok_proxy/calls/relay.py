@@ -21,7 +21,7 @@ from grok_proxy.calls.asgi import Receive, Scope, Send
 from grok_proxy.calls.errors import Flavor, ProxyError, UpstreamUnreachable
 from grok_proxy.calls.record import RequestRecord
 from grok_proxy.calls.route import Route
-from grok_proxy.calls.sse import Event, EventTooLarge, SseParser
+from grok_proxy.calls.sse import Event, EventTooLarge, SseParser, pieces
 from grok_proxy.calls.transport import ReadTimedOut, UpstreamFailure, UpstreamResponse
 from grok_proxy.calls.usage import USAGE_MARK, from_event, is_usage_only_chunk, merge
 from grok_proxy.calls.watch import HangUpWatch, StreamClock
@@ -174,7 +174,8 @@ class SseRelay:
                         out.append(raw)
                 if out:
                     body = out[0] if len(out) == 1 else b"".join(out)
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                    for piece in pieces(body):  # a huge event: other callers get turns
+                        await send({"type": "http.response.body", "body": piece, "more_body": True})
                 if not chunk:
                     break
         except UpstreamFailure as exc:

@@ -6,16 +6,30 @@ newline; one space after the colon is dropped. Reads may split an event anywhere
 between CR and LF) or carry several events. Each event comes out as the exact bytes the
 upstream sent, so a relay can pass it on untouched and decide on the parsed fields.
 
-Parsing is incremental: every byte is scanned once, so a huge event costs linear time, and
-an event larger than `max_event` is refused rather than buffered without end.
+Parsing is incremental: every byte is scanned once (at memchr speed: a regular expression
+took 0.8 s of the event loop for one 60 MB event), a complete event is copied out once,
+and an event larger than `max_event` is refused rather than buffered without end.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
-# Any line end; a lone CR at the end of the buffer may still be the first half of CRLF.
+# Any line end (for the fields of one complete event, parsed on demand).
 _LINE_END = re.compile(rb"\r\n|\r|\n")
+# What a relay hands the server at a time: a huge event goes out in pieces, each a short
+# copy, and the server's flow control lets other callers' work in between (issue 24).
+RELAY_PIECE_BYTES = 1024 * 1024
+
+
+def pieces(raw: bytes, size: int = RELAY_PIECE_BYTES) -> Iterator[bytes]:
+    """`raw` in consecutive pieces of at most `size` bytes (itself when it is that small)."""
+    if len(raw) <= size:
+        yield raw
+        return
+    for start in range(0, len(raw), size):
+        yield raw[start : start + size]
 
 
 class Event:
@@ -119,20 +133,29 @@ class SseParser:
         start = 0  # start of the current event within the buffer
         line_start = self.line_start
         search_from = self.search_from
+        size = len(buffer)
+        lf = -2  # the next LF at or after search_from (-1: none), found again once passed
         while True:
-            match = _LINE_END.search(buffer, search_from)
-            if match is None:
-                search_from = len(buffer)
-                break
-            end, after = match.span()
-            if after == len(buffer) and after - end == 1 and buffer[end] == 0x0D and not final:
-                search_from = end  # a lone CR at the end: wait to see whether LF follows
+            # The first line end: LF, or a CR before it (CR or CRLF).
+            if lf < search_from and lf != -1:
+                lf = buffer.find(b"\n", search_from)
+            end = buffer.find(b"\r", search_from, size if lf < 0 else lf)
+            if end >= 0:
+                if end + 1 == size and not final:
+                    search_from = end  # a lone CR at the end: wait to see whether LF follows
+                    break
+                after = end + 2 if end + 1 == lf else end + 1
+            elif lf >= 0:
+                end, after = lf, lf + 1
+            else:
+                search_from = size
                 break
             if end == line_start:
                 # An empty line ends the event.
                 if after - start > self.max_event:
                     raise EventTooLarge(self.max_event)
-                events.append(Event(bytes(buffer[start:after])))
+                with memoryview(buffer) as view:  # one copy, not a slice and then bytes
+                    events.append(Event(view[start:after].tobytes()))
                 start = after
             line_start = search_from = after
         if start:

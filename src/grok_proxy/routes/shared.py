@@ -6,10 +6,10 @@ hands it to the forwarder; the answer comes back as an ASGI callable.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import re
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -22,7 +22,14 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from grok_proxy.calls.auth import ADMITTED, Caller, bearer_token
-from grok_proxy.calls.bodies import PARSED_BODY, StreamedBody, parse_json, read_body
+from grok_proxy.calls.bodies import (
+    PARSED_BODY,
+    StreamedBody,
+    is_large,
+    parse_elsewhere,
+    parse_json,
+    read_body,
+)
 from grok_proxy.calls.errors import Flavor, InvalidRequest, ValidationFailed
 from grok_proxy.calls.forwarder import Call, Forwarder
 from grok_proxy.calls.record import record_of
@@ -83,13 +90,22 @@ async def validated_json(
         data = held[1]
     elif not body.strip():
         raise InvalidRequest("Request body is empty; send a JSON object.")
+    elif is_large(body):
+        # Parsed and validated in a parser process, so other callers are not held up; only
+        # the (small) validated model comes back, and no JSON value (forward_validated).
+        parsed = await parse_elsewhere(body, partial(validate, schema=schema))
+        return body, None, _recorded(request, parsed)
     else:
         data = parse_json(body)
-    parsed = validate(data, schema)
+    return body, data, _recorded(request, validate(data, schema))
+
+
+def _recorded(request: Request, parsed: M) -> M:
+    """The validated body, its model noted on the request's record."""
     model = getattr(parsed, "model", None)
     if isinstance(model, str):
         record_of(request.scope).model = model
-    return body, data, parsed
+    return parsed
 
 
 def parse_body(body: bytes, schema: type[M]) -> M:
@@ -173,11 +189,19 @@ async def forward_validated(request: Request, row: Row, forwarder: Forwarder) ->
     if wants_usage and _streams_without_usage(parsed):
         # Ask xAI for the usage chunk so metrics are complete; the relay removes it again,
         # so the caller receives exactly the stream it asked for.
-        options = {**(data.get("stream_options") or {}), "include_usage": True}
-        with contextlib.suppress(orjson.JSONEncodeError):  # integers past 64 bits: as sent
-            call.body = orjson.dumps({**data, "stream_options": options})
-            call.strip_usage = True
+        asked = await parse_elsewhere(body, usage_asked) if data is None else usage_asked(data)
+        if asked is not None:  # integers past 64 bits: as sent
+            call.body, call.strip_usage = asked, True
     return await forwarder.forward(call, request.receive)
+
+
+def usage_asked(data: Any) -> bytes | None:
+    """The body rewritten to ask for the usage chunk; None when it cannot be written out."""
+    options = {**(data.get("stream_options") or {}), "include_usage": True}
+    try:
+        return orjson.dumps({**data, "stream_options": options})
+    except orjson.JSONEncodeError:
+        return None
 
 
 def _streams_without_usage(parsed: BaseModel) -> bool:

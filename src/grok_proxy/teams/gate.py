@@ -9,13 +9,15 @@ counts the usage. Every refusal happens before anything goes upstream.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from grok_proxy.calls.auth import ADMITTED, bearer_token
-from grok_proxy.calls.bodies import PARSED_BODY, parse_json, read_body
+from grok_proxy.calls.bodies import PARSED_BODY, is_large, parse_elsewhere, parse_json, read_body
 from grok_proxy.calls.errors import Flavor, ProxyError, envelope_bytes, flavor_in
 from grok_proxy.calls.record import record_of
 from grok_proxy.calls.reply import send_json
@@ -25,7 +27,7 @@ from grok_proxy.teams.activity import mark_member
 from grok_proxy.teams.errors import DatabaseUnavailable, NotAllowed
 from grok_proxy.teams.members import Member
 from grok_proxy.teams.scope import CREATES, MODEL_ROUTES, Action, Decision, references
-from grok_proxy.teams.team import DB_ERRORS, Admission, Team
+from grok_proxy.teams.team import DB_ERRORS, OUTPUT_LIMITS, Admission, Team, TeamAuth
 
 log = logging.getLogger("grok_proxy.teams")
 
@@ -54,9 +56,13 @@ class TeamGate:
     def __init__(self, app: ASGIApp, *, team: Team, admin: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.team = team
-        self.auth = team.caller_auth()
         self.admin = admin
         self.max_body_bytes = max_body_bytes
+
+    @cached_property
+    def auth(self) -> TeamAuth:
+        """Member keys in, the member's upstream key out (the caller the routes take)."""
+        return self.team.caller_auth()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,8 +107,8 @@ class TeamGate:
             assert presented is not None
             await send_json(send, 200, orjson.dumps(self.team.key_view(member, presented)))
             return
-        data, receive = await self._body(scope, receive, route)
-        model, claims_answer = await self._inspect(member, decision, data)
+        facts, receive = await self._body(scope, receive, route)
+        model, claims_answer = await self._inspect(member, decision, facts)
         if model is None and member.limits.models and route in MODEL_ROUTES:
             raise NotAllowed(
                 f"Member {member.name} is limited to some models: name one of them as "
@@ -117,7 +123,8 @@ class TeamGate:
         if model is not None and record.model is None:
             record.model = model  # before the check: a refusal's log line names it too
         deferred = claims_answer and decision.kind == "deferred"
-        admission = await self.team.check(member, route, model, deferred=deferred, body=data)
+        limits = facts.output_limits if facts is not None else None
+        admission = await self.team.check(member, route, model, deferred=deferred, body=limits)
         watcher = AnswerWatcher(
             self.team,
             member,
@@ -132,8 +139,11 @@ class TeamGate:
         finally:
             await watcher.finish()
 
-    async def _body(self, scope: Scope, receive: Receive, route: str) -> tuple[Any, Receive]:
-        """The parsed request body (None without one) and a receive that replays its bytes.
+    async def _body(
+        self, scope: Scope, receive: Receive, route: str
+    ) -> tuple[BodyFacts | None, Receive]:
+        """What the gate reads from the parsed request body (None without one), and a
+        receive that replays its bytes.
 
         Whatever its Content-Type: the routes read a body as JSON whatever its label, and
         xAI does too, so the checks must see it as JSON as well. A body that is not JSON is
@@ -149,58 +159,103 @@ class TeamGate:
         body = await read_body(receive, self.max_body_bytes, length)
         if not body.strip():
             return None, receive_once(body, receive)
-        data = parse_json(body)
-        scope[PARSED_BODY] = (body, data)
-        return data, receive_once(body, receive)
+        if is_large(body):
+            # Parsed and read in a parser process, so other callers are not held up; the
+            # route parses the same bytes there again for its own checks.
+            facts = await parse_elsewhere(body, body_facts)
+        else:
+            data = parse_json(body)
+            scope[PARSED_BODY] = (body, data)
+            facts = body_facts(data)
+        return facts, receive_once(body, receive)
 
     async def _inspect(
-        self, member: Member, decision: Decision, data: Any
+        self, member: Member, decision: Decision, facts: BodyFacts | None
     ) -> tuple[str | None, bool]:
         """The body's model, the objects it names (owned or 404), and whether the answer
         names a new object."""
         claims_answer = decision.action is Action.CREATE
         if decision.kind == "deferred":
-            claims_answer = isinstance(data, dict) and data.get("deferred") is True
-        if data is None:
+            claims_answer = facts is not None and facts.deferred
+        if facts is None:
             return None, claims_answer
-        await self.team.require_all(member, references(data))
-        model = data.get("model") if isinstance(data, dict) else None
+        await self.team.require_all(member, facts.references)
         if member.limits.models:
-            if model is not None and not isinstance(model, str):
+            if facts.odd_model:
                 raise NotAllowed(
                     f"Member {member.name} may only name one of its allowed models as `model`.",
                     code="model_not_allowed",
                     param="model",
                 )
             if decision.kind == "batch":
-                self._check_batch_models(member, data)
-        return (model if isinstance(model, str) else None), claims_answer
+                self._check_batch_models(member, facts)
+        return facts.model, claims_answer
 
-    def _check_batch_models(self, member: Member, data: Any) -> None:
+    def _check_batch_models(self, member: Member, facts: BodyFacts) -> None:
         """A batch runs requests of its own, each naming a model: a member limited to some
         models names one of them in every request, and cannot batch a file's requests (the
         gate does not read files)."""
-        if not isinstance(data, dict):
-            return
-        if "input_file_id" in data:
+        if facts.input_file_id:
             raise NotAllowed(
                 f"Member {member.name} is limited to some models, so its batches take their "
                 "requests in `batch_requests` (a file's requests are not checked here).",
                 code="model_not_allowed",
                 param="input_file_id",
             )
-        items = data.get("batch_requests")
-        for item in items if isinstance(items, list) else []:
-            payload = item.get("batch_request") if isinstance(item, dict) else None
-            for request in payload.values() if isinstance(payload, dict) else []:
-                model = request.get("model") if isinstance(request, dict) else None
-                if not isinstance(model, str) or not member.limits.allows_model(model):
-                    raise NotAllowed(
-                        f"Member {member.name} may not use model {model} on this proxy "
-                        "(each batch request must name one of its allowed models).",
-                        code="model_not_allowed",
-                        param="batch_requests",
-                    )
+        for model in sorted(facts.batch_models, key=str):
+            if model is None or not member.limits.allows_model(model):
+                raise NotAllowed(
+                    f"Member {member.name} may not use model {model} on this proxy "
+                    "(each batch request must name one of its allowed models).",
+                    code="model_not_allowed",
+                    param="batch_requests",
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class BodyFacts:
+    """What the gate reads from a JSON request body, and nothing else: small values, so a
+    large body can be parsed and read in a parser process (bodies.parse_elsewhere)."""
+
+    # Every (kind, id) the body names, at any depth (scope.references).
+    references: list[tuple[str, str]]
+    # The top-level `model` when it is a string; `odd_model` when it is there but is not.
+    model: str | None
+    odd_model: bool
+    # `"deferred": true` (a chat completion answered later).
+    deferred: bool
+    # A batch of a file's requests (`input_file_id`), and the model of each request in
+    # `batch_requests` (None for one that names no string model).
+    input_file_id: bool
+    batch_models: frozenset[str | None]
+    # max_tokens and its kin, for the budget's reservation (Team.check).
+    output_limits: dict[str, int]
+
+
+def body_facts(data: Any) -> BodyFacts:
+    """The gate's facts of a parsed JSON body."""
+    top = data if isinstance(data, dict) else {}
+    model = top.get("model")
+    batch_models: set[str | None] = set()
+    items = top.get("batch_requests")
+    for item in items if isinstance(items, list) else []:
+        payload = item.get("batch_request") if isinstance(item, dict) else None
+        for request in payload.values() if isinstance(payload, dict) else []:
+            named = request.get("model") if isinstance(request, dict) else None
+            batch_models.add(named if isinstance(named, str) else None)
+    return BodyFacts(
+        references=references(data),
+        model=model if isinstance(model, str) else None,
+        odd_model=model is not None and not isinstance(model, str),
+        deferred=top.get("deferred") is True,
+        input_file_id="input_file_id" in top,
+        batch_models=frozenset(batch_models),
+        output_limits={
+            name: value
+            for name in OUTPUT_LIMITS
+            if isinstance(value := top.get(name), int) and not isinstance(value, bool)
+        },
+    )
 
 
 def receive_once(body: bytes, receive: Receive) -> Receive:

@@ -26,12 +26,13 @@ member's. `tts` and `stt` sessions report no token usage: they count one request
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from grok_proxy.calls.auth import Caller
-from grok_proxy.calls.bodies import parse_json
+from grok_proxy.calls.bodies import is_large, parse_elsewhere, parse_json
 from grok_proxy.calls.errors import InvalidRequest, MissingApiKey, ProxyError, error_type
 from grok_proxy.calls.usage import Usage, from_event
 from grok_proxy.teams.errors import DatabaseUnavailable, NotAllowed
@@ -147,23 +148,30 @@ class SessionGate:
         """
         if not self.turns:
             return None
+        raw = data.encode() if isinstance(data, str) else data
         try:
-            event = parse_json(data.encode() if isinstance(data, str) else data)
+            # A large event (base64 audio, a long input) is read in a parser process, so
+            # the other sessions and requests of this worker are not held up meanwhile.
+            event = (
+                await parse_elsewhere(raw, read_event)
+                if is_large(raw)
+                else read_event(parse_json(raw))
+            )
         except ProxyError as refused:
             return error_event(refused)
-        if not isinstance(event, dict):
+        if event is None:
             return error_event(
                 InvalidRequest("A client event must be a JSON object.", code="invalid_event")
             )
-        kind = event.get("type")
+        about = {"event_id": event.event_id}
         try:
-            await self.team.require_all(self.member, references(event))
-            if kind == "session.update":
-                self._allowed(_session_model(event))
+            await self.team.require_all(self.member, event.references)
+            if event.kind == "session.update":
+                self._allowed(event.session_model)
                 return None
-            if kind != CREATE:
+            if event.kind != CREATE:
                 return None
-            named = _turn_model(event)
+            named = event.turn_model
             self._allowed(named)
             model = named if isinstance(named, str) and named else self.model
             if model is None and self.member.limits.models:
@@ -175,7 +183,7 @@ class SessionGate:
                 )
             admission = await self.team.check(self.member, self.route, model)
         except ProxyError as refused:
-            return error_event(refused, event)
+            return error_event(refused, about)
         if model is not None:
             self.model = model  # later turns that name none use the session's last model
         self.pending.append(_Turn(model, admission))
@@ -239,6 +247,53 @@ class SessionGate:
         while self.pending:
             turn = self.pending.popleft()
             await self.team.record_usage(self.member, turn.model, None, turn.admission)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEvent:
+    """What the gate reads from a caller's event, and nothing else: small values, so a
+    large event can be parsed and read in a parser process (bodies.parse_elsewhere)."""
+
+    kind: Any  # its `type`
+    references: list[tuple[str, str]]  # every (kind, id) it names, at any depth
+    session_model: Any  # `session.model` (session.update)
+    turn_model: Any  # the model a `response.create` names
+    event_id: str | None
+
+
+def read_event(value: Any) -> ClientEvent | None:
+    """The gate's reading of a parsed client event; None when it is not a JSON object.
+
+    Names that are not strings stay what they are unless large (then a placeholder that is
+    not a string either): either way no model check lets them through.
+    """
+    if not isinstance(value, dict):
+        return None
+    event_id = value.get("event_id")
+    return ClientEvent(
+        kind=_small(value.get("type")),
+        references=references(value),
+        session_model=_small(_session_model(value)),
+        turn_model=_small(_turn_model(value)),
+        event_id=event_id if isinstance(event_id, str) else None,
+    )
+
+
+def _small(value: Any) -> Any:
+    """Strings, numbers and null as they are; a container as a short stand-in."""
+    if isinstance(value, dict | list):
+        return _Container(type(value).__name__)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Container:
+    """A JSON object or array where a name was expected (a model must be a string)."""
+
+    kind: str
+
+    def __str__(self) -> str:
+        return f"<a JSON {'object' if self.kind == 'dict' else 'array'}>"
 
 
 def _turn_model(event: dict[str, Any]) -> Any:
