@@ -308,6 +308,47 @@ def test_disable_rotate_and_limits_go_through_the_admin_api(browser: Any, team: 
     assert "rpm must be between 0 and" in by_id(browser, "message").text
 
 
+def test_revoke_and_delete_go_through_the_admin_api(browser: Any, team: Proxy) -> None:
+    from selenium.webdriver.common.by import By
+
+    def member_row() -> Any:
+        table = by_id(browser, "member-table")
+        return table.find_element(By.CSS_SELECTOR, "tr[data-member='dev-four']")
+
+    def models_with(key: str) -> int:
+        headers = {"authorization": f"Bearer {key}"}
+        return httpx.get(f"{team.url}/v1/models", headers=headers).status_code
+
+    sign_in(browser, team)
+    key = add_member(browser, "dev-four")
+    assert models_with(key) == 200
+    # Revoked: the key stops working and no new one is made; the member stays, active.
+    member_row().find_element(By.XPATH, ".//button[text()='Revoke keys']").click()
+    browser.switch_to.alert.accept()
+    wait_for(browser, lambda d: "1 key(s) of dev-four revoked" in by_id(d, "message").text)
+    wait_for(
+        browser,
+        lambda d: ["dev-four", "active", "0"] in [r[:3] for r in table_rows(d, "member-table")],
+    )
+    assert models_with(key) == 401
+    # "New key" gives it one again.
+    member_row().find_element(By.XPATH, ".//button[text()='New key']").click()
+    browser.switch_to.alert.accept()
+    wait_for(browser, lambda d: by_id(d, "new-key-value").get_attribute("value") not in ("", key))
+    new_key = by_id(browser, "new-key-value").get_attribute("value")
+    assert models_with(new_key) == 200
+    # Deleted: gone from the list, its key refused, its name free for someone new.
+    member_row().find_element(By.XPATH, ".//button[text()='Delete']").click()
+    browser.switch_to.alert.accept()
+    wait_for(
+        browser,
+        lambda d: "dev-four" not in [r[0] for r in table_rows(d, "member-table") if r],
+    )
+    assert models_with(new_key) == 401
+    again = add_member(browser, "dev-four")
+    assert models_with(again) == 200
+
+
 @contextmanager
 def phone_screen(driver: Any) -> Iterator[None]:
     """The page as a phone shows it: 390 CSS pixels wide, touch, mobile viewport."""

@@ -205,6 +205,24 @@ def test_streamed_response_belongs_to_its_creator(shared: Shared) -> None:
     assert shared.call("alice", "GET", f"/responses/{response_id.group(1)}").status_code == 200
 
 
+def test_a_deleted_members_objects_stay_out_of_reach_of_a_namesake(shared: Shared) -> None:
+    """Deleting a member frees its name, never its objects: a new member of the same name
+    is someone else. Revoking keys stops a member without removing it."""
+    shared.add("olga")
+    created = shared.call("olga", "POST", "/responses", json={"model": "grok-4", "input": "hi"})
+    assert created.status_code == 200, created.text
+    response_id = created.json()["id"]
+    revoked = shared.admin("POST", "/members/olga/revoke-keys")
+    assert revoked.json() == {"name": "olga", "revoked": 1}
+    assert shared.call("olga", "GET", f"/responses/{response_id}").status_code == 401
+    assert shared.admin("GET", "/members/olga").json()["disabled"] is False
+    assert shared.admin("DELETE", "/members/olga").json() == {"name": "olga", "deleted": True}
+    assert shared.admin("GET", "/members/olga").status_code == 404
+    shared.add("olga")  # the same name, a new member
+    assert shared.call("olga", "GET", f"/responses/{response_id}").status_code == 404
+    assert shared.admin("DELETE", "/members/nobody").status_code == 404
+
+
 def test_lists_hold_only_the_callers_objects(shared: Shared) -> None:
     mine = {
         member: shared.call(member, "POST", "/files", files={"file": ("n.txt", b"x")}).json()["id"]

@@ -125,6 +125,7 @@ def admin_app(team: Team) -> ASGIApp:
             Route("/admin/members", api.add_member, methods=["POST"]),
             Route("/admin/members/{name}", api.one_member, methods=["GET", "PATCH", "DELETE"]),
             Route("/admin/members/{name}/rotate-key", api.rotate_key, methods=["POST"]),
+            Route("/admin/members/{name}/revoke-keys", api.revoke_keys, methods=["POST"]),
             Route("/admin/usage", api.usage, methods=["GET"]),
         ]
     )
@@ -221,8 +222,9 @@ class AdminApi:
                     member = await self.team.store.set_disabled(name, data["disabled"])
                 await self.team.reload()
             elif request.method == "DELETE":
-                member = await self.team.store.set_disabled(name, True)
+                await self.team.store.delete_member(name)
                 await self.team.reload()
+                return _json({"name": name, "deleted": True})
             else:
                 member = await self.team.store.member(name)
         except ValueError as exc:
@@ -230,6 +232,17 @@ class AdminApi:
         except NoSuchMember:
             return _error(404, f"No member named {name}.", "no_such_member")
         return _json(member_json(member))
+
+    async def revoke_keys(self, request: Request) -> Response:
+        if refused := self.authorized(request):
+            return refused
+        name = request.path_params["name"]
+        try:
+            revoked = await self.team.store.revoke_keys(name)
+        except NoSuchMember:
+            return _error(404, f"No member named {name}.", "no_such_member")
+        await self.team.reload()
+        return _json({"name": name, "revoked": revoked})
 
     async def rotate_key(self, request: Request) -> Response:
         if refused := self.authorized(request):

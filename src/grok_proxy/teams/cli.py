@@ -39,7 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     _limit_flags(add)
     listing = members.add_parser("list", help="list members (never their keys)")
     listing.add_argument("--json", action="store_true", help="one JSON document")
-    for action, text in (("disable", "its keys stop working"), ("enable", "undo disable")):
+    for action, text in (
+        ("disable", "its keys stop working"),
+        ("enable", "undo disable"),
+        ("revoke-keys", "every key stops working; none replaces them"),
+        ("delete", "remove the member and its keys (its usage stays in the totals)"),
+    ):
         members.add_parser(action, help=text).add_argument("name")
     rotate = members.add_parser("rotate-key", help="a new key; the old ones stop working")
     rotate.add_argument("name")
@@ -135,6 +140,16 @@ async def _enable(store: Store, args: argparse.Namespace) -> None:
     _out(f"Member {args.name} is enabled.")
 
 
+async def _revoke(store: Store, args: argparse.Namespace) -> None:
+    revoked = await store.revoke_keys(args.name)
+    _out(f"{revoked} key(s) of {args.name} revoked; `rotate-key` gives it a new one.")
+
+
+async def _delete(store: Store, args: argparse.Namespace) -> None:
+    await store.delete_member(args.name)
+    _out(f"Member {args.name} is deleted; its keys stop working within seconds.")
+
+
 async def _rotate(store: Store, args: argparse.Namespace) -> None:
     key = await store.rotate_key(args.name, keep_old=args.keep_old)
     _out(f"New access key for {args.name}, shown only this once:")
@@ -179,5 +194,7 @@ ACTIONS: dict[str, Callable[[Store, argparse.Namespace], Awaitable[None]]] = {
     "disable": _disable,
     "enable": _enable,
     "rotate-key": _rotate,
+    "revoke-keys": _revoke,
+    "delete": _delete,
     "set-limit": _set_limit,
 }

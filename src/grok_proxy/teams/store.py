@@ -290,6 +290,30 @@ class Store:
             row = await self._member_row(conn, name)
         return _member(row)
 
+    async def revoke_keys(self, name: str) -> int:
+        """Every access key of the member stops working, and none replaces them."""
+        async with self.engine.begin() as conn:
+            row = await self._member_row(conn, name)
+            if row is None:
+                raise NoSuchMember(name)
+            result = await conn.execute(
+                access_keys.delete().where(access_keys.c.member_id == row["id"])
+            )
+        return int(result.rowcount or 0)
+
+    async def delete_member(self, name: str) -> None:
+        """The member and its keys are gone; its name may be given to someone new.
+
+        Its usage stays (by its id, for the account's totals), and the objects it created
+        stay its: nobody else, a new member of the same name included, reaches them.
+        """
+        async with self.engine.begin() as conn:
+            row = await self._member_row(conn, name)
+            if row is None:
+                raise NoSuchMember(name)
+            await conn.execute(access_keys.delete().where(access_keys.c.member_id == row["id"]))
+            await conn.execute(members.delete().where(members.c.id == row["id"]))
+
     async def rotate_key(self, name: str, keep_old: bool = False) -> str:
         """A new access key for the member; the old ones stop working unless `keep_old`."""
         key = new_access_key()

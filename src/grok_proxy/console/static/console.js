@@ -177,8 +177,6 @@
       if (member.source === "database") {
         actions.append(
           action("Limits", async () => edit(member)),
-          // No separate Delete: the admin API's DELETE disables (members are kept, so their
-          // objects and usage stay theirs), and one button that does the same is enough.
           action(member.disabled ? "Enable" : "Disable", async () => {
             await admin("PATCH", path, { disabled: !member.disabled });
             say(`${member.name} ${member.disabled ? "enabled" : "disabled"}.`);
@@ -194,6 +192,16 @@
             showKey(member.name, answer.key); say(`Another key for ${member.name}; its other keys still work.`);
             await loadMembers();
           }),
+          action("Revoke keys", async () => {
+            const answer = await admin("POST", path + "/revoke-keys", {});
+            say(`${answer.revoked} key(s) of ${member.name} revoked; "New key" gives it one again.`);
+            await loadMembers();
+          }, `Revoke every key of ${member.name}? They stop working, and no new one is made.`),
+          action("Delete", async () => {
+            await admin("DELETE", path);
+            say(`${member.name} deleted; its usage stays in the totals.`);
+            await loadMembers();
+          }, `Delete ${member.name} and its keys? This cannot be undone.`),
         );
       } else {
         actions.append(el("span", "set in GROK_PROXY_API_KEYS", { class: "hint" }));
