@@ -629,7 +629,8 @@ def test_headless_chromium_talks_through_the_proxy_with_an_ephemeral_token(
     try:
         with (
             proxy(sim.base_url, cors_allow_origins=f"http://{HOST}:{page_port}") as running,
-            tempfile.TemporaryDirectory() as profile,
+            # Chromium's helper processes may still write the profile as it is removed.
+            tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile,
         ):
             browser = subprocess.Popen(
                 [
