@@ -36,7 +36,7 @@ class Flavor(Enum):
 
 
 # Scope key: the envelope this request's errors use, decided once by the serving layer
-# (entry.flavor_for) and read by everything that answers with an error.
+# (routes.table.RouteTable.flavor) and read by everything that answers with an error.
 FLAVOR = "grok_proxy.flavor"
 
 

@@ -108,13 +108,6 @@ def _recorded(request: Request, parsed: M) -> M:
     return parsed
 
 
-def parse_body(body: bytes, schema: type[M]) -> M:
-    """Validate a JSON body, naming the first offending field in the error."""
-    if not body.strip():
-        raise InvalidRequest("Request body is empty; send a JSON object.")
-    return validate(parse_json(body), schema)
-
-
 def validate(data: Any, schema: type[M]) -> M:
     """Validate a parsed JSON body, naming the first offending field in the error."""
     try:

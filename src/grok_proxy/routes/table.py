@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from grok_proxy.calls.errors import Flavor
 from grok_proxy.calls.route import CHAT, PASS_THROUGH, Route
 from grok_proxy.serving.paths import API_PREFIX
 
@@ -59,16 +60,15 @@ class Row:
     summary: str = ""
     description: str = ""
     tag: str | None = None
+    # The full path template: what access lines and metrics name the route by.
+    template: str = field(init=False)
+    # The upstream path of a row with no parameters.
+    target: str = field(init=False)
 
-    @property
-    def template(self) -> str:
-        """The full path template: what access lines and metrics name the route by."""
-        return API_PREFIX + self.path
-
-    @property
-    def target(self) -> str:
-        """The upstream path of a row with no parameters."""
-        return self.upstream or self.path
+    def __post_init__(self) -> None:
+        # Made once: the entry reads them on every request.
+        object.__setattr__(self, "template", API_PREFIX + self.path)
+        object.__setattr__(self, "target", self.upstream or self.path)
 
 
 class RouteTable:
@@ -88,6 +88,14 @@ class RouteTable:
                 self.exact.setdefault((row.method, row.template), row)
         # Paths below the prefix that the app serves itself (health): never forwarded.
         self.reserved: set[str] = set()
+
+    def flavor(self, path: str, row: Row | None) -> Flavor:
+        """The envelope of a request's errors: its row's, else Anthropic's below /messages
+        (the pass-through and the app's own routes)."""
+        if row is not None and row is not self.fallback:
+            return row.route.flavor
+        anthropic = path.endswith("/messages") or "/messages/" in path
+        return Flavor.ANTHROPIC if anthropic else Flavor.OPENAI
 
     def match(self, method: str, path: str) -> Row | None:
         """The row for `method` on `path` (already below API_PREFIX), or None."""

@@ -56,14 +56,6 @@ log = logging.getLogger("grok_proxy")
 ROW = "grok_proxy.row"
 
 
-def flavor_for(path: str, row: Row | None) -> Flavor:
-    """The envelope a request's errors use: its row's, else Anthropic's below /messages."""
-    if row is not None and row.method != "*":
-        return row.route.flavor
-    anthropic = path.endswith("/messages") or "/messages/" in path
-    return Flavor.ANTHROPIC if anthropic else Flavor.OPENAI
-
-
 class Entry:
     """The ASGI application uvicorn runs: serving steps, then a row or the FastAPI app."""
 
@@ -177,7 +169,7 @@ class Entry:
             path = scope["path"]
         row = self.table.match(scope["method"], path) if path.startswith(API_PREFIX) else None
         scope[ROW] = row
-        scope[FLAVOR] = flavor_for(path, row)
+        scope[FLAVOR] = self.table.flavor(path, row)
         if row is not None:
             scope["state"]["record"].route = row.template
         try:
