@@ -102,3 +102,38 @@ def test_a_whole_read_frames_events_as_byte_by_byte_reads_do(stream: bytes) -> N
         (e.raw, e.name, e.data) for b in range(len(stream)) for e in single.feed(stream[b : b + 1])
     ]
     assert whole.pending() == single.pending()
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        LF,
+        framed(b"\r\n"),
+        framed(b"\r"),
+        b"data: a\r\rdata: b\n\n",  # CR, then LF
+        b"\n\ndata: a\n\n\n\ndata: b\n\n",
+        b"data: a\n\ndata: b\ndata: c\n",
+        b": only a comment\n\nevent: x\n\n",
+        b"data: a\n\ndata: b\r\n\r\n",
+    ],
+)
+def test_a_read_relayed_uncut_holds_exactly_the_events_the_parser_finds(stream: bytes) -> None:
+    # The relay passes a read on as it is when `whole` counts it; that must never differ
+    # from cutting it into events, wherever the stream was split and whatever came before.
+    for split in range(len(stream) + 1):
+        for reads in ([stream[:split], stream[split:]], [stream[split:]]):
+            counting, cutting = SseParser(1 << 20), SseParser(1 << 20)
+            for read in reads:
+                count = counting.whole(read)
+                events = cutting.feed(read)
+                if count:
+                    assert count == len(events)
+                    assert b"".join(event.raw for event in events) == read
+                    assert cutting.pending() == b""
+                else:
+                    counting.feed(read)
+
+
+def test_a_read_with_an_event_over_the_limit_is_not_relayed_uncut() -> None:
+    assert SseParser(16).whole(b"data: " + b"x" * 20 + b"\n\n") == 0
+    assert SseParser(16).whole(b"data: x\n\n") == 1

@@ -21,7 +21,7 @@ from grok_proxy.calls.asgi import Receive, Scope, Send
 from grok_proxy.calls.errors import Flavor, ProxyError, UpstreamUnreachable
 from grok_proxy.calls.record import RequestRecord
 from grok_proxy.calls.route import Route
-from grok_proxy.calls.sse import Event, EventTooLarge, SseParser, pieces
+from grok_proxy.calls.sse import RELAY_PIECE_BYTES, Event, EventTooLarge, SseParser, pieces
 from grok_proxy.calls.transport import ReadTimedOut, UpstreamFailure, UpstreamResponse
 from grok_proxy.calls.usage import USAGE_MARK, from_event, is_usage_only_chunk, merge
 from grok_proxy.calls.watch import HangUpWatch, StreamClock
@@ -160,12 +160,25 @@ class SseRelay:
         parser = SseParser(self.config.max_event)
         end = self.route.stream_end
         completed = not end.known
+        # Without a rewrite, a read of whole events that can be neither the end nor usage
+        # goes out as it came, uncut: most reads of a stream are such.
+        as_read = self.config.rewrite is None
+        record = self.record
         failure: ProxyError | None = None
         try:
             while True:
                 chunk = await self._next_chunk(send)
+                if (
+                    as_read
+                    and (count := parser.whole(chunk))
+                    and USAGE_MARK not in chunk
+                    and not end.mentioned(chunk)
+                ):
+                    record.relayed_events += count
+                    await _send_body(send, chunk)
+                    continue
                 events = parser.feed(chunk) if chunk else parser.close()
-                self.record.relayed_events += len(events)
+                record.relayed_events += len(events)
                 out = []
                 for event in events:
                     completed = completed or end.reached(event)
@@ -173,9 +186,7 @@ class SseRelay:
                     if raw:
                         out.append(raw)
                 if out:
-                    body = out[0] if len(out) == 1 else b"".join(out)
-                    for piece in pieces(body):  # a huge event: other callers get turns
-                        await send({"type": "http.response.body", "body": piece, "more_body": True})
+                    await _send_body(send, out[0] if len(out) == 1 else b"".join(out))
                 if not chunk:
                     break
         except UpstreamFailure as exc:
@@ -222,6 +233,14 @@ class SseRelay:
             event = error_event(self.route.flavor, failure)
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _send_body(send: Send, body: bytes) -> None:
+    if len(body) <= RELAY_PIECE_BYTES:
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        return
+    for piece in pieces(body):  # a huge event: other callers get turns
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
 
 
 class BodyRelay:

@@ -30,6 +30,12 @@ class StreamEnd:
     def known(self) -> bool:
         return self.data is not None or bool(self.types)
 
+    def mentioned(self, raw: bytes) -> bool:
+        """Whether `raw` could hold an ending event (a look at the bytes, nothing parsed)."""
+        if self.data is not None and self.data in raw:
+            return True
+        return any(name in raw for name in self.types)
+
     def reached(self, event: Event) -> bool:
         # Most events are none of these: a look at the raw bytes spares parsing them.
         raw = event.raw

@@ -103,6 +103,24 @@ class SseParser:
         self.line_start = 0
         self.search_from = 0
 
+    def whole(self, chunk: bytes) -> int:
+        """How many events `chunk` is, when it is nothing but complete LF-framed ones; else 0.
+
+        Most reads of a stream are exactly that (one event, or a few that arrived
+        together), and a relay can pass such a chunk on as it is, without cutting it into
+        events: the same events, in the same bytes, as `feed` would return.
+        """
+        if (
+            self.buffer
+            or not chunk.endswith(b"\n\n")
+            or chunk.startswith(b"\n")
+            or len(chunk) > self.max_event
+            or b"\r" in chunk
+            or b"\n\n\n" in chunk
+        ):
+            return 0
+        return chunk.count(b"\n\n")
+
     def feed(self, chunk: bytes, *, final: bool = False) -> list[Event]:
         """The events `chunk` completes; `final` when no more bytes will come."""
         if not (self.buffer or final) and b"\r" not in chunk and b"\n\n\n" not in chunk:

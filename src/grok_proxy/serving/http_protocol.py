@@ -42,6 +42,55 @@ LINGER_BYTES = 1 << 20
 REQUEST_LINE_SLACK = 32
 
 
+class HeldHead:
+    """The transport a response is written to, holding its head until the body's first write.
+
+    uvicorn writes a response's head as soon as the app starts the response, and its body
+    with the next message: two socket writes and two packets, so the caller wakes twice
+    for one answer. Held until the first body write of the same turn of the event loop,
+    the head goes out with it in one write (as nginx sends them); a head whose body comes
+    later (a stream waiting for upstream) goes out at the end of the turn, unchanged.
+    """
+
+    __slots__ = ("cycle", "head", "loop", "transport")
+
+    def __init__(
+        self, transport: asyncio.Transport, cycle: Any, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.transport = transport
+        self.cycle = cycle
+        self.loop = loop
+        self.head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        head = self.head
+        if head is None:
+            self.head = data
+            self.loop.call_soon(self.flush)
+            return
+        self._release()
+        self.transport.write(head + data)
+
+    def flush(self) -> None:
+        """Write a held head on its own (the body did not follow in the same turn)."""
+        head = self.head
+        if head is not None:
+            self._release()
+            if not self.transport.is_closing():
+                self.transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def _release(self) -> None:
+        self.head = None
+        self.cycle.transport = self.transport  # later writes go straight through
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """The limits one worker enforces, from the settings and the open-files limit."""
@@ -257,6 +306,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_started and cycle.transport is self.transport:
+            cycle.transport = HeldHead(self.transport, cycle, self.loop)  # type: ignore[assignment]
         self.phase = Phase.BODY
         self.head_since = None
         self.body_since = self.body_last = self.loop.time()
