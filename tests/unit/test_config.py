@@ -34,11 +34,11 @@ def test_access_keys_from_a_file(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.write_text("# comment\nalpha\n\n beta \n")
     settings = Settings(grok_proxy_api_keys=f"@{keys}", xai_api_key="xai-server")
-    assert settings.access_keys() == ("alpha", "beta")
+    assert settings.access.api_keys == ("alpha", "beta")
 
 
 def test_base_url_trailing_slash_is_dropped() -> None:
     assert (
-        Settings(xai_base_url="http://127.0.0.1:9100/v1/").xai_base_url
+        Settings(xai_base_url="http://127.0.0.1:9100/v1/").upstream.base_url
         == "http://127.0.0.1:9100/v1"
     )
