@@ -143,8 +143,8 @@ class ServingSettings(Group):
         default=1,
         ge=1,
         validation_alias="WORKERS",
-        description="Worker processes when `--workers` is not given; one per core.",
-        json_schema_extra=details("docs/deployment.md says how many."),
+        description="Worker processes when `--workers` is not given.",
+        json_schema_extra=details("One per core (docs/deployment.md)."),
     )
     grpc_port: int = Field(
         default=8001,
