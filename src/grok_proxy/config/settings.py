@@ -15,6 +15,8 @@ from pydantic import Field, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -61,11 +63,13 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Same order as pydantic-settings' own: keywords, then the environment, then `.env`.
-        init_kwargs: dict[str, Any] = getattr(init_settings, "init_kwargs", {})
+        assert isinstance(init_settings, InitSettingsSource)
+        assert isinstance(env_settings, EnvSettingsSource)
+        assert isinstance(dotenv_settings, EnvSettingsSource)  # a DotEnvSettingsSource
         return (
-            FlatNames(settings_cls, init_kwargs, keywords=True),
-            FlatNames(settings_cls, getattr(env_settings, "env_vars", {})),
-            FlatNames(settings_cls, getattr(dotenv_settings, "env_vars", {})),
+            FlatNames(settings_cls, init_settings.init_kwargs, keywords=True),
+            FlatNames(settings_cls, env_settings.env_vars),
+            FlatNames(settings_cls, dotenv_settings.env_vars),
         )
 
 
