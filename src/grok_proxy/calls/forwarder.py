@@ -157,15 +157,15 @@ class Forwarder:
         self.upstream = upstream_of(settings)
         self.base_url = self.upstream.base_url
         self.preset = self.upstream.preset
-        self.models = ModelNames(self.preset.model_prefix, settings.xai_model_aliases)
+        self.models = ModelNames(self.preset.model_prefix, settings.upstream.model_aliases)
         self.client = HttpClient(settings, self.upstream)
         self.auth = CallerAuth(settings)
         self.retries = RetryPolicy(settings)
-        self.drain = Drain(settings.shutdown_grace_seconds)
+        self.drain = Drain(settings.serving.shutdown_grace_seconds)
         self.relay = RelayConfig(
-            keepalive=settings.sse_keepalive_seconds,
-            read_timeout=settings.xai_read_timeout,
-            max_event=settings.max_sse_event_bytes,
+            keepalive=settings.calls.sse_keepalive_seconds,
+            read_timeout=settings.upstream.read_timeout,
+            max_event=settings.limits.max_sse_event_bytes,
             drain=self.drain,
             rewrite=None if self.models.identity else self.models.answer,
             describe=self.describe,
@@ -179,7 +179,7 @@ class Forwarder:
         settings = self.settings
         if isinstance(failure, ReadTimedOut):
             return UpstreamTimeout(
-                f"The upstream API sent nothing for {settings.xai_read_timeout:g} seconds."
+                f"The upstream API sent nothing for {settings.upstream.read_timeout:g} seconds."
             )
         if isinstance(failure, ConnectTimedOut):
             return UpstreamTimeout("The upstream API did not accept a connection in time.")
@@ -188,7 +188,7 @@ class Forwarder:
         if isinstance(failure, WriteTimedOut):
             return UpstreamTimeout(
                 f"The upstream API took none of the request body for "
-                f"{settings.xai_write_timeout:g} seconds."
+                f"{settings.upstream.write_timeout:g} seconds."
             )
         if isinstance(failure, NothingSent):
             return UpstreamUnreachable(f"Could not reach the upstream API: {failure.message}.")
@@ -199,7 +199,7 @@ class Forwarder:
         report: dict[str, object] = {"name": self.preset.name, "base_url": self.base_url}
         started = perf_counter()
         try:
-            async with asyncio.timeout(self.settings.xai_connect_timeout):
+            async with asyncio.timeout(self.settings.upstream.connect_timeout):
                 answer = await self.client.send("GET", f"{self.base_url}/models", [], None)
                 await answer.read(ERROR_BODY_LIMIT)
         except (UpstreamFailure, BodyTooLarge, TimeoutError) as exc:
@@ -285,7 +285,7 @@ class Forwarder:
     ) -> Answer:
         started = perf_counter()
         record = call.record
-        deadline = self.settings.xai_total_timeout
+        deadline = self.settings.upstream.total_timeout
         try:
             async with asyncio.timeout(deadline or None) as total:
                 answer = await self.retries.send(
@@ -363,7 +363,7 @@ class Forwarder:
         attempts: tuple[bytes, bytes],
     ) -> Answer:
         record = call.record
-        limit = self.settings.max_response_bytes
+        limit = self.settings.limits.max_response_bytes
         try:
             content = await answer.read(limit)
         except BodyTooLarge:

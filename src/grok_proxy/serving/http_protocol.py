@@ -115,20 +115,20 @@ def limits() -> Limits:
     """This worker's limits, read once."""
     settings = get_settings()
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    cap = connection_cap(settings.max_connections, soft)
-    if cap < settings.max_connections:
+    cap = connection_cap(settings.limits.max_connections, soft)
+    if cap < settings.limits.max_connections:
         log.warning(
             "accepting at most %s connections per worker, not MAX_CONNECTIONS=%s: the "
             "open-files limit is %s",
             cap,
-            settings.max_connections,
+            settings.limits.max_connections,
             soft,
         )
     return Limits(
-        max_head_bytes=settings.max_header_bytes,
-        headers_timeout=settings.headers_timeout,
-        body_timeout=settings.body_timeout,
-        body_min_rate=settings.body_min_rate,
+        max_head_bytes=settings.limits.max_header_bytes,
+        headers_timeout=settings.limits.headers_timeout,
+        body_timeout=settings.limits.body_timeout,
+        body_min_rate=settings.limits.body_min_rate,
         max_connections=cap,
     )
 
