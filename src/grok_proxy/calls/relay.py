@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
@@ -235,10 +235,14 @@ class SseRelay:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _send_body(send: Send, body: bytes) -> None:
+def _send_body(send: Send, body: bytes) -> Awaitable[None]:
+    # Not a coroutine for the common, small body: the server's own send is awaited.
     if len(body) <= RELAY_PIECE_BYTES:
-        await send({"type": "http.response.body", "body": body, "more_body": True})
-        return
+        return send({"type": "http.response.body", "body": body, "more_body": True})
+    return _send_pieces(send, body)
+
+
+async def _send_pieces(send: Send, body: bytes) -> None:
     for piece in pieces(body):  # a huge event: other callers get turns
         await send({"type": "http.response.body", "body": piece, "more_body": True})
 
