@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from grok_proxy.calls import sse
 from grok_proxy.calls.route import ANTHROPIC_END, OPENAI_END, RESPONSES_END
 from grok_proxy.calls.sse import Event, EventTooLarge, SseParser
 
@@ -137,3 +138,43 @@ def test_a_read_relayed_uncut_holds_exactly_the_events_the_parser_finds(stream: 
 def test_a_read_with_an_event_over_the_limit_is_not_relayed_uncut() -> None:
     assert SseParser(16).whole(b"data: " + b"x" * 20 + b"\n\n") == 0
     assert SseParser(16).whole(b"data: x\n\n") == 1
+
+
+def test_large_events_are_the_same_events_with_marks_found_as_they_arrive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every event here counts as large, so marks are looked for read by read, across
+    # reads of every size (a mark cut between two reads included).
+    monkeypatch.setattr(sse, "LARGE_EVENT_BYTES", 8)
+    marks = (b'"usage"', b"[DONE]", b"message_stop")
+    stream = (
+        b'data: {"usage": {"total_tokens": 3}}\n\n'
+        b"data: no mark in this one at all\r\n\r\n"
+        b"event: message_stop\ndata: {}\n\n"
+        b"data: [DONE]\n\n"
+    )
+    expected = SseParser(1 << 20).feed(stream, final=True)
+    for size in range(1, 12):
+        parser = SseParser(1 << 20, marks=marks)
+        events: list[Event] = []
+        for start in range(0, len(stream), size):
+            events += parser.feed(stream[start : start + size])
+        events += parser.close()
+        assert [bytes(event.raw) for event in events] == [event.raw for event in expected]
+        for event in events:
+            assert event.marks is not None, size  # found as the bytes arrived
+            for mark in marks:
+                assert event.mentions(mark) == (mark in event.raw), (size, mark, event)
+
+
+def test_a_large_event_is_relayed_without_being_copied() -> None:
+    size = 2 * sse.LARGE_EVENT_BYTES
+    parser = SseParser(4 * size, marks=(b"[DONE]",))
+    parser.feed(b"data: " + b"x" * size)
+    held = parser.buffer
+    (event,) = parser.feed(b"\n\ndata: [DONE]")
+    assert event.raw is held  # the parser's buffer became the event
+    assert event.raw == b"data: " + b"x" * size + b"\n\n"
+    assert not event.mentions(b"[DONE]")
+    (done,) = parser.feed(b"\n\n")
+    assert done.raw == b"data: [DONE]\n\n"

@@ -157,8 +157,8 @@ class SseRelay:
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        parser = SseParser(self.config.max_event)
         end = self.route.stream_end
+        parser = SseParser(self.config.max_event, marks=(USAGE_MARK, *end.marks))
         completed = not end.known
         # Without a rewrite, a read of whole events that can be neither the end nor usage
         # goes out as it came, uncut: most reads of a stream are such.
@@ -179,7 +179,7 @@ class SseRelay:
                     continue
                 events = parser.feed(chunk) if chunk else parser.close()
                 record.relayed_events += len(events)
-                out = []
+                out: list[bytes | bytearray] = []
                 for event in events:
                     completed = completed or end.reached(event)
                     raw = self._filter(event)
@@ -211,10 +211,10 @@ class SseRelay:
             log.warning("upstream stream failed: %s", failure.message)
         await self._finish(send, failure)
 
-    def _filter(self, event: Event) -> bytes:
+    def _filter(self, event: Event) -> bytes | bytearray:
         """The bytes to relay for one event: as sent, minus what the proxy itself asked for."""
         raw = event.raw
-        if USAGE_MARK in raw and event.data is not None:
+        if event.mentions(USAGE_MARK) and event.data is not None:
             try:
                 payload = orjson.loads(event.data)
             except orjson.JSONDecodeError:
@@ -225,7 +225,9 @@ class SseRelay:
                 if self.strip_usage and is_usage_only_chunk(payload):
                     return b""
         rewrite = self.config.rewrite
-        return raw if rewrite is None else rewrite(raw)
+        if rewrite is None:
+            return raw
+        return rewrite(raw if isinstance(raw, bytes) else bytes(raw))
 
     async def _finish(self, send: Send, failure: ProxyError | None) -> None:
         """End the response, with an error event first when the stream is incomplete."""
@@ -235,14 +237,14 @@ class SseRelay:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def _send_body(send: Send, body: bytes) -> Awaitable[None]:
+def _send_body(send: Send, body: bytes | bytearray) -> Awaitable[None]:
     # Not a coroutine for the common, small body: the server's own send is awaited.
-    if len(body) <= RELAY_PIECE_BYTES:
+    if len(body) <= RELAY_PIECE_BYTES and isinstance(body, bytes):
         return send({"type": "http.response.body", "body": body, "more_body": True})
     return _send_pieces(send, body)
 
 
-async def _send_pieces(send: Send, body: bytes) -> None:
+async def _send_pieces(send: Send, body: bytes | bytearray) -> None:
     for piece in pieces(body):  # a huge event: other callers get turns
         await send({"type": "http.response.body", "body": piece, "more_body": True})
 
