@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from functools import partial
 from time import perf_counter
 
 import orjson
 
 from grok_proxy.calls.asgi import Receive
 from grok_proxy.calls.auth import Caller, CallerAuth
-from grok_proxy.calls.bodies import StreamedBody
+from grok_proxy.calls.bodies import StreamedBody, elsewhere, is_large
 from grok_proxy.calls.client import HttpClient
 from grok_proxy.calls.errors import (
     NotOnThisUpstream,
@@ -56,7 +57,7 @@ from grok_proxy.calls.transport import (
     WriteTimedOut,
 )
 from grok_proxy.calls.upstream import upstream_of
-from grok_proxy.calls.usage import from_body
+from grok_proxy.calls.usage import Usage, from_body
 from grok_proxy.calls.watch import HangUpWatch
 from grok_proxy.config import Settings
 from grok_proxy.serving.lifecycle import Drain
@@ -241,7 +242,10 @@ class Forwarder:
             )
         body = call.body
         if isinstance(body, bytes) and body and not self.models.identity:
-            body = self.models.request_body(body)
+            if is_large(body):  # parsed in a parser process: other callers are not held up
+                body = await elsewhere(body, self.models.request_body)
+            else:
+                body = self.models.request_body(body)
         headers = self.headers_for(call, body)
         url = f"{self.base_url}{call.target}"
         streamed = call.streamed
@@ -374,9 +378,17 @@ class Forwarder:
                 code="upstream_response_too_large",
             ) from None
         if content:
-            try:
-                record.usage = from_body(orjson.loads(content))
-            except orjson.JSONDecodeError:
+            models = None if self.models.identity else self.models
+            if is_large(content):
+                # Read (and rewritten) in a parser process: other callers are not held up.
+                readable, record.usage = await elsewhere(content, _usage_of_answer)
+                if readable and (models is not None or call.on_json is not None):
+                    content = await elsewhere(content, partial(_relayed, models, call.on_json))
+            else:
+                readable, record.usage = _usage_of_answer(content)
+                if readable:
+                    content = _relayed(models, call.on_json, content)
+            if not readable:
                 # A success that cannot be read is not a success: say so instead of relaying it.
                 record.error_kind = "malformed"
                 raise UpstreamError(
@@ -384,14 +396,27 @@ class Forwarder:
                     f"Upstream answered {answer.status} with {len(content)} bytes of "
                     "malformed JSON.",
                     code="upstream_malformed_response",
-                ) from None
-            if not self.models.identity:
-                content = self.models.answer(content)
-            if call.on_json is not None:
-                content = call.on_json(content)
+                )
         headers = relayed_headers(answer.raw_headers)
         headers.append(attempts)
         return Reply(content, answer.status, headers)
+
+
+def _usage_of_answer(content: bytes) -> tuple[bool, Usage | None]:
+    """Whether a JSON answer is readable, and the usage it reports."""
+    try:
+        return True, from_body(orjson.loads(content))
+    except orjson.JSONDecodeError:
+        return False, None
+
+
+def _relayed(models: ModelNames | None, on_json: JsonHook | None, content: bytes) -> bytes:
+    """A JSON answer as the caller gets it: model names in its form, then the route's hook."""
+    if models is not None:
+        content = models.answer(content)
+    if on_json is not None:
+        content = on_json(content)
+    return content
 
 
 def _retry_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
