@@ -10,7 +10,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from websockets.frames import Frame, Opcode
@@ -21,15 +21,27 @@ from grok_proxy.simulator.core import (
     number,
 )
 
-if TYPE_CHECKING:
-    from grok_proxy.simulator.realtime import Realtime
-
 log = logging.getLogger("grok_proxy.simulator.realtime")
 # The websockets protocol logs each connection at info and every frame at debug: too chatty.
 PROTOCOL_LOG = logging.getLogger("grok_proxy.simulator.realtime.protocol")
 PROTOCOL_LOG.setLevel(logging.WARNING)
 
 JSON = dict[str, Any]
+
+
+class Counter(Protocol):
+    def count(self, name: str) -> None: ...
+
+
+class Realtime(Protocol):
+    """What a socket needs of the realtime API that serves it (simulator/realtime.py)."""
+
+    @property
+    def simulator(self) -> Counter: ...
+
+    def handshake(self, socket: SimSocket, request: Request) -> None: ...
+
+
 CLIENT_SECRET_PREFIX = "xai-client-secret."  # noqa: S105 - a protocol name, not a secret
 # 20 ms of 24 kHz 16-bit mono PCM: one audio delta per word.
 AUDIO_CHUNK = 960
