@@ -130,3 +130,32 @@ def test_two_workers_on_one_database_never_admit_more_than_the_limit(tmp_path: P
             assert taken == 25
 
     asyncio.run(scenario())
+
+
+def test_day_and_month_budgets_hold_after_the_flush_that_prunes_old_minutes(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with team_on(tmp_path) as team, team_on(tmp_path) as other:
+            hal = await add(team, "hal", Limits(tokens_per_day=1, dollars_per_month=0.000001))
+            await other.reload()
+            minute, day, month = windows(datetime.now(UTC))
+            stale_minute = f"m{int(minute[1:]) - 5}"
+            await team.store.charge(hal.id, stale_minute, "requests", 1)
+            # 60 tokens, $0.000076 as xAI states it: over both budgets with one request.
+            admission = await team.check(hal, "chat/completions", "grok-4")
+            await team.record_usage(hal, "grok-4", {**USAGE, "cost_ticks": 760_000}, admission)
+            # The every-second flush: charges the usage to the counters, prunes old minutes.
+            await team.flush()
+            query = sa.select(counters.c.period, counters.c.tokens, counters.c.cost_nanos)
+            async with team.store.engine.connect() as conn:
+                rows = (await conn.execute(query.where(counters.c.member_id == hal.id))).all()
+            # SQLite's LIKE ignores case: pruning minutes by "m%" once wiped the month too.
+            assert sorted(rows) == [(month, 0, 76_000), (day, 60, 0)]
+            # Neither this worker nor another one lets hal spend more.
+            team.leases.forget_exhausted()  # as the reload every TEAM_REFRESH_SECONDS does
+            for worker in (team, other):
+                with pytest.raises(BudgetExceeded):
+                    await worker.check(hal, "chat/completions", "grok-4")
+
+    asyncio.run(scenario())

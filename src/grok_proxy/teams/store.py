@@ -464,11 +464,13 @@ class Store:
 
     async def prune_counters(self, before_minute: int) -> None:
         """Drop minute windows older than `before_minute` (day and month windows stay)."""
+        # Not `LIKE 'm%'`: SQLite's LIKE ignores case, so it matched the month windows
+        # ("M2026-12") too and wiped every monthly budget's counter on each flush. An
+        # equality compares exactly on both databases.
+        minute_window = sa.func.substr(counters.c.period, 1, 1) == "m"
         async with self.single.connect() as conn:
             await conn.execute(
-                counters.delete().where(
-                    counters.c.period.like("m%"), counters.c.period < f"m{before_minute}"
-                )
+                counters.delete().where(minute_window, counters.c.period < f"m{before_minute}")
             )
 
     # usage
