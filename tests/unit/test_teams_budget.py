@@ -159,3 +159,52 @@ def test_day_and_month_budgets_hold_after_the_flush_that_prunes_old_minutes(
                     await worker.check(hal, "chat/completions", "grok-4")
 
     asyncio.run(scenario())
+
+
+def locked(*_: object) -> None:
+    """A counter statement that SQLite gave up on (its busy timeout passed)."""
+    raise sa.exc.OperationalError("INSERT INTO counters", {}, Exception("database is locked"))
+
+
+def test_with_the_database_away_a_member_known_to_be_over_budget_is_still_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        async with team_on(tmp_path) as team:
+            dan = await add(team, "dan", Limits(tokens_per_day=1))
+            roomy = await add(team, "roomy", Limits(tokens_per_day=10**9))
+            for member in (dan, roomy):
+                admission = await team.check(member, "chat/completions", "grok-4")
+                await team.record_usage(member, "grok-4", USAGE, admission)
+            monkeypatch.setattr(team.store, "charge", locked)
+            monkeypatch.setattr(team.store, "lease", locked)
+            # dan's 60 tokens are owed to the counter: the statement fails, yet this worker
+            # knows dan used more than the budget, so no database is needed to refuse.
+            with pytest.raises(BudgetExceeded):
+                await team.check(dan, "chat/completions", "grok-4")
+            assert team.db_down
+            with pytest.raises(BudgetExceeded):
+                await team.check(dan, "chat/completions", "grok-4")
+            # Limits still fail open for what only the database could tell (docs/teams.md).
+            admission = await team.check(roomy, "chat/completions", "grok-4")
+            await team.record_usage(roomy, "grok-4", USAGE, admission)
+
+    asyncio.run(scenario())
+
+
+def test_with_the_database_away_a_lease_given_back_is_not_taken_for_usage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        async with team_on(tmp_path) as team:
+            una = await add(team, "una", Limits(tokens_per_day=1))
+            # A request that used nothing (refused upstream): its one-token lease goes back.
+            admission = await team.check(una, "chat/completions", "grok-4")
+            await team.record_usage(una, "grok-4", None, admission)
+            await team.flush(final=True)
+            monkeypatch.setattr(team.store, "lease", locked)
+            admission = await team.check(una, "chat/completions", "grok-4")
+            assert team.db_down  # admitted because the limit fails open, not refused
+            await team.record_usage(una, "grok-4", None, admission)
+
+    asyncio.run(scenario())
