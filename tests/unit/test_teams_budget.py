@@ -15,7 +15,7 @@ from grok_proxy.config import Settings
 from grok_proxy.teams.errors import BudgetExceeded, RateLimited
 from grok_proxy.teams.leases import lease_size
 from grok_proxy.teams.members import Limits, Member
-from grok_proxy.teams.store import counters, windows
+from grok_proxy.teams.store import _alembic_config, counters, windows
 from grok_proxy.teams.team import Team
 
 USAGE = {"prompt": 40, "completion": 20, "reasoning": 0, "cached": 0}
@@ -206,5 +206,56 @@ def test_with_the_database_away_a_lease_given_back_is_not_taken_for_usage(
             admission = await team.check(una, "chat/completions", "grok-4")
             assert team.db_down  # admitted because the limit fails open, not refused
             await team.record_usage(una, "grok-4", None, admission)
+
+    asyncio.run(scenario())
+
+
+def test_upgrading_raises_this_months_counters_to_the_usage_recorded(tmp_path: Path) -> None:
+    """Revision 0004 repairs the month counters the old pruning wiped on SQLite."""
+
+    def back_to_0003(connection: sa.Connection) -> None:
+        from alembic import command
+
+        command.downgrade(_alembic_config(connection), "0003")
+
+    async def scenario() -> None:
+        async with team_on(tmp_path) as team:
+            store = team.store
+            wiped, above, fresh = [
+                (await add(team, name, Limits(tokens_per_month=100))).id
+                for name in ("wiped", "above", "fresh")
+            ]
+            async with store.engine.connect() as conn:
+                await conn.run_sync(back_to_0003)
+                await conn.commit()
+            _, day, month = windows(datetime.now(UTC))
+            last_year = f"{int(day[1:5]) - 1}{day[5:]}"
+            zero = {"requests": 1, "cached_tokens": 0, "server_side_tools": 0, "sources": 0}
+            used = {"prompt_tokens": 40, "completion_tokens": 15, "reasoning_tokens": 5}
+            await store.add_usage(
+                [
+                    {
+                        "member_id": member,
+                        "day": when,
+                        "model": "grok-4",
+                        **zero,
+                        **used,
+                        "cost_nanos": 900,
+                    }
+                    for member in (wiped, above, fresh)
+                    for when in (day[1:], last_year)
+                ]
+            )
+            await store.charge(wiped, month, "tokens", 7)  # taken since the last flush
+            await store.charge(above, month, "tokens", 80)  # leases beyond what was used
+            await store.charge(above, month, "cost_nanos", 5000)
+            await store.migrate()
+            assert await store.revision() == "0004"
+            query = sa.select(counters.c.member_id, counters.c.tokens, counters.c.cost_nanos)
+            async with store.engine.connect() as conn:
+                rows = (await conn.execute(query.where(counters.c.period == month))).all()
+            # This month's 60 tokens and 900 nanos (last year's row does not count), never
+            # less than what was taken already.
+            assert sorted(rows) == sorted([(wiped, 60, 900), (above, 80, 5000), (fresh, 60, 900)])
 
     asyncio.run(scenario())
