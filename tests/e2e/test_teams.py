@@ -340,6 +340,9 @@ def test_token_and_dollar_budgets_answer_429_before_upstream(
     shared.add("hank", dollars_per_month=0.000001)
     for member in ("dave", "hank"):
         assert shared.call(member, "POST", "/chat/completions", json=CHAT).status_code == 200
+        # The proxy writes usage and counters every second, whenever the next call comes:
+        # reading the usage report writes them now. The budget holds as written too.
+        assert shared.admin("GET", f"/usage?member={member}").status_code == 200
         before = upstream_count(sim)
         refused = shared.call(member, "POST", "/chat/completions", json=CHAT)
         assert refused.status_code == 429, refused.text

@@ -243,6 +243,14 @@ class Leases:
             elif slot.measure == NANOS:
                 slot.have -= nanos
 
+    def refuse_known_over(self, member: Member, names: tuple[str, str, str], now: datetime) -> None:
+        """Raise the 429 of a limit this worker knows, without the database, to be used up:
+        nothing of it in hand, and the counter as last seen plus this worker's use since
+        reach the limit (for when the database cannot be asked)."""
+        for slot, _ in self.slots_for(member, names):
+            if slot.have <= 0 and (slot.exhausted or slot.counted - slot.have >= slot.limit):
+                raise refusal(member, slot, now)
+
     def forget_exhausted(self) -> None:
         """Ask the shared counters again (another replica may have given a lease back, or
         a limit may have been raised)."""
@@ -274,6 +282,7 @@ class Leases:
                 # the counter moves by -have and this worker keeps nothing.
                 delta = -slot.have
                 slot.have += delta
+                slot.counted += delta  # the counter moves by as much
                 changed.append((slot, delta))
                 row = rows.setdefault(
                     (slot.member_id, slot.period),
@@ -291,6 +300,7 @@ class Leases:
         except BaseException:
             for slot, delta in changed:
                 slot.have -= delta  # kept for the next try
+                slot.counted -= delta
             raise
         finally:
             for lock in locks:

@@ -93,7 +93,7 @@ USAGE_COLUMNS = (
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision in MIGRATIONS (a unit test checks): a database already there is
 # started without importing Alembic, which costs more start-up time than the rest.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 # Longest wait for a connection, a lock or a statement.
 DB_TIMEOUT_SECONDS = 5.0
 # Any fixed number: PostgreSQL serializes concurrent migrations on this advisory lock.
@@ -464,11 +464,13 @@ class Store:
 
     async def prune_counters(self, before_minute: int) -> None:
         """Drop minute windows older than `before_minute` (day and month windows stay)."""
+        # Not `LIKE 'm%'`: SQLite's LIKE ignores case, so it matched the month windows
+        # ("M2026-12") too and wiped every monthly budget's counter on each flush. An
+        # equality compares exactly on both databases.
+        minute_window = sa.func.substr(counters.c.period, 1, 1) == "m"
         async with self.single.connect() as conn:
             await conn.execute(
-                counters.delete().where(
-                    counters.c.period.like("m%"), counters.c.period < f"m{before_minute}"
-                )
+                counters.delete().where(minute_window, counters.c.period < f"m{before_minute}")
             )
 
     # usage
@@ -502,6 +504,43 @@ class Store:
             rows = (await conn.execute(query)).mappings().all()
         # Column names come as quoted_name (a str subclass); JSON encoders want plain str.
         return [{str(name): value for name, value in row.items()} for row in rows]
+
+
+def raise_month_counters_to_usage(connection: sa.Connection, now: datetime) -> None:
+    """Raise each member's counter of the month of `now` to the tokens and cost its usage
+    rows say were used this month, where it holds less (run by migration 0004).
+
+    Before it, every flush on SQLite deleted the month windows (see prune_counters), so
+    a month's counters there held only what had been taken since the last flush.
+    """
+    month = f"{now:%Y-%m}"
+    used = sa.select(
+        usage.c.member_id,
+        sa.func.sum(usage.c.prompt_tokens + usage.c.completion_tokens + usage.c.reasoning_tokens),
+        sa.func.sum(usage.c.cost_nanos),
+    )
+    used = used.where(usage.c.day.startswith(f"{month}-")).group_by(usage.c.member_id)
+    period = f"M{month}"
+    taken = {
+        row.member_id: (int(row.tokens), int(row.cost_nanos))
+        for row in connection.execute(sa.select(counters).where(counters.c.period == period))
+    }
+    for row in connection.execute(used).all():
+        member_id, tokens, nanos = row[0], int(row[1] or 0), int(row[2] or 0)
+        if member_id not in taken:
+            connection.execute(
+                counters.insert().values(
+                    member_id=member_id, period=period, requests=0, tokens=tokens, cost_nanos=nanos
+                )
+            )
+            continue
+        held_tokens, held_nanos = taken[member_id]
+        if tokens > held_tokens or nanos > held_nanos:
+            connection.execute(
+                counters.update()
+                .where(counters.c.member_id == member_id, counters.c.period == period)
+                .values(tokens=max(tokens, held_tokens), cost_nanos=max(nanos, held_nanos))
+            )
 
 
 def _member(row: Any) -> Member:

@@ -250,20 +250,26 @@ class Team:
                 param="model",
             )
         admission = Admission(reports_usage=route in REPORTS_USAGE)
-        if not limits.counted or self.db_down:
-            # While the database is down (the reload loop notices its return), limits fail
-            # open without each request waiting for a connection timeout first.
+        if not limits.counted:
             return admission
         now = datetime.now(UTC)
+        names = windows(now)
+        if self.db_down:
+            # While the database is down (the reload loop notices its return), limits fail
+            # open without each request waiting for a connection timeout first, except
+            # where this worker knows without it that the member has nothing left.
+            self.leases.refuse_known_over(member, names, now)
+            return admission
         try:
             # From this worker's leases in memory; a statement only when one runs out.
             declared = self.declared(model, body) if limits.metered else None
-            await self.leases.admit(member, windows(now), now, admission, declared)
+            await self.leases.admit(member, names, now, admission, declared)
         except DB_ERRORS as exc:
             # Refusing every request while the database is away would stop the whole team;
             # the limits are a budget guard, not an authorization. Documented in docs/teams.md.
             admission.release()
             self._database_failed(exc)
+            self.leases.refuse_known_over(member, names, now)
         except BaseException:
             admission.release()
             raise
