@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
     # Teams (issue 17): None unless the proxy is shared, and then no database is touched.
     team = team_from_settings(settings)
     # OpenTelemetry traces (issue 23): None, and the SDK never imported, unless configured.
-    tracing = tracing_from_environment(settings.upstream_base_url(), team)
+    tracing = tracing_from_environment(settings.upstream.effective_base_url, team)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
         documented(app.router, row)
     for area in (health, metrics):
         app.router.routes.extend(area.router.routes)
-    if team is not None and settings.grok_proxy_admin_token is not None:
+    if team is not None and settings.teams.admin_token is not None:
         # The team console (issue 23): only where /admin works; elsewhere /console is a 404.
         from grok_proxy.console import console_routes
 
@@ -157,10 +157,10 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
         # Teams (issue 17): the gate in front of the rows (and /admin) of a shared proxy.
         policy=None if team is None else team_gate(team, settings),
     )
-    if settings.cors_allow_origins:
+    if settings.serving.cors_allow_origins:
         entry.serve = CORSMiddleware(
             entry.route,
-            allow_origins=settings.cors_allow_origins,
+            allow_origins=settings.serving.cors_allow_origins,
             allow_methods=["*"],
             allow_headers=["*"],
             expose_headers=EXPOSED_HEADERS,
@@ -176,7 +176,7 @@ def team_gate(team: Team, settings: Settings) -> Callable[[ASGIApp], ASGIApp]:
 
     admin = admin_app(team)
     return lambda rows: TeamGate(
-        rows, team=team, admin=admin, max_body_bytes=settings.max_body_bytes
+        rows, team=team, admin=admin, max_body_bytes=settings.limits.max_body_bytes
     )
 
 
@@ -201,9 +201,9 @@ def team_calls(team: Team | None) -> CallPolicy | None:
 def serve_app() -> Entry:
     """The factory uvicorn runs in each worker: logging first, then the app."""
     settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.logs.level, settings.logs.format)
     entry = create_app(settings, handle_signals=True)
-    if settings.grok_proxy_grpc_port:  # xAI's own SDK speaks gRPC, on a port of its own
+    if settings.serving.grpc_port:  # xAI's own SDK speaks gRPC, on a port of its own
         from grok_proxy.relays.grpc import attach
 
         attach(entry.app, settings, team_calls(entry.state.team))

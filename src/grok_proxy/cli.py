@@ -69,12 +69,12 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     from grok_proxy.serving.startup import settings_or_exit
 
     settings = settings_or_exit()
-    host = settings.host if host is None else host
-    port = settings.port if port is None else port
-    workers = settings.workers if workers is None else workers
-    configure_logging(settings.log_level, settings.log_format)
+    host = settings.serving.host if host is None else host
+    port = settings.serving.port if port is None else port
+    workers = settings.serving.workers if workers is None else workers
+    configure_logging(settings.logs.level, settings.logs.format)
     raise_open_files_limit()
-    if settings.grok_proxy_grpc_port:
+    if settings.serving.grpc_port:
         from grok_proxy.relays.grpc import announce
 
         announce(settings, host, port)
@@ -95,26 +95,26 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         loop="uvloop",
         # httptools with limits on head size, head and body time, and connections.
         http=PROTOCOL,
-        log_level=settings.log_level,
+        log_level=settings.logs.level,
         # grok-proxy's own logging set-up (logs.configure_logging) formats every line.
         log_config=None,
         # Per-request access lines come from grok-proxy itself, without keys.
         access_log=False,
         # Connections waiting to be accepted: a burst of thousands of streams must not see
         # resets (the kernel caps this at net.core.somaxconn).
-        backlog=max(2048, settings.max_connections),
+        backlog=max(2048, settings.limits.max_connections),
         # Keep-alive outlasts common load balancers' 60 s idle, so they reuse connections.
         timeout_keep_alive=75,
         # X-Forwarded-For is trusted only from the addresses configured for it.
-        proxy_headers=bool(settings.forwarded_allow_ips),
-        forwarded_allow_ips=settings.forwarded_allow_ips or None,
+        proxy_headers=bool(settings.serving.forwarded_allow_ips),
+        forwarded_allow_ips=settings.serving.forwarded_allow_ips or None,
         server_header=False,
         # In-flight requests and streams get this long after SIGTERM (see lifecycle.Drain).
         # uvicorn takes whole seconds; streams are ended at the exact grace (lifecycle.Drain).
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
+        timeout_graceful_shutdown=math.ceil(settings.serving.shutdown_grace_seconds),
         # WebSocket sessions: relayed by relays.websocket, ended by the drain on shutdown.
         ws="grok_proxy.serving.ws_protocol:RelayWebSocketProtocol",
-        ws_max_size=settings.ws_max_message_bytes,
+        ws_max_size=settings.limits.ws_max_message_bytes,
         # No permessage-deflate towards callers (nor upstream, ws_relay): compressing each
         # audio chunk costs CPU and latency on every message, for little gain on base64 audio.
         ws_per_message_deflate=False,

@@ -32,7 +32,7 @@ def server_arguments(cmdline: bytes) -> list[str] | None:
 
 def listening_address(cmdline: bytes, settings: Settings) -> tuple[str, int]:
     """Host and port the server resolves, flags first, then the environment."""
-    host, port = settings.host, settings.port
+    host, port = settings.serving.host, settings.serving.port
     arguments = server_arguments(cmdline)
     if arguments is not None:
         if not arguments or arguments[0] != "serve":

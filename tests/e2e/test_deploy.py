@@ -134,10 +134,10 @@ def longest_wait() -> float:
     """The longest a non-streamed call can wait before the proxy answers (504 at worst)."""
     settings = Settings(_env_file=None)
     return (
-        settings.xai_read_timeout
-        + settings.xai_retry_deadline
-        + settings.xai_retry_max_wait
-        + settings.xai_connect_timeout
+        settings.upstream.read_timeout
+        + settings.retry.deadline
+        + settings.retry.max_wait
+        + settings.upstream.connect_timeout
     )
 
 

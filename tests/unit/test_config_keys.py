@@ -16,7 +16,7 @@ def test_comments_never_split_into_keys(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.write_text("# old keys: retired-1, retired-2\nalpha, beta # the new pair\n#gamma\n")
     settings = Settings(grok_proxy_api_keys=f"@{keys}", xai_api_key=SERVER_KEY)
-    assert settings.access_keys() == ("alpha", "beta")
+    assert settings.access.api_keys == ("alpha", "beta")
 
 
 @pytest.mark.parametrize("content", ["# a, b\n", "\n  \n# only comments\n", ""])

@@ -13,7 +13,8 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from grok_proxy.app import create_app
-from grok_proxy.calls import bodies
+from grok_proxy.calls import bodies, presets
+from grok_proxy.calls import forwarder as forwarder_module
 from grok_proxy.calls.sse import RELAY_PIECE_BYTES
 from grok_proxy.config import Settings
 from grok_proxy.relays.websocket import Session, WebSocketRelay
@@ -28,6 +29,7 @@ from tests.unit.harness import AUTH, chat, proxied, serving, upstream
 pytestmark = pytest.mark.anyio
 
 OK = {"id": "x", "object": "chat.completion", "choices": []}
+JSON = {"content-type": "application/json"}
 
 
 def large(**fields: Any) -> bytes:
@@ -291,3 +293,77 @@ async def test_a_websocket_turn_is_decided_alike_wherever_it_is_parsed(
         assert error["code"] == "model_not_allowed", refused
     assert team.asked[1:3] == [[("response", "resp_mine")], [("response", "resp_x")]]
     assert (parsed_here == []) is (size == "large")
+
+
+class CountingJson:
+    """orjson for the forwarder, counting the answers it parses in this process."""
+
+    JSONDecodeError = orjson.JSONDecodeError
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def loads(self, data: bytes) -> Any:
+        self.sizes.append(len(data))
+        return orjson.loads(data)
+
+
+def large_answer(model: str) -> bytes:
+    """A chat completion just past the size that is read in a parser process."""
+    content = "x" * bodies.LARGE_BODY_BYTES
+    usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    message = {"role": "assistant", "content": content}
+    answer = {"id": "c", "model": model, "choices": [{"message": message}], "usage": usage}
+    return orjson.dumps(answer)
+
+
+async def test_a_large_answer_is_read_and_rewritten_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Under an aggregator preset, model names in answers go back to the caller's form: the
+    # large answer is parsed (usage) and rewritten in a parser process, the small one here.
+    parsed = CountingJson()
+    monkeypatch.setattr(forwarder_module, "orjson", parsed)
+    router = upstream()
+    big = large_answer("x-ai/grok-4")
+    small = orjson.dumps({"id": "s", "model": "x-ai/grok-4", "choices": []})
+    router.post("/chat/completions").mock(
+        side_effect=[httpx.Response(200, content=body, headers=JSON) for body in (big, small)]
+    )
+    async with proxied(router, xai_upstream="openrouter") as client:
+        answer = await client.post("/api/v1/chat/completions", json=chat(), headers=AUTH)
+        other = await client.post("/api/v1/chat/completions", json=chat(), headers=AUTH)
+    assert answer.status_code == 200
+    assert answer.content == big.replace(b'"model":"x-ai/grok-4"', b'"model":"grok-4"')
+    assert other.json()["model"] == "grok-4"
+    assert parsed.sizes == [len(small)]
+
+
+async def test_a_large_malformed_answer_is_a_502_as_a_small_one_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed = CountingJson()
+    monkeypatch.setattr(forwarder_module, "orjson", parsed)
+    router = upstream()
+    router.post("/chat/completions").respond(200, content=large_answer("grok-4")[:-1], headers=JSON)
+    async with proxied(router) as client:
+        answer = await client.post("/api/v1/chat/completions", json=chat(), headers=AUTH)
+    assert answer.status_code == 502
+    assert answer.json()["error"]["code"] == "upstream_malformed_response"
+    assert parsed.sizes == []
+
+
+async def test_a_large_body_gets_the_upstream_model_name_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed = CountingJson()
+    monkeypatch.setattr(presets, "orjson", parsed)
+    router = upstream()
+    route = router.post("/chat/completions").respond(200, json=OK)
+    body = large()
+    async with proxied(router, xai_upstream="openrouter") as client:
+        answer = await client.post("/api/v1/chat/completions", content=body, headers=AUTH)
+    assert answer.status_code == 200, answer.text
+    sent = route.calls.last.request.content
+    assert sent == body.replace(b'"model":"grok-4"', b'"model":"x-ai/grok-4"')
+    assert parsed.sizes == []

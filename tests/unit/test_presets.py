@@ -67,7 +67,7 @@ def test_preset_routes() -> None:
     ],
 )
 def test_base_urls(settings: dict[str, str], base: str) -> None:
-    assert Settings(**settings).upstream_base_url() == base  # type: ignore[arg-type]
+    assert Settings(**settings).upstream.effective_base_url == base  # type: ignore[arg-type]
 
 
 def test_cloudflare_needs_its_ids() -> None:

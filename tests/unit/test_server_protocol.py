@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import resource
+from types import SimpleNamespace
 
 import pytest
 
-from grok_proxy.serving.http_protocol import Refusals, connection_cap, error_response
+from grok_proxy.serving.http_protocol import HeldHead, Refusals, connection_cap, error_response
 
 
 def test_connection_cap_fits_the_open_files_limit() -> None:
@@ -38,3 +40,57 @@ def test_error_response_is_a_complete_closing_answer() -> None:
     assert b"connection: close" in head
     assert f"content-length: {len(body)}".encode() in head
     assert b'"code":"request_headers_too_large"' in body
+
+
+class Wire(asyncio.Transport):
+    """A transport that records what would go out on the socket, write by write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.anyio
+async def test_an_answer_goes_out_as_one_write() -> None:
+    wire = Wire()
+    cycle = SimpleNamespace()
+    cycle.transport = HeldHead(wire, cycle, asyncio.get_running_loop())
+    cycle.transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    cycle.transport.write(b'{"id": 1}')
+    assert wire.writes == [b'HTTP/1.1 200 OK\r\n\r\n{"id": 1}']
+    assert cycle.transport is wire  # later writes (a stream's events) go straight out
+    await asyncio.sleep(0)
+    assert wire.writes == [b'HTTP/1.1 200 OK\r\n\r\n{"id": 1}']
+
+
+@pytest.mark.anyio
+async def test_a_stream_head_goes_out_at_once_while_upstream_is_silent() -> None:
+    wire = Wire()
+    cycle = SimpleNamespace()
+    cycle.transport = HeldHead(wire, cycle, asyncio.get_running_loop())
+    cycle.transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    await asyncio.sleep(0)  # the relay waits for upstream: the loop's turn ends
+    assert wire.writes == [b"HTTP/1.1 200 OK\r\n\r\n"]
+    cycle.transport.write(b"data: 1\n\n")
+    assert wire.writes == [b"HTTP/1.1 200 OK\r\n\r\n", b"data: 1\n\n"]
+
+
+@pytest.mark.anyio
+async def test_closing_writes_a_held_head_first() -> None:
+    wire = Wire()
+    cycle = SimpleNamespace()
+    cycle.transport = HeldHead(wire, cycle, asyncio.get_running_loop())
+    cycle.transport.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+    cycle.transport.close()
+    assert wire.writes == [b"HTTP/1.1 204 No Content\r\n\r\n"]
+    assert wire.closed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from grok_proxy.calls import sse
 from grok_proxy.calls.route import ANTHROPIC_END, OPENAI_END, RESPONSES_END
 from grok_proxy.calls.sse import Event, EventTooLarge, SseParser
 
@@ -102,3 +103,78 @@ def test_a_whole_read_frames_events_as_byte_by_byte_reads_do(stream: bytes) -> N
         (e.raw, e.name, e.data) for b in range(len(stream)) for e in single.feed(stream[b : b + 1])
     ]
     assert whole.pending() == single.pending()
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        LF,
+        framed(b"\r\n"),
+        framed(b"\r"),
+        b"data: a\r\rdata: b\n\n",  # CR, then LF
+        b"\n\ndata: a\n\n\n\ndata: b\n\n",
+        b"data: a\n\ndata: b\ndata: c\n",
+        b": only a comment\n\nevent: x\n\n",
+        b"data: a\n\ndata: b\r\n\r\n",
+    ],
+)
+def test_a_read_relayed_uncut_holds_exactly_the_events_the_parser_finds(stream: bytes) -> None:
+    # The relay passes a read on as it is when `whole` counts it; that must never differ
+    # from cutting it into events, wherever the stream was split and whatever came before.
+    for split in range(len(stream) + 1):
+        for reads in ([stream[:split], stream[split:]], [stream[split:]]):
+            counting, cutting = SseParser(1 << 20), SseParser(1 << 20)
+            for read in reads:
+                count = counting.whole(read)
+                events = cutting.feed(read)
+                if count:
+                    assert count == len(events)
+                    assert b"".join(event.raw for event in events) == read
+                    assert cutting.pending() == b""
+                else:
+                    counting.feed(read)
+
+
+def test_a_read_with_an_event_over_the_limit_is_not_relayed_uncut() -> None:
+    assert SseParser(16).whole(b"data: " + b"x" * 20 + b"\n\n") == 0
+    assert SseParser(16).whole(b"data: x\n\n") == 1
+
+
+def test_large_events_are_the_same_events_with_marks_found_as_they_arrive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every event here counts as large, so marks are looked for read by read, across
+    # reads of every size (a mark cut between two reads included).
+    monkeypatch.setattr(sse, "LARGE_EVENT_BYTES", 8)
+    marks = (b'"usage"', b"[DONE]", b"message_stop")
+    stream = (
+        b'data: {"usage": {"total_tokens": 3}}\n\n'
+        b"data: no mark in this one at all\r\n\r\n"
+        b"event: message_stop\ndata: {}\n\n"
+        b"data: [DONE]\n\n"
+    )
+    expected = SseParser(1 << 20).feed(stream, final=True)
+    for size in range(1, 12):
+        parser = SseParser(1 << 20, marks=marks)
+        events: list[Event] = []
+        for start in range(0, len(stream), size):
+            events += parser.feed(stream[start : start + size])
+        events += parser.close()
+        assert [bytes(event.raw) for event in events] == [event.raw for event in expected]
+        for event in events:
+            assert event.marks is not None, size  # found as the bytes arrived
+            for mark in marks:
+                assert event.mentions(mark) == (mark in event.raw), (size, mark, event)
+
+
+def test_a_large_event_is_relayed_without_being_copied() -> None:
+    size = 2 * sse.LARGE_EVENT_BYTES
+    parser = SseParser(4 * size, marks=(b"[DONE]",))
+    parser.feed(b"data: " + b"x" * size)
+    held = parser.buffer
+    (event,) = parser.feed(b"\n\ndata: [DONE]")
+    assert event.raw is held  # the parser's buffer became the event
+    assert event.raw == b"data: " + b"x" * size + b"\n\n"
+    assert not event.mentions(b"[DONE]")
+    (done,) = parser.feed(b"\n\n")
+    assert done.raw == b"data: [DONE]\n\n"

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from typing import Any, TypeVar, cast
 
 from pydantic_core import from_json
@@ -151,13 +152,26 @@ async def parse_elsewhere(body: bytes, extract: Callable[[Any], T]) -> T:
     are forwarded: `extract` is the part of them that reads the value. Errors (not JSON,
     invalid) are raised here as ProxyErrors, as `parse_json` would.
     """
+    return await elsewhere(body, partial(_parsed, extract))
+
+
+def _parsed(extract: Callable[[Any], T], body: bytes) -> T:
+    return extract(parse_json(body))
+
+
+async def elsewhere(body: bytes, work: Callable[[bytes], T]) -> T:
+    """`work(body)` run in a parser process (a large body's parse, or rewrite, or both).
+
+    A ProxyError `work` raises is raised here; a large bytes result comes back through a
+    file, as `body` goes there.
+    """
     # The bytes go through a file the parser reads: written by the kernel from a thread,
     # while pickling them for a pipe would copy them holding the GIL (50 ms for 60 MiB).
     path = await asyncio.to_thread(_spill, body)
     try:
         # Submitted from a thread: the first submission starts the parser processes.
         pool = _parsers.get()
-        job = await asyncio.to_thread(pool.submit, _parse_and_extract, path, extract)
+        job = await asyncio.to_thread(pool.submit, _work_on, path, work)
         try:
             outcome = await asyncio.wrap_future(job)
         except asyncio.CancelledError:
@@ -167,7 +181,7 @@ async def parse_elsewhere(body: bytes, extract: Callable[[Any], T]) -> T:
         # A parser died (killed, out of memory): start afresh next time, decide here now.
         log.warning("a body parser process died; parsing this body in the worker itself")
         _parsers.restart()
-        return extract(parse_json(body))
+        return work(body)
     finally:
         with contextlib.suppress(FileNotFoundError):  # the parser removes it once read
             os.unlink(path)
@@ -211,11 +225,11 @@ class Spilled:
         return data
 
 
-def _parse_and_extract(path: str, extract: Callable[[Any], T]) -> T | ProxyError | Spilled:
+def _work_on(path: str, work: Callable[[bytes], T]) -> T | ProxyError | Spilled:
     """In a parser process: the result, or the refusal as a value (to be raised there)."""
     body = Spilled(path).take()
     try:
-        result = extract(parse_json(body))
+        result = work(body)
     except ProxyError as refusal:
         return refusal
     if isinstance(result, bytes) and is_large(result):

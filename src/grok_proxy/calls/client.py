@@ -62,10 +62,10 @@ MAX_HEAD_LINE = 16 * 1024
 
 def timeouts_of(settings: Settings) -> Timeouts:
     return Timeouts(
-        connect=settings.xai_connect_timeout,
-        read=settings.xai_read_timeout,
-        write=settings.xai_write_timeout,
-        pool=settings.xai_connect_timeout,
+        connect=settings.upstream.connect_timeout,
+        read=settings.upstream.read_timeout,
+        write=settings.upstream.write_timeout,
+        pool=settings.upstream.connect_timeout,
     )
 
 
@@ -79,8 +79,8 @@ class HttpClient:
         self.tls = upstream.tls
         # XAI_POOL_SIZE bounds the requests in flight, so the connections too; a request
         # waits for a slot at most the pool timeout.
-        self.slots = asyncio.Semaphore(settings.xai_pool_size)
-        self.slots_total = settings.xai_pool_size
+        self.slots = asyncio.Semaphore(settings.upstream.pool_size)
+        self.slots_total = settings.upstream.pool_size
         # Made on first use: aiohttp needs the running loop.
         self._session: aiohttp.ClientSession | None = None
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from functools import partial
 from time import perf_counter
 
 import orjson
 
 from grok_proxy.calls.asgi import Receive
 from grok_proxy.calls.auth import Caller, CallerAuth
-from grok_proxy.calls.bodies import StreamedBody
+from grok_proxy.calls.bodies import StreamedBody, elsewhere, is_large
 from grok_proxy.calls.client import HttpClient
 from grok_proxy.calls.errors import (
     NotOnThisUpstream,
@@ -56,7 +57,7 @@ from grok_proxy.calls.transport import (
     WriteTimedOut,
 )
 from grok_proxy.calls.upstream import upstream_of
-from grok_proxy.calls.usage import from_body
+from grok_proxy.calls.usage import Usage, from_body
 from grok_proxy.calls.watch import HangUpWatch
 from grok_proxy.config import Settings
 from grok_proxy.serving.lifecycle import Drain
@@ -157,15 +158,15 @@ class Forwarder:
         self.upstream = upstream_of(settings)
         self.base_url = self.upstream.base_url
         self.preset = self.upstream.preset
-        self.models = ModelNames(self.preset.model_prefix, settings.xai_model_aliases)
+        self.models = ModelNames(self.preset.model_prefix, settings.upstream.model_aliases)
         self.client = HttpClient(settings, self.upstream)
         self.auth = CallerAuth(settings)
         self.retries = RetryPolicy(settings)
-        self.drain = Drain(settings.shutdown_grace_seconds)
+        self.drain = Drain(settings.serving.shutdown_grace_seconds)
         self.relay = RelayConfig(
-            keepalive=settings.sse_keepalive_seconds,
-            read_timeout=settings.xai_read_timeout,
-            max_event=settings.max_sse_event_bytes,
+            keepalive=settings.calls.sse_keepalive_seconds,
+            read_timeout=settings.upstream.read_timeout,
+            max_event=settings.limits.max_sse_event_bytes,
             drain=self.drain,
             rewrite=None if self.models.identity else self.models.answer,
             describe=self.describe,
@@ -179,7 +180,7 @@ class Forwarder:
         settings = self.settings
         if isinstance(failure, ReadTimedOut):
             return UpstreamTimeout(
-                f"The upstream API sent nothing for {settings.xai_read_timeout:g} seconds."
+                f"The upstream API sent nothing for {settings.upstream.read_timeout:g} seconds."
             )
         if isinstance(failure, ConnectTimedOut):
             return UpstreamTimeout("The upstream API did not accept a connection in time.")
@@ -188,7 +189,7 @@ class Forwarder:
         if isinstance(failure, WriteTimedOut):
             return UpstreamTimeout(
                 f"The upstream API took none of the request body for "
-                f"{settings.xai_write_timeout:g} seconds."
+                f"{settings.upstream.write_timeout:g} seconds."
             )
         if isinstance(failure, NothingSent):
             return UpstreamUnreachable(f"Could not reach the upstream API: {failure.message}.")
@@ -199,7 +200,7 @@ class Forwarder:
         report: dict[str, object] = {"name": self.preset.name, "base_url": self.base_url}
         started = perf_counter()
         try:
-            async with asyncio.timeout(self.settings.xai_connect_timeout):
+            async with asyncio.timeout(self.settings.upstream.connect_timeout):
                 answer = await self.client.send("GET", f"{self.base_url}/models", [], None)
                 await answer.read(ERROR_BODY_LIMIT)
         except (UpstreamFailure, BodyTooLarge, TimeoutError) as exc:
@@ -241,7 +242,10 @@ class Forwarder:
             )
         body = call.body
         if isinstance(body, bytes) and body and not self.models.identity:
-            body = self.models.request_body(body)
+            if is_large(body):  # parsed in a parser process: other callers are not held up
+                body = await elsewhere(body, self.models.request_body)
+            else:
+                body = self.models.request_body(body)
         headers = self.headers_for(call, body)
         url = f"{self.base_url}{call.target}"
         streamed = call.streamed
@@ -285,7 +289,7 @@ class Forwarder:
     ) -> Answer:
         started = perf_counter()
         record = call.record
-        deadline = self.settings.xai_total_timeout
+        deadline = self.settings.upstream.total_timeout
         try:
             async with asyncio.timeout(deadline or None) as total:
                 answer = await self.retries.send(
@@ -363,7 +367,7 @@ class Forwarder:
         attempts: tuple[bytes, bytes],
     ) -> Answer:
         record = call.record
-        limit = self.settings.max_response_bytes
+        limit = self.settings.limits.max_response_bytes
         try:
             content = await answer.read(limit)
         except BodyTooLarge:
@@ -374,9 +378,17 @@ class Forwarder:
                 code="upstream_response_too_large",
             ) from None
         if content:
-            try:
-                record.usage = from_body(orjson.loads(content))
-            except orjson.JSONDecodeError:
+            models = None if self.models.identity else self.models
+            if is_large(content):
+                # Read (and rewritten) in a parser process: other callers are not held up.
+                readable, record.usage = await elsewhere(content, _usage_of_answer)
+                if readable and (models is not None or call.on_json is not None):
+                    content = await elsewhere(content, partial(_relayed, models, call.on_json))
+            else:
+                readable, record.usage = _usage_of_answer(content)
+                if readable:
+                    content = _relayed(models, call.on_json, content)
+            if not readable:
                 # A success that cannot be read is not a success: say so instead of relaying it.
                 record.error_kind = "malformed"
                 raise UpstreamError(
@@ -384,14 +396,27 @@ class Forwarder:
                     f"Upstream answered {answer.status} with {len(content)} bytes of "
                     "malformed JSON.",
                     code="upstream_malformed_response",
-                ) from None
-            if not self.models.identity:
-                content = self.models.answer(content)
-            if call.on_json is not None:
-                content = call.on_json(content)
+                )
         headers = relayed_headers(answer.raw_headers)
         headers.append(attempts)
         return Reply(content, answer.status, headers)
+
+
+def _usage_of_answer(content: bytes) -> tuple[bool, Usage | None]:
+    """Whether a JSON answer is readable, and the usage it reports."""
+    try:
+        return True, from_body(orjson.loads(content))
+    except orjson.JSONDecodeError:
+        return False, None
+
+
+def _relayed(models: ModelNames | None, on_json: JsonHook | None, content: bytes) -> bytes:
+    """A JSON answer as the caller gets it: model names in its form, then the route's hook."""
+    if models is not None:
+        content = models.answer(content)
+    if on_json is not None:
+        content = on_json(content)
+    return content
 
 
 def _retry_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:

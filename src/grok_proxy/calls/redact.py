@@ -31,11 +31,11 @@ def remember_secrets(settings: Settings) -> None:
 def server_secrets(settings: Settings) -> tuple[str, ...]:
     """The secrets of a configuration, longest first (so no shorter one splits a longer one)."""
     found: set[str] = set()
-    for secret in (settings.xai_api_key, settings.cloudflare_aig_token):
+    for secret in (settings.access.server_key, settings.upstream.cloudflare_aig_token):
         if secret is not None and secret.get_secret_value():
             found.add(secret.get_secret_value())
     try:
-        keys: Iterable[str] = settings.access_keys()
+        keys: Iterable[str] = settings.access.api_keys
     except OSError:
         keys = ()
     found.update(key for key in keys if len(key) >= MIN_ACCESS_KEY_LENGTH)

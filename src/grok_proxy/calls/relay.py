@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
@@ -21,7 +21,7 @@ from grok_proxy.calls.asgi import Receive, Scope, Send
 from grok_proxy.calls.errors import Flavor, ProxyError, UpstreamUnreachable
 from grok_proxy.calls.record import RequestRecord
 from grok_proxy.calls.route import Route
-from grok_proxy.calls.sse import Event, EventTooLarge, SseParser, pieces
+from grok_proxy.calls.sse import RELAY_PIECE_BYTES, Event, EventTooLarge, SseParser, pieces
 from grok_proxy.calls.transport import ReadTimedOut, UpstreamFailure, UpstreamResponse
 from grok_proxy.calls.usage import USAGE_MARK, from_event, is_usage_only_chunk, merge
 from grok_proxy.calls.watch import HangUpWatch, StreamClock
@@ -157,25 +157,36 @@ class SseRelay:
         await send(
             {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         )
-        parser = SseParser(self.config.max_event)
         end = self.route.stream_end
+        parser = SseParser(self.config.max_event, marks=(USAGE_MARK, *end.marks))
         completed = not end.known
+        # Without a rewrite, a read of whole events that can be neither the end nor usage
+        # goes out as it came, uncut: most reads of a stream are such.
+        as_read = self.config.rewrite is None
+        record = self.record
         failure: ProxyError | None = None
         try:
             while True:
                 chunk = await self._next_chunk(send)
+                if (
+                    as_read
+                    and (count := parser.whole(chunk))
+                    and USAGE_MARK not in chunk
+                    and not end.mentioned(chunk)
+                ):
+                    record.relayed_events += count
+                    await _send_body(send, chunk)
+                    continue
                 events = parser.feed(chunk) if chunk else parser.close()
-                self.record.relayed_events += len(events)
-                out = []
+                record.relayed_events += len(events)
+                out: list[bytes | bytearray] = []
                 for event in events:
                     completed = completed or end.reached(event)
                     raw = self._filter(event)
                     if raw:
                         out.append(raw)
                 if out:
-                    body = out[0] if len(out) == 1 else b"".join(out)
-                    for piece in pieces(body):  # a huge event: other callers get turns
-                        await send({"type": "http.response.body", "body": piece, "more_body": True})
+                    await _send_body(send, out[0] if len(out) == 1 else b"".join(out))
                 if not chunk:
                     break
         except UpstreamFailure as exc:
@@ -200,10 +211,10 @@ class SseRelay:
             log.warning("upstream stream failed: %s", failure.message)
         await self._finish(send, failure)
 
-    def _filter(self, event: Event) -> bytes:
+    def _filter(self, event: Event) -> bytes | bytearray:
         """The bytes to relay for one event: as sent, minus what the proxy itself asked for."""
         raw = event.raw
-        if USAGE_MARK in raw and event.data is not None:
+        if event.mentions(USAGE_MARK) and event.data is not None:
             try:
                 payload = orjson.loads(event.data)
             except orjson.JSONDecodeError:
@@ -214,7 +225,9 @@ class SseRelay:
                 if self.strip_usage and is_usage_only_chunk(payload):
                     return b""
         rewrite = self.config.rewrite
-        return raw if rewrite is None else rewrite(raw)
+        if rewrite is None:
+            return raw
+        return rewrite(raw if isinstance(raw, bytes) else bytes(raw))
 
     async def _finish(self, send: Send, failure: ProxyError | None) -> None:
         """End the response, with an error event first when the stream is incomplete."""
@@ -222,6 +235,18 @@ class SseRelay:
             event = error_event(self.route.flavor, failure)
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _send_body(send: Send, body: bytes | bytearray) -> Awaitable[None]:
+    # Not a coroutine for the common, small body: the server's own send is awaited.
+    if len(body) <= RELAY_PIECE_BYTES and isinstance(body, bytes):
+        return send({"type": "http.response.body", "body": body, "more_body": True})
+    return _send_pieces(send, body)
+
+
+async def _send_pieces(send: Send, body: bytes | bytearray) -> None:
+    for piece in pieces(body):  # a huge event: other callers get turns
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
 
 
 class BodyRelay:

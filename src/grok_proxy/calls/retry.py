@@ -83,10 +83,10 @@ class Tally:
 
 class RetryPolicy:
     def __init__(self, settings: Settings) -> None:
-        self.max_retries = settings.xai_max_retries
-        self.backoff = settings.xai_retry_backoff
-        self.max_wait = settings.xai_retry_max_wait
-        self.deadline = settings.xai_retry_deadline
+        self.max_retries = settings.retry.max_retries
+        self.backoff = settings.retry.backoff
+        self.max_wait = settings.retry.max_wait
+        self.deadline = settings.retry.deadline
 
     def wait_before(self, attempt: int, hinted: float | None) -> float:
         """Seconds to wait before attempt number `attempt + 1`."""

@@ -30,12 +30,22 @@ class StreamEnd:
     def known(self) -> bool:
         return self.data is not None or bool(self.types)
 
+    @property
+    def marks(self) -> tuple[bytes, ...]:
+        """What an ending event's bytes contain (one of them, at least)."""
+        return (*((self.data,) if self.data is not None else ()), *self.types)
+
+    def mentioned(self, raw: bytes) -> bool:
+        """Whether `raw` could hold an ending event (a look at the bytes, nothing parsed)."""
+        if self.data is not None and self.data in raw:
+            return True
+        return any(name in raw for name in self.types)
+
     def reached(self, event: Event) -> bool:
         # Most events are none of these: a look at the raw bytes spares parsing them.
-        raw = event.raw
-        if self.data is not None and self.data in raw and event.data == self.data:
+        if self.data is not None and event.mentions(self.data) and event.data == self.data:
             return True
-        if not self.types or not any(name in raw for name in self.types):
+        if not self.types or not any(event.mentions(name) for name in self.types):
             return False
         if event.name is not None:
             return event.name in self.types

@@ -8,7 +8,10 @@ upstream sent, so a relay can pass it on untouched and decide on the parsed fiel
 
 Parsing is incremental: every byte is scanned once (at memchr speed: a regular expression
 took 0.8 s of the event loop for one 60 MB event), a complete event is copied out once,
-and an event larger than `max_event` is refused rather than buffered without end.
+and an event larger than `max_event` is refused rather than buffered without end. A large
+event (a megabyte or more) is not copied at all, and the marks a relay decides on (the
+end, usage) are looked for in it as its bytes arrive: no step of relaying it looks at the
+whole event at once, so other callers wait for no more than one read's worth of work.
 """
 
 from __future__ import annotations
@@ -21,15 +24,18 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")
 # What a relay hands the server at a time: a huge event goes out in pieces, each a short
 # copy, and the server's flow control lets other callers' work in between (issue 24).
 RELAY_PIECE_BYTES = 1024 * 1024
+# From this size on, an event's marks are found as it arrives and it is handed out uncopied.
+LARGE_EVENT_BYTES = RELAY_PIECE_BYTES
 
 
-def pieces(raw: bytes, size: int = RELAY_PIECE_BYTES) -> Iterator[bytes]:
+def pieces(raw: bytes | bytearray, size: int = RELAY_PIECE_BYTES) -> Iterator[bytes]:
     """`raw` in consecutive pieces of at most `size` bytes (itself when it is that small)."""
-    if len(raw) <= size:
+    if len(raw) <= size and isinstance(raw, bytes):
         yield raw
         return
-    for start in range(0, len(raw), size):
-        yield raw[start : start + size]
+    with memoryview(raw) as view:
+        for start in range(0, len(raw), size):
+            yield view[start : start + size].tobytes()
 
 
 class Event:
@@ -37,15 +43,26 @@ class Event:
 
     The fields are parsed from the raw bytes on first use: a relay looks at them only
     for the few events that can matter (the end, usage), so the rest cost no parsing.
+    A large event's bytes are the parser's own buffer (a bytearray, never changed again),
+    with the marks found in it as it arrived.
     """
 
-    __slots__ = ("_data", "_name", "_parsed", "raw")
+    __slots__ = ("_data", "_name", "_parsed", "marks", "raw")
 
-    def __init__(self, raw: bytes) -> None:
+    def __init__(self, raw: bytes | bytearray, marks: frozenset[bytes] | None = None) -> None:
         self.raw = raw
+        # Which of the parser's marks the event holds (None: not looked for; see mentions).
+        self.marks = marks
         self._parsed = False
         self._name: bytes | None = None
         self._data: bytes | None = None
+
+    def mentions(self, mark: bytes) -> bool:
+        """Whether the event's bytes contain `mark` (a look at the bytes, nothing parsed)."""
+        marks = self.marks
+        if marks is None or not isinstance(self.raw, bytearray):
+            return mark in self.raw
+        return mark in marks
 
     @property
     def name(self) -> bytes | None:
@@ -64,7 +81,8 @@ class Event:
     def _parse(self) -> None:
         self._parsed = True
         data: list[bytes] = []
-        for line in _LINE_END.split(self.raw):
+        raw = self.raw if isinstance(self.raw, bytes) else bytes(self.raw)
+        for line in _LINE_END.split(raw):
             if not line or line.startswith(b":"):
                 continue  # the empty line that ends the event, or a comment
             name, colon, value = line.partition(b":")
@@ -80,7 +98,7 @@ class Event:
         return isinstance(other, Event) and other.raw == self.raw
 
     def __hash__(self) -> int:
-        return hash(self.raw)
+        return hash(bytes(self.raw))
 
     def __repr__(self) -> str:
         return f"Event({self.raw!r})"
@@ -93,15 +111,42 @@ class EventTooLarge(Exception):
 
 
 class SseParser:
-    """Feed it bytes as they arrive; it returns the events completed by them."""
+    """Feed it bytes as they arrive; it returns the events completed by them.
 
-    def __init__(self, max_event: int) -> None:
+    `marks` are the byte strings a relay will look for in events (Event.mentions): in a
+    large event they are looked for as its bytes arrive, each byte once.
+    """
+
+    def __init__(self, max_event: int, marks: tuple[bytes, ...] = ()) -> None:
         self.max_event = max_event
         self.buffer = bytearray()
         # The start of the line being read, and where the search for its end resumes
         # (past what was already searched, so a long line is scanned only once).
         self.line_start = 0
         self.search_from = 0
+        self.marks = marks
+        # The pending event (at the buffer's start), once large: how far it was searched
+        # for marks, and those found.
+        self.marked_to = 0
+        self.marked: set[bytes] = set()
+
+    def whole(self, chunk: bytes) -> int:
+        """How many events `chunk` is, when it is nothing but complete LF-framed ones; else 0.
+
+        Most reads of a stream are exactly that (one event, or a few that arrived
+        together), and a relay can pass such a chunk on as it is, without cutting it into
+        events: the same events, in the same bytes, as `feed` would return.
+        """
+        if (
+            self.buffer
+            or not chunk.endswith(b"\n\n")
+            or chunk.startswith(b"\n")
+            or len(chunk) > self.max_event
+            or b"\r" in chunk
+            or b"\n\n\n" in chunk
+        ):
+            return 0
+        return chunk.count(b"\n\n")
 
     def feed(self, chunk: bytes, *, final: bool = False) -> list[Event]:
         """The events `chunk` completes; `final` when no more bytes will come."""
@@ -154,8 +199,13 @@ class SseParser:
                 # An empty line ends the event.
                 if after - start > self.max_event:
                     raise EventTooLarge(self.max_event)
-                with memoryview(buffer) as view:  # one copy, not a slice and then bytes
-                    events.append(Event(view[start:after].tobytes()))
+                if start == 0 and after >= LARGE_EVENT_BYTES:
+                    events.append(self._large_event(after))
+                    buffer, after, lf = self.buffer, 0, -2
+                    size = len(buffer)
+                else:
+                    with memoryview(buffer) as view:  # one copy, not a slice and then bytes
+                        events.append(Event(view[start:after].tobytes()))
                 start = after
             line_start = search_from = after
         if start:
@@ -165,7 +215,29 @@ class SseParser:
         self.line_start, self.search_from = line_start, search_from
         if len(buffer) > self.max_event:
             raise EventTooLarge(self.max_event)
+        if len(buffer) >= LARGE_EVENT_BYTES:
+            self._mark(len(buffer))
         return events
+
+    def _mark(self, upto: int) -> None:
+        """Look for the marks in the pending event's bytes that arrived since the last look."""
+        buffer = self.buffer
+        for mark in self.marks:
+            # A mark may straddle the previous look's end: step back by its length.
+            since = max(0, self.marked_to - len(mark) + 1)
+            if mark not in self.marked and buffer.find(mark, since, upto) >= 0:
+                self.marked.add(mark)
+        self.marked_to = upto
+
+    def _large_event(self, end: int) -> Event:
+        """The event at the buffer's start, ending at `end`, handed out without a copy."""
+        self._mark(end)
+        held, marks = self.buffer, frozenset(self.marked)
+        self.buffer = held[end:]  # what follows it (usually little) starts a new buffer
+        del held[end:]
+        self.marked_to = 0
+        self.marked = set()
+        return Event(held, marks)
 
     def close(self) -> list[Event]:
         """At the end of the stream: the event a final lone CR completes, if any."""

@@ -19,8 +19,12 @@ PEM_MARK = b"-----BEGIN CERTIFICATE-----"
 
 def trusted_roots(settings: Settings) -> bytes:
     """One PEM bundle: certifi's roots and the extra ones the settings name."""
-    files = [Path(name) for name in (settings.xai_ca_bundle, settings.ssl_cert_file) if name]
-    for directory in filter(None, settings.ssl_cert_dir.split(":")):
+    files = [
+        Path(name)
+        for name in (settings.upstream.ca_bundle, settings.upstream.ssl_cert_file)
+        if name
+    ]
+    for directory in filter(None, settings.upstream.ssl_cert_dir.split(":")):
         files.extend(sorted(path for path in Path(directory).glob("*") if path.is_file()))
     extra = (path.read_bytes() for path in files)
     return Path(certifi.where()).read_bytes() + b"\n".join(pem for pem in extra if PEM_MARK in pem)

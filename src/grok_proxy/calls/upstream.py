@@ -60,7 +60,7 @@ class ProxyRule:
 
     @classmethod
     def of(cls, settings: Settings) -> ProxyRule:
-        return cls(settings.xai_proxy_url, dict(urllib.request.getproxies_environment()))
+        return cls(settings.upstream.proxy_url, dict(urllib.request.getproxies_environment()))
 
     def proxy_for(self, url: str) -> ForwardProxy | None:
         """The proxy for an http(s):// `url` (ws and grpc targets as their http form)."""
@@ -128,24 +128,24 @@ class GrpcTarget:
 
 def grpc_url_of(settings: Settings) -> str | None:
     """Where gRPC calls go: XAI_GRPC_URL, else xAI's host (its region's); None: nowhere."""
-    if settings.xai_grpc_url:
-        return settings.xai_grpc_url
-    if settings.xai_upstream != "xai":
+    if settings.upstream.grpc_url:
+        return settings.upstream.grpc_url
+    if settings.upstream.preset != "xai":
         # OpenRouter, CometAPI and Cloudflare speak no gRPC, and their keys mean nothing
         # to api.x.ai: sending them there would hand a third party's key to xAI.
         return None
-    if settings.xai_region:
-        return f"grpcs://{settings.xai_region}.api.x.ai:443"
+    if settings.upstream.region:
+        return f"grpcs://{settings.upstream.region}.api.x.ai:443"
     return DEFAULT_GRPC_URL
 
 
 def preset_headers_of(settings: Settings) -> tuple[tuple[str, str], ...]:
     """Headers the preset's access point needs on every request, besides the key."""
-    preset = PRESETS[settings.xai_upstream]
+    preset = PRESETS[settings.upstream.preset]
     headers = dict(preset.extra_headers)
     # The gateway's token is for Cloudflare only: never hand it to another upstream.
-    if settings.cloudflare_aig_token is not None and preset.name == "cloudflare":
-        token = settings.cloudflare_aig_token.get_secret_value()
+    if settings.upstream.cloudflare_aig_token is not None and preset.name == "cloudflare":
+        token = settings.upstream.cloudflare_aig_token.get_secret_value()
         headers["cf-aig-authorization"] = f"Bearer {token}"
     return tuple(headers.items())
 
@@ -180,11 +180,11 @@ class Upstream:
     @classmethod
     def from_settings(cls, settings: Settings) -> Upstream:
         """Build the target; ValueError for a proxy that cannot work (the start reports it)."""
-        base_url = settings.upstream_base_url()
+        base_url = settings.upstream.effective_base_url
         roots = trusted_roots(settings)
         rule = ProxyRule.of(settings)
         return cls(
-            preset=PRESETS[settings.xai_upstream],
+            preset=PRESETS[settings.upstream.preset],
             base_url=base_url,
             preset_headers=preset_headers_of(settings),
             roots=roots,

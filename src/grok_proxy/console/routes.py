@@ -76,7 +76,7 @@ def _error(status: int, message: str, code: str) -> Response:
 
 def console_routes(team: Team) -> list[BaseRoute]:
     """The /console routes of a shared proxy with an admin token."""
-    token = team.settings.grok_proxy_admin_token
+    token = team.settings.teams.admin_token
     assert token is not None
     console = Console(team, Sessions(token.get_secret_value()))
     return [

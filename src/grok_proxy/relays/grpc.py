@@ -136,7 +136,7 @@ class GrpcRelay(grpc.GenericRpcHandler):
         # Shared: member keys in, the account's key out, and each call is a member's request.
         self.policy = policy
         self.auth = policy.auth if policy is not None else CallerAuth(settings)
-        self.read_timeout = settings.xai_read_timeout
+        self.read_timeout = settings.upstream.read_timeout
         self.channel: grpc.aio.Channel | None = None
         self.server: grpc.aio.Server | None = None
         self.stopping: asyncio.Task[None] | None = None
@@ -167,13 +167,13 @@ class GrpcRelay(grpc.GenericRpcHandler):
         if self.server is not None and self.stopping is None:
             # Held here: the loop keeps only a weak reference to a task.
             self.stopping = asyncio.get_running_loop().create_task(
-                self.server.stop(self.settings.shutdown_grace_seconds)
+                self.server.stop(self.settings.serving.shutdown_grace_seconds)
             )
 
     async def stop(self) -> None:
         """Wait for open calls (up to the grace), then close the listener and the channel."""
         if self.server is not None:
-            await self.server.stop(self.settings.shutdown_grace_seconds)
+            await self.server.stop(self.settings.serving.shutdown_grace_seconds)
         if self.channel is not None:
             await self.channel.close()
 
@@ -427,14 +427,14 @@ def _relayable(metadata: Iterable[tuple[str, str | bytes]] | None) -> Metadata:
 
 def attach(app: FastAPI, settings: Settings, policy: CallPolicy | None = None) -> None:
     """Run the gRPC relay inside the app's lifespan, on this worker's event loop."""
-    port = settings.grok_proxy_grpc_port
+    port = settings.serving.grpc_port
     if not port:
         return
     url = upstream_of(settings).grpc_url
     if url is None:
         log.warning(
             "gRPC relay off: XAI_UPSTREAM=%s has no gRPC API (set XAI_GRPC_URL to relay anyway)",
-            settings.xai_upstream,
+            settings.upstream.preset,
         )
         return
     host = os.environ.get(HOST_VARIABLE, "127.0.0.1")
@@ -474,7 +474,7 @@ def port_is_free(host: str, port: int) -> bool:
 
 def announce(settings: Settings, host: str, http_port: int) -> None:
     """Before the workers start: check the gRPC port is free, say where both listeners are."""
-    port = settings.grok_proxy_grpc_port
+    port = settings.serving.grpc_port
     upstream = upstream_of(settings)
     url = upstream.grpc_url
     if url is None:

@@ -294,11 +294,11 @@ class Session:
                 subprotocols=[Subprotocol(p) for p in offered] or None,
                 user_agent_header=self.headers.get("user-agent", f"grok-proxy/{__version__}"),
                 compression=None,
-                open_timeout=settings.xai_connect_timeout,
+                open_timeout=settings.upstream.connect_timeout,
                 ping_interval=PING_INTERVAL,
                 ping_timeout=PING_INTERVAL,
                 close_timeout=CLOSE_TIMEOUT,
-                max_size=settings.ws_max_message_bytes,
+                max_size=settings.limits.ws_max_message_bytes,
                 # Messages read ahead from the upstream while the caller is slow: with large
                 # messages each one held costs up to WS_MAX_MESSAGE_BYTES.
                 max_queue=MAX_QUEUE,
@@ -319,7 +319,7 @@ class Session:
         except TimeoutError:
             raise UpstreamTimeout(
                 f"The upstream did not complete the WebSocket handshake within "
-                f"{settings.xai_connect_timeout:g} s (setting XAI_CONNECT_TIMEOUT)."
+                f"{settings.upstream.connect_timeout:g} s (setting XAI_CONNECT_TIMEOUT)."
             ) from None
         except (OSError, InvalidHandshake, InvalidURI) as failed:
             log.warning("upstream WebSocket handshake failed: %s", failed)

@@ -53,7 +53,7 @@ async def generate(request: Request, row: Row, forwarder: Forwarder) -> Answer:
     if dropped:
         log.debug("dropped image fields xAI does not support: %s", ", ".join(dropped))
     if not payload.get("model"):
-        payload["model"] = forwarder.settings.default_image_model
+        payload["model"] = forwarder.settings.calls.default_image_model
     return await forward_translated(
         request,
         forwarder,

@@ -83,7 +83,7 @@ async def validated_json(
     In a shared proxy the team gate has parsed the body already (to check the member's
     objects and models on the value the route will use): that value is validated here.
     """
-    limit = forwarder.settings.max_body_bytes
+    limit = forwarder.settings.limits.max_body_bytes
     body = await read_body(request.receive, limit, request.headers.get("content-length"))
     held = request.scope.get(PARSED_BODY)
     if held is not None and held[0] is body:
@@ -178,7 +178,9 @@ async def forward_validated(request: Request, row: Row, forwarder: Forwarder) ->
     caller = authorized(request, forwarder, allow_x_api_key=row.route.flavor is Flavor.ANTHROPIC)
     body, data, parsed = await validated_json(request, forwarder, row.schema)
     call = call_for(request, row.route, caller, row.target, body=body, headers=JSON_BODY)
-    wants_usage = forwarder.settings.capture_stream_usage or getattr(caller, "wants_usage", False)
+    wants_usage = forwarder.settings.calls.capture_stream_usage or getattr(
+        caller, "wants_usage", False
+    )
     if wants_usage and _streams_without_usage(parsed):
         # Ask xAI for the usage chunk so metrics are complete; the relay removes it again,
         # so the caller receives exactly the stream it asked for.
@@ -228,7 +230,7 @@ async def forward_as_is(request: Request, row: Row, forwarder: Forwarder) -> Ans
     rewrite its model name. A row whose route reads answers gets their usage read.
     """
     caller = authorized(request, forwarder)
-    limit = forwarder.settings.max_body_bytes
+    limit = forwarder.settings.limits.max_body_bytes
     scope = request.scope
     target = upstream_path(scope)
     query: bytes = scope.get("query_string", b"")

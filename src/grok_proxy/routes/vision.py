@@ -33,7 +33,7 @@ async def analyze(request: Request, row: Row, forwarder: Forwarder) -> Answer:
     """`{model, created, content, usage}` from a vision model's chat completion."""
     caller = authorized(request, forwarder)
     _, ask = await validated_body(request, forwarder, VisionRequest)
-    model = ask.model or forwarder.settings.default_vision_model
+    model = ask.model or forwarder.settings.calls.default_vision_model
     chat: dict[str, Any] = {
         "model": model,
         "messages": [

@@ -42,6 +42,55 @@ LINGER_BYTES = 1 << 20
 REQUEST_LINE_SLACK = 32
 
 
+class HeldHead:
+    """The transport a response is written to, holding its head until the body's first write.
+
+    uvicorn writes a response's head as soon as the app starts the response, and its body
+    with the next message: two socket writes and two packets, so the caller wakes twice
+    for one answer. Held until the first body write of the same turn of the event loop,
+    the head goes out with it in one write (as nginx sends them); a head whose body comes
+    later (a stream waiting for upstream) goes out at the end of the turn, unchanged.
+    """
+
+    __slots__ = ("cycle", "head", "loop", "transport")
+
+    def __init__(
+        self, transport: asyncio.Transport, cycle: Any, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.transport = transport
+        self.cycle = cycle
+        self.loop = loop
+        self.head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        head = self.head
+        if head is None:
+            self.head = data
+            self.loop.call_soon(self.flush)
+            return
+        self._release()
+        self.transport.write(head + data)
+
+    def flush(self) -> None:
+        """Write a held head on its own (the body did not follow in the same turn)."""
+        head = self.head
+        if head is not None:
+            self._release()
+            if not self.transport.is_closing():
+                self.transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def _release(self) -> None:
+        self.head = None
+        self.cycle.transport = self.transport  # later writes go straight through
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """The limits one worker enforces, from the settings and the open-files limit."""
@@ -66,20 +115,20 @@ def limits() -> Limits:
     """This worker's limits, read once."""
     settings = get_settings()
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    cap = connection_cap(settings.max_connections, soft)
-    if cap < settings.max_connections:
+    cap = connection_cap(settings.limits.max_connections, soft)
+    if cap < settings.limits.max_connections:
         log.warning(
             "accepting at most %s connections per worker, not MAX_CONNECTIONS=%s: the "
             "open-files limit is %s",
             cap,
-            settings.max_connections,
+            settings.limits.max_connections,
             soft,
         )
     return Limits(
-        max_head_bytes=settings.max_header_bytes,
-        headers_timeout=settings.headers_timeout,
-        body_timeout=settings.body_timeout,
-        body_min_rate=settings.body_min_rate,
+        max_head_bytes=settings.limits.max_header_bytes,
+        headers_timeout=settings.limits.headers_timeout,
+        body_timeout=settings.limits.body_timeout,
+        body_min_rate=settings.limits.body_min_rate,
         max_connections=cap,
     )
 
@@ -257,6 +306,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_started and cycle.transport is self.transport:
+            cycle.transport = HeldHead(self.transport, cycle, self.loop)  # type: ignore[assignment]
         self.phase = Phase.BODY
         self.head_since = None
         self.body_since = self.body_last = self.loop.time()

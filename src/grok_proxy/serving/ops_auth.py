@@ -31,11 +31,11 @@ CHALLENGE = b'Basic realm="grok-proxy operations", Bearer'
 def ops_tokens(settings: Settings, *, shared: bool = False) -> tuple[bytes, ...]:
     """The tokens that open the operational routes (GROK_PROXY_OPS_TOKEN; else the access
     keys of GROK_PROXY_API_KEYS and, on a shared proxy, the admin token)."""
-    if settings.grok_proxy_ops_token is not None:
-        return (settings.grok_proxy_ops_token.get_secret_value().encode(),)
-    tokens = [key.encode() for key in settings.access_keys()]
-    if shared and settings.grok_proxy_admin_token is not None:
-        tokens.append(settings.grok_proxy_admin_token.get_secret_value().encode())
+    if settings.access.ops_token is not None:
+        return (settings.access.ops_token.get_secret_value().encode(),)
+    tokens = [key.encode() for key in settings.access.api_keys]
+    if shared and settings.teams.admin_token is not None:
+        tokens.append(settings.teams.admin_token.get_secret_value().encode())
     return tuple(tokens)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from grok_proxy.calls.upstream import upstream_of
-from grok_proxy.config import Settings, get_settings
+from grok_proxy.config import Settings, explain, get_settings
 
 
 def settings_or_exit() -> Settings:
@@ -16,10 +16,5 @@ def settings_or_exit() -> Settings:
     except ValueError as exc:
         if not isinstance(exc, ValidationError):
             raise SystemExit(f"grok-proxy: configuration error: {exc}") from None
-        problems = []
-        for error in exc.errors(include_url=False, include_input=False, include_context=False):
-            message = error["msg"].removeprefix("Value error, ")
-            names = ".".join(str(part).upper() for part in error["loc"])
-            problems.append(f"{names}: {message}" if names else message)
-        raise SystemExit("grok-proxy: configuration error: " + "; ".join(problems)) from None
+        raise SystemExit(f"grok-proxy: configuration error: {explain(exc)}") from None
     return settings

@@ -56,7 +56,7 @@ class RelayWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.handshake_initiated:
             # The application is opening the upstream session: it answers within the
             # upstream's connect timeout; past that (and a little slack) it never will.
-            grace = get_settings().xai_connect_timeout + 1.0
+            grace = get_settings().upstream.connect_timeout + 1.0
             self.deadline = self.loop.call_later(grace, self._answer_overdue)
             return
         self._refuse(

@@ -30,9 +30,9 @@ def team_from_settings(settings: Settings) -> Team | None:
 
 def team_configured(settings: Settings) -> bool:
     """Whether this proxy is shared: access keys set, a database named, or members added."""
-    if settings.access_keys() or settings.database_url:
+    if settings.access.api_keys or settings.teams.database_url:
         return True
-    return _has_members(Path(settings.grok_proxy_data_dir) / "teams.db")
+    return _has_members(Path(settings.teams.data_dir) / "teams.db")
 
 
 def _has_members(path: Path) -> bool:

@@ -158,7 +158,7 @@ class AdminApi:
 
     def __init__(self, team: Team) -> None:
         self.team = team
-        self.token = team.settings.grok_proxy_admin_token
+        self.token = team.settings.teams.admin_token
 
     def authorized(self, request: Request) -> Response | None:
         if self.token is None:

@@ -86,8 +86,8 @@ def main(argv: list[str]) -> None:
     args = _parser().parse_args(argv)
     settings = Settings()
     creates = args.command == "members" and args.action == "add"
-    database = Path(settings.grok_proxy_data_dir) / "teams.db"
-    if not settings.database_url and not creates and not database.exists():
+    database = Path(settings.teams.data_dir) / "teams.db"
+    if not settings.teams.database_url and not creates and not database.exists():
         # Looking must not create a database: that would turn the proxy into a shared one.
         _out(f"No team database yet ({database}); `grok-proxy members add NAME` creates it.")
         if args.command == "members" and args.action not in {"list"}:
@@ -163,7 +163,7 @@ async def _set_limit(store: Store, args: argparse.Namespace) -> None:
 
 async def _usage(store: Store, args: argparse.Namespace) -> None:
     member_id = (await store.member(args.member)).id if args.member else None
-    names = {m.id: m.name for m in map(settings_member, Settings().access_keys())}
+    names = {m.id: m.name for m in map(settings_member, Settings().access.api_keys)}
     rows = usage_json(await store.usage_report(args.since, args.until, member_id), names)
     if args.json:
         _out(orjson.dumps(rows).decode())

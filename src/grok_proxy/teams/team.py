@@ -65,8 +65,10 @@ CLIENT_SECRET = "client_secret"  # noqa: S105 - an object kind, not a secret
 
 def build_store(settings: Settings) -> Store:
     """The store the settings name (no connection is opened yet)."""
-    database_url = settings.database_url.get_secret_value() if settings.database_url else ""
-    return Store(engine_url(database_url, settings.grok_proxy_data_dir))
+    database_url = (
+        settings.teams.database_url.get_secret_value() if settings.teams.database_url else ""
+    )
+    return Store(engine_url(database_url, settings.teams.data_dir))
 
 
 class Team:
@@ -75,10 +77,14 @@ class Team:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
         self.store = store or build_store(settings)
-        self.server_key = settings.xai_api_key.get_secret_value() if settings.xai_api_key else ""
-        self.prices = Prices(overrides(settings.model_prices))
+        self.server_key = (
+            settings.access.server_key.get_secret_value() if settings.access.server_key else ""
+        )
+        self.prices = Prices(overrides(settings.teams.model_prices))
         # Members from GROK_PROXY_API_KEYS, by key hash: they need no database row.
-        self.settings_keys = {hash_key(key): settings_member(key) for key in settings.access_keys()}
+        self.settings_keys = {
+            hash_key(key): settings_member(key) for key in settings.access.api_keys
+        }
         self.directory = Directory({}, {})
         self.pending: dict[tuple[str, str, str], list[int]] = defaultdict(
             lambda: [0] * len(USAGE_COLUMNS)
@@ -109,7 +115,7 @@ class Team:
         # Before the first request, so its cost is known; bounded by the connect timeout.
         await self.fetch_prices()
         self.tasks = [
-            asyncio.create_task(self._every(self.settings.team_refresh_seconds, self.reload)),
+            asyncio.create_task(self._every(self.settings.teams.refresh_seconds, self.reload)),
             asyncio.create_task(self._every(USAGE_FLUSH_SECONDS, self.flush)),
             asyncio.create_task(self._every(PRICES_REFRESH_SECONDS, self.fetch_prices)),
         ]
@@ -159,10 +165,10 @@ class Team:
         """Prices from the upstream's /language-models, with the server's key."""
         if not self.server_key:
             return
-        url = f"{self.settings.upstream_base_url()}/language-models"
+        url = f"{self.settings.upstream.effective_base_url}/language-models"
         headers = [("authorization", f"Bearer {self.server_key}")]
         try:
-            async with asyncio.timeout(self.settings.xai_connect_timeout):
+            async with asyncio.timeout(self.settings.upstream.connect_timeout):
                 answer = await self.client.send("GET", url, headers, None)
                 content = await answer.read(PRICES_BODY_LIMIT)
             if answer.status != 200:

@@ -88,7 +88,7 @@ async def secret_caller(team: Team, route: str, token: str, fingerprint: str) ->
             "The team database is unreachable, so this token's member cannot be known; "
             "try again shortly."
         ) from None
-    if caller is None and team.settings.team_client_secrets == "minted":
+    if caller is None and team.settings.teams.client_secrets == "minted":
         raise MissingApiKey(
             "This proxy accepts only ephemeral tokens minted through it "
             "(POST /v1/realtime/client_secrets with an access key).",
