@@ -35,6 +35,7 @@ from grok_proxy.routes.shared import DOCUMENTED_MODELS, documented, validation_e
 from grok_proxy.routes.table import PASSTHROUGH_METHODS
 from grok_proxy.serving.access import AccessLog
 from grok_proxy.serving.entry import Entry
+from grok_proxy.serving.observers import Observer
 from grok_proxy.serving.ops_auth import OpsGuard
 from grok_proxy.teams import team_from_settings
 
@@ -112,6 +113,9 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
     app.state.settings = settings
     app.state.team = team
     app.state.tracing = tracing
+    # Metrics, access lines, traces: one set of observers for HTTP, WebSocket and gRPC.
+    observers: tuple[Observer, ...] = (Metrics(), AccessLog(), *([tracing] if tracing else []))
+    app.state.observers = observers
     # FastAPI serves what is not a row (health, metrics, docs, the console) and documents
     # every row; the entry (entry.py) serves the rows itself.
     builtin = list(app.router.routes)
@@ -145,11 +149,11 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
         route_table(),
         # WebSocket upgrades never reach FastAPI: the relay takes every one.
         websockets=WebSocketRelay(
-            app, settings=settings, policy=team_sessions(team), tracing=tracing
+            app, settings=settings, policy=team_sessions(team), observers=observers
         ),
         # Operational routes need a token in shared deployments (see ops_auth).
         ops=OpsGuard(settings, shared=team is not None),
-        observers=(Metrics(), AccessLog(), *([] if tracing is None else [tracing])),
+        observers=observers,
         # Teams (issue 17): the gate in front of the rows (and /admin) of a shared proxy.
         policy=None if team is None else team_gate(team, settings),
     )

@@ -8,7 +8,7 @@ import pytest
 
 from grok_proxy.calls.upstream import GrpcTarget, grpc_url_of
 from grok_proxy.config import Settings
-from grok_proxy.relays import grpc as grpc_relay
+from grok_proxy.observability import metrics
 from grok_proxy.relays.grpc import _relayable, _upstream_metadata, port_is_free
 
 
@@ -66,10 +66,10 @@ def test_port_in_use_is_noticed() -> None:
 
 def test_method_labels_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     # Callers name methods, so a flood of made-up ones must not grow the metrics unbounded.
-    monkeypatch.setattr(grpc_relay, "_series", {})
-    monkeypatch.setattr(grpc_relay, "MAX_METHODS", 2)
-    assert grpc_relay.method_series("/a.A/One").label == "/a.A/One"
-    assert grpc_relay.method_series("/a.A/Two").label == "/a.A/Two"
-    assert grpc_relay.method_series("/made.Up/Three").label == "other"
-    assert grpc_relay.method_series("/made.Up/Four").label == "other"
-    assert grpc_relay.method_series("/a.A/One").label == "/a.A/One"
+    monkeypatch.setattr(metrics, "_methods", {})
+    monkeypatch.setattr(metrics, "MAX_METHODS", 2)
+    assert metrics.method_series("/a.A/One").label == "/a.A/One"
+    assert metrics.method_series("/a.A/Two").label == "/a.A/Two"
+    assert metrics.method_series("/made.Up/Three").label == "other"
+    assert metrics.method_series("/made.Up/Four").label == "other"
+    assert metrics.method_series("/a.A/One").label == "/a.A/One"

@@ -22,6 +22,7 @@ from grok_proxy.observability.tracing import (
     from_environment,
     usage_attributes,
 )
+from grok_proxy.serving.observers import Finished, grpc_scope
 
 ENDPOINT = "http://127.0.0.1:4318"
 
@@ -291,3 +292,48 @@ def test_a_huge_model_name_is_cut(exported: tuple[Tracing, InMemorySpanExporter]
     attributes = span.attributes or {}
     assert len(str(attributes["gen_ai.request.model"])) <= 201
     assert len(str(attributes["gen_ai.response.model"])) <= 201
+
+
+def test_a_websocket_session_is_traced_through_the_observer(
+    exported: tuple[Tracing, InMemorySpanExporter],
+) -> None:
+    # The relay reports to the same observer as HTTP: one record in, one span out.
+    tracing, exporter = exported
+    record = RequestRecord(
+        "s1", protocol="websocket", route="responses", key_fingerprint="sha256:ab"
+    )
+    scope: dict[str, Any] = {"type": "websocket", "headers": []}
+    listen = tracing.started(scope, record)
+    assert listen is not None and record.on_forward is not None
+    assert "traceparent" in dict(record.on_forward(None))  # for the upstream handshake
+    create = {"type": "response.create", "model": "grok-4", "input": "hi"}
+    listen({"type": "websocket.receive", "text": orjson.dumps(create).decode()})
+    done = {"type": "response.completed", "response": {"usage": {"input_tokens": 2}}}
+    listen({"type": "websocket.send", "text": orjson.dumps(done).decode()})
+    record.close_code, record.closed_by = 1011, "upstream"
+    tracing.finished(Finished(scope, "/v1/responses", record, 101, 0.0, None, 1.0))
+    tracing.provider.force_flush()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert set(spans) == {"websocket responses", "chat grok-4"}
+    session = spans["websocket responses"].attributes or {}
+    assert session["grok_proxy.websocket.close_code"] == 1011
+    assert session["grok_proxy.key.fingerprint"] == "sha256:ab"
+    assert session["gen_ai.usage.input_tokens"] == 2
+    assert session["error.type"] == "close_1011"
+
+
+def test_a_grpc_call_is_traced_through_the_observer(
+    exported: tuple[Tracing, InMemorySpanExporter],
+) -> None:
+    tracing, exporter = exported
+    method = "/xai_api.Chat/GetCompletion"
+    record = RequestRecord("g1", protocol="grpc", route=method)
+    scope = grpc_scope(method, "ipv4:127.0.0.1:5", {}, ("127.0.0.1", 9))
+    assert tracing.started(scope, record) is not None
+    assert record.on_forward is not None and "traceparent" in dict(record.on_forward(b""))
+    tracing.finished(Finished(scope, method, record, "UNAUTHENTICATED", 0.0, None, 1.0))
+    span = finished(tracing, exporter)
+    attributes = span.attributes or {}
+    assert attributes["rpc.grpc.status_code"] == "UNAUTHENTICATED"
+    assert attributes["server.port"] == 9
+    assert attributes["error.type"] == "UNAUTHENTICATED"

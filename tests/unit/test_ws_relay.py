@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from grok_proxy.observability.metrics import close_code_label
 from grok_proxy.relays.websocket import (
     CALLER_GONE,
     UPSTREAM_GONE,
-    close_code_label,
     model_in,
     payload_size,
     sendable,

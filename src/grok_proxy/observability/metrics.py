@@ -1,4 +1,8 @@
-"""Prometheus metrics, correct with several workers (multiprocess mode).
+"""Prometheus metrics of every call (HTTP, WebSocket, gRPC), correct with several workers.
+
+One observer (`Metrics`, serving.observers) counts every call once, as it ends, from its
+record: HTTP requests in the `grok_proxy_request*` families, WebSocket sessions in
+`grok_proxy_websocket_*`, gRPC calls in `grok_proxy_grpc_*`.
 
 With `--workers N` the CLI points PROMETHEUS_MULTIPROC_DIR at a fresh directory before the
 workers start, so every worker writes its samples there and /metrics adds them up.
@@ -25,7 +29,7 @@ from prometheus_client import (
 )
 from starlette.types import Scope
 
-from grok_proxy.calls.record import RequestRecord
+from grok_proxy.calls.record import GRPC, HTTP, WEBSOCKET, RequestRecord
 from grok_proxy.calls.usage import TOKEN_KINDS, dollars
 from grok_proxy.serving.observers import Finished
 
@@ -126,6 +130,57 @@ MEMBER_BILLED_USES = Counter(
     "Server-side tool uses and Live Search sources per team member (shared mode).",
     ["member", "kind"],
 )
+
+# WebSocket sessions (relays/websocket.py), counted as each one ends.
+SESSIONS_OPEN = Gauge(
+    "grok_proxy_websocket_sessions_open",
+    "WebSocket sessions open, from the upgrade request to the last close.",
+    multiprocess_mode="livesum",
+)
+SESSIONS = Counter(
+    "grok_proxy_websocket_sessions_total",
+    "WebSocket sessions ended, by route, handshake status and close code.",
+    ["route", "status", "close_code"],
+)
+WS_MESSAGES = Counter(
+    "grok_proxy_websocket_messages_total",
+    "WebSocket messages relayed, by direction (to_upstream, to_caller); counted as a session ends.",
+    ["direction"],
+)
+WS_BYTES = Counter(
+    "grok_proxy_websocket_bytes_total",
+    "WebSocket message payload bytes relayed, by direction (to_upstream, to_caller); "
+    "counted as a session ends.",
+    ["direction"],
+)
+_WS_MESSAGES_UP = WS_MESSAGES.labels("to_upstream")
+_WS_MESSAGES_DOWN = WS_MESSAGES.labels("to_caller")
+_WS_BYTES_UP = WS_BYTES.labels("to_upstream")
+_WS_BYTES_DOWN = WS_BYTES.labels("to_caller")
+
+# gRPC calls (relays/grpc.py), counted as each one ends.
+GRPC_CALLS = Counter(
+    "grok_proxy_grpc_calls_total",
+    "gRPC calls answered, by method and status code.",
+    ["method", "code"],
+)
+GRPC_DURATION = Histogram(
+    "grok_proxy_grpc_call_duration_seconds",
+    "Whole gRPC call, streams to their end.",
+    ["method"],
+    buckets=LATENCY_BUCKETS,
+)
+GRPC_MESSAGES = Counter(
+    "grok_proxy_grpc_messages_total",
+    "gRPC messages relayed, by method and direction (`in` from callers, `out` to them).",
+    ["method", "direction"],
+)
+GRPC_OPEN_CALLS = Gauge(
+    "grok_proxy_grpc_open_calls", "gRPC calls being relayed.", multiprocess_mode="livesum"
+)
+# Callers name gRPC methods: past this many, new ones pool as `other`.
+MAX_METHODS = 200
+
 USAGE_KINDS = TOKEN_KINDS
 BILLED_KINDS = ("server_side_tools", "sources")
 
@@ -185,20 +240,98 @@ def _series(route: str) -> _RouteSeries:
 
 
 class Metrics:
-    """The observer (observers.Observer) that counts every HTTP request in Prometheus."""
+    """The observer (observers.Observer) that counts every call in Prometheus, once."""
 
     def started(self, scope: Scope, record: RequestRecord) -> None:
-        IN_FLIGHT.inc()
+        protocol = record.protocol
+        if protocol == HTTP:
+            IN_FLIGHT.inc()
+        elif protocol == WEBSOCKET:
+            SESSIONS_OPEN.inc()
+        elif protocol == GRPC:
+            GRPC_OPEN_CALLS.inc()
 
     def finished(self, request: Finished) -> None:
-        IN_FLIGHT.dec()
-        first_byte = request.first_byte
-        observe(
-            request.record,
-            request.status,
-            request.ended - request.started,
-            None if first_byte is None else first_byte - request.started,
-        )
+        record, status = request.record, request.status
+        duration = request.ended - request.started
+        if record.protocol == HTTP:
+            IN_FLIGHT.dec()
+            first_byte = request.first_byte
+            assert isinstance(status, int)
+            observe(
+                record,
+                status,
+                duration,
+                None if first_byte is None else first_byte - request.started,
+            )
+        elif record.protocol == WEBSOCKET:
+            SESSIONS_OPEN.dec()
+            observe_session(record, status)
+        elif record.protocol == GRPC:
+            GRPC_OPEN_CALLS.dec()
+            observe_grpc_call(record, str(status), duration)
+
+
+def close_code_label(code: int | None) -> str:
+    """Close codes as metric labels: the registered ones exactly, applications' grouped."""
+    if code is None:
+        return "-"
+    if code >= 4000:
+        return "4xxx"
+    if code >= 3000:
+        return "3xxx"
+    return str(code)
+
+
+def observe_session(record: RequestRecord, status: int | str) -> None:
+    """Everything one ended WebSocket session tells the metrics."""
+    SESSIONS.labels(record.route or "other", str(status), close_code_label(record.close_code)).inc()
+    if record.messages_in:
+        _WS_MESSAGES_UP.inc(record.messages_in)
+        _WS_BYTES_UP.inc(record.bytes_in)
+    if record.messages_out:
+        _WS_MESSAGES_DOWN.inc(record.messages_out)
+        _WS_BYTES_DOWN.inc(record.bytes_out)
+
+
+class _MethodSeries:
+    """The labelled children of one gRPC method, looked up once (`labels()` takes a lock)."""
+
+    __slots__ = ("calls", "duration", "label", "messages_in", "messages_out")
+
+    def __init__(self, method: str) -> None:
+        self.label = method
+        self.duration = GRPC_DURATION.labels(method)
+        self.messages_in = GRPC_MESSAGES.labels(method, "in")
+        self.messages_out = GRPC_MESSAGES.labels(method, "out")
+        self.calls: dict[str, Counter] = {}
+
+
+_methods: dict[str, _MethodSeries] = {}
+
+
+def method_series(method: str) -> _MethodSeries:
+    """The metrics of `method`; callers choose methods, so past MAX_METHODS they pool as `other`."""
+    series = _methods.get(method)
+    if series is None:
+        label = method if len(_methods) < MAX_METHODS else "other"
+        series = _methods.get(label) or _MethodSeries(label)
+        _methods[label] = series
+    return series
+
+
+def observe_grpc_call(record: RequestRecord, code: str, duration: float) -> None:
+    """Everything one finished gRPC call tells the metrics."""
+    series = method_series(record.route or "-")
+    calls = series.calls.get(code)
+    if calls is None:
+        calls = series.calls[code] = GRPC_CALLS.labels(series.label, code)
+    calls.inc()
+    series.duration.observe(duration)
+    if record.messages_in:
+        series.messages_in.inc(record.messages_in)
+    if record.messages_out:
+        series.messages_out.inc(record.messages_out)
 
 
 def observe(record: RequestRecord, status: int, duration: float, first_byte: float | None) -> None:

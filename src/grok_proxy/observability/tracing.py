@@ -9,7 +9,8 @@ When on, the official SDK reads every other standard variable itself (`OTEL_SERV
 own thread, off the request path.
 
 One span per call: an HTTP request under /v1 (`HttpCall`), a WebSocket session with a
-child span per `response.create` turn (`SessionTrace`), a gRPC call (`GrpcTrace`). Each
+child span per `response.create` turn (`SessionTrace`), a gRPC call (`GrpcTrace`), each
+started and ended by `Tracing` as the observer of every call (serving/observers.py). Each
 continues the caller's W3C `traceparent`/`tracestate` and hands its own `traceparent` to
 the upstream, so xAI's span is a child of the proxy's. The facts come from what the proxy
 already knows (the request record, the bytes it relays); prompts and answers are recorded
@@ -173,20 +174,42 @@ class Tracing:
         """Export what is still queued (also done at exit by the SDK)."""
         self.provider.shutdown()
 
-    # the serving layer's observer (observers.Observer)
+    # the observer of every call (observers.Observer): HTTP, WebSocket and gRPC
     def started(self, scope: Scope, record: RequestRecord) -> Callable[[Message], None] | None:
-        """Start the span of an API call; it sees the response's messages as they go out."""
-        call = self.http_call(scope)
-        if call is None:
-            return None
+        """Start the call's span; it sees the call's messages as they pass."""
+        protocol = record.protocol
+        call: HttpCall | SessionTrace | GrpcTrace | None
+        if protocol == "websocket":
+            call = self.session(scope, record.route or "other", record.model)
+        elif protocol == "grpc":
+            call = self.grpc_call(scope["path"], scope["metadata"], scope["upstream"])
+        else:
+            call = self.http_call(scope)
+            if call is None:
+                return None
+        scope.setdefault("state", {})[STATE_KEY] = call
         record.on_forward = call.forwarding
         return call.sent
 
     def finished(self, request: Finished) -> None:
         """End the call's span with what its record says."""
         call = request.scope.get("state", {}).get(STATE_KEY)
+        record, status = request.record, request.status
         if isinstance(call, HttpCall):
-            call.end(request.record, request.status)
+            assert isinstance(status, int)
+            call.end(record, status)
+        elif isinstance(call, SessionTrace):
+            assert isinstance(status, int)
+            call.end(
+                status=status,
+                model=record.model,
+                fingerprint=record.key_fingerprint,
+                member_id=record.member_id,
+                close_code=record.close_code,
+                closed_by=record.closed_by,
+            )
+        elif isinstance(call, GrpcTrace):
+            call.end(str(status), record.key_fingerprint, record.member_id)
 
     # starting spans
     def http_call(self, scope: Scope) -> HttpCall | None:
@@ -432,7 +455,7 @@ class HttpCall(_Traced):
 
     def end(self, record: RequestRecord, status: int) -> None:
         """End the span with what the request record says (called once, as the request ends)."""
-        member_id = self.state.get(MEMBER_STATE)
+        member_id = self.state.get(MEMBER_STATE) or record.member_id
         span = self.span
         if self.recording:
             if self.json and self.body:
@@ -511,6 +534,20 @@ class SessionTrace(_Traced):
         self.turns: deque[_Turn] = deque()
         self.usage: dict[str, int] = {}
         self.turn_count = 0
+
+    def forwarding(self, body: object) -> list[tuple[str, str]]:
+        """Headers for the upstream handshake that carry this session's trace."""
+        return self.upstream_headers()
+
+    def sent(self, message: Message) -> None:
+        """One relayed message: a caller's (websocket.receive) or the upstream's (send)."""
+        data = message.get("text")
+        if data is None:
+            data = message.get("bytes") or b""
+        if message["type"] == "websocket.receive":
+            self.from_caller(data)
+        else:
+            self.from_upstream(data)
 
     def from_caller(self, data: str | bytes) -> None:
         """A caller message on its way upstream: a `response.create` starts a turn."""
@@ -668,6 +705,15 @@ class GrpcTrace(_Traced):
         self.finish_reasons: list[str] = []
         self.usage: Usage | None = None
         self.first: float | None = None
+
+    def forwarding(self, first: object) -> list[tuple[str, str]]:
+        """The caller's first message, read; metadata that carries this call's trace upstream."""
+        self.request(first)
+        return self.upstream_headers()
+
+    def sent(self, message: Message) -> None:
+        """One answer message (`grpc.answer`) on its way to the caller."""
+        self.answer(message["message"])
 
     def request(self, message: object) -> None:
         """The caller's first message: the requested model of a chat call."""

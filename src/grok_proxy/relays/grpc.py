@@ -10,7 +10,9 @@ in one batch (see `GrpcRelay._call_upstream`), a longer one streams.
 Per call: the caller's key is checked (`CallerAuth`, as on HTTP), an allow-list of
 metadata goes upstream with the caller's deadline, messages flow both ways, and the
 upstream's initial metadata, trailing metadata, status code and details come back as
-they were. One shared channel per worker; one access line and metrics per call.
+they were. One shared channel per worker. Each call has one `RequestRecord`, as an HTTP
+request has, and is reported once, as it ends, to the same observers (metrics, the access
+line, traces; serving/observers.py).
 
 In a shared proxy (teams) each call is also a member's request: `teams.grpc_calls`
 checks its method, model, objects and limits before the upstream call and counts its
@@ -24,32 +26,29 @@ import logging
 import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from fastapi import FastAPI
-from prometheus_client import Counter, Gauge, Histogram
 
 from grok_proxy import __version__
 from grok_proxy.calls.auth import Caller, CallerAuth, bearer_token
 from grok_proxy.calls.errors import MissingApiKey, ProxyError
+from grok_proxy.calls.record import GRPC, RequestRecord
 from grok_proxy.calls.redact import redact
 from grok_proxy.calls.upstream import GrpcTarget, Upstream, upstream_of
 from grok_proxy.config import Settings
 from grok_proxy.observability.logs import request_id
-from grok_proxy.observability.metrics import LATENCY_BUCKETS
-from grok_proxy.observability.tracing import Tracing
-from grok_proxy.serving.access import access_line, request_id_for
+from grok_proxy.serving.access import request_id_for
 from grok_proxy.serving.lifecycle import Drain
+from grok_proxy.serving.observers import Finished, Observer, finish_all, grpc_scope, start_all
 
 if TYPE_CHECKING:
     from grok_proxy.calls.policies import CallGate, CallPolicy
 
 log = logging.getLogger("grok_proxy.grpc")
-access_log = logging.getLogger("grok_proxy.access")
 
 # Above the SDK's 20 MiB each way, so the limit a caller meets is always the SDK's or xAI's.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -67,57 +66,10 @@ END = object()
 # What grpc.aio reports when a request write loses a race with the upstream's early status.
 LOST_STATUS = (grpc.StatusCode.INTERNAL, "Internal error from Core")
 WHERE_KEY = "the `authorization` call metadata (`Bearer <key>`)"
-MAX_METHODS = 200
 # Not a setting: how `grok-proxy serve` tells its workers the HTTP host (uvicorn does not).
 HOST_VARIABLE = "GROK_PROXY_GRPC_HOST"
 
 Metadata = Sequence[tuple[str, str | bytes]]
-
-CALLS = Counter(
-    "grok_proxy_grpc_calls_total",
-    "gRPC calls answered, by method and status code.",
-    ["method", "code"],
-)
-DURATION = Histogram(
-    "grok_proxy_grpc_call_duration_seconds",
-    "Whole gRPC call, streams to their end.",
-    ["method"],
-    buckets=LATENCY_BUCKETS,
-)
-MESSAGES = Counter(
-    "grok_proxy_grpc_messages_total",
-    "gRPC messages relayed, by method and direction (`in` from callers, `out` to them).",
-    ["method", "direction"],
-)
-OPEN_CALLS = Gauge(
-    "grok_proxy_grpc_open_calls", "gRPC calls being relayed.", multiprocess_mode="livesum"
-)
-
-
-class _MethodSeries:
-    """The labelled children of one method, looked up once: `labels()` costs a lock each time."""
-
-    __slots__ = ("calls", "duration", "label", "messages_in", "messages_out")
-
-    def __init__(self, method: str) -> None:
-        self.label = method
-        self.duration = DURATION.labels(method)
-        self.messages_in = MESSAGES.labels(method, "in")
-        self.messages_out = MESSAGES.labels(method, "out")
-        self.calls: dict[grpc.StatusCode, Counter] = {}
-
-
-_series: dict[str, _MethodSeries] = {}
-
-
-def method_series(method: str) -> _MethodSeries:
-    """The metrics of `method`; callers choose methods, so past MAX_METHODS they pool as `other`."""
-    series = _series.get(method)
-    if series is None:
-        label = method if len(_series) < MAX_METHODS else "other"
-        series = _series.get(label) or _MethodSeries(label)
-        _series[label] = series
-    return series
 
 
 def proxy_option(upstream: Upstream, target: GrpcTarget) -> list[tuple[str, Any]]:
@@ -166,19 +118,6 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
 UpstreamCall = grpc.aio.UnaryStreamCall[bytes, bytes] | grpc.aio.StreamStreamCall[bytes, bytes]
 
 
-@dataclass(slots=True)
-class CallRecord:
-    """What the access line and metrics say about one call."""
-
-    method: str
-    request_id: str
-    peer: str
-    key_fingerprint: str | None = None
-    messages_in: int = 0
-    messages_out: int = 0
-    code: grpc.StatusCode = grpc.StatusCode.OK
-
-
 class GrpcRelay(grpc.GenericRpcHandler):
     """Relays every gRPC method to one upstream over one shared channel."""
 
@@ -187,10 +126,11 @@ class GrpcRelay(grpc.GenericRpcHandler):
         settings: Settings,
         url: str,
         policy: CallPolicy | None = None,
-        tracing: Tracing | None = None,
+        observers: tuple[Observer, ...] = (),
     ) -> None:
         self.settings = settings
-        self.tracing = tracing  # OpenTelemetry (tracing.py): None unless configured
+        # Metrics, the access line, traces: told when each call starts and ends.
+        self.observers = observers
         self.upstream = upstream_of(settings)
         self.target = GrpcTarget.parse(url)
         # Shared: member keys in, the account's key out, and each call is a member's request.
@@ -248,7 +188,7 @@ class GrpcRelay(grpc.GenericRpcHandler):
         return grpc.stream_stream_rpc_method_handler(relay)
 
     # the relay
-    async def relay(  # noqa: PLR0915 - tracing's hooks (issue 23) until the call path is split
+    async def relay(
         self,
         method: str,
         metadata: Metadata,
@@ -258,29 +198,27 @@ class GrpcRelay(grpc.GenericRpcHandler):
         """One call, any shape: caller's messages upstream, upstream's back, status kept."""
         started = perf_counter()
         incoming = dict(metadata)
-        record = CallRecord(method, _request_id(incoming.get("x-request-id")), context.peer())
+        record = RequestRecord(
+            request_id=_request_id(incoming.get("x-request-id")), protocol=GRPC, route=method
+        )
         # Each call runs in its own task, so the id stays on this call's log lines.
         request_id.set(record.request_id)
-        OPEN_CALLS.inc()
+        scope = grpc_scope(method, context.peer(), incoming, (self.target.host, self.target.port))
+        # Sees each answer message (only tracing asks to).
+        listen = start_all(self.observers, scope, record)
+        code = grpc.StatusCode.OK
         call: UpstreamCall | None = None
         following: asyncio.Future[object] | None = None
         gate: CallGate | None = None
-        trace = (
-            self.tracing.grpc_call(method, incoming, (self.target.host, self.target.port))
-            if self.tracing is not None
-            else None
-        )
         try:
-            caller = self._admit(incoming, record, context)
-            upstream_metadata = _upstream_metadata(incoming, caller.upstream_key, record.request_id)
-            if trace is not None:  # traceparent naming the call's span
-                upstream_metadata = [*upstream_metadata, *trace.upstream_headers()]
+            caller = self._admit(incoming, record)
             # The first message says what the call is (model, objects): read before the call.
             first = await anext(requests, END)
-            if trace is not None:
-                trace.request(first)
+            upstream_metadata = _upstream_metadata(incoming, caller.upstream_key, record.request_id)
+            if record.on_forward is not None:  # traceparent naming the call's span
+                upstream_metadata = [*upstream_metadata, *record.on_forward(first)]
             if self.policy is not None:
-                gate = await self._member_gate(caller, method, first, record, context)
+                gate = await self._member_gate(caller, method, first, record)
             call, following = await self._call_upstream(
                 method, first, requests, record=record, metadata=upstream_metadata, context=context
             )
@@ -292,52 +230,37 @@ class GrpcRelay(grpc.GenericRpcHandler):
                 record.messages_out += 1
                 if gate is not None:
                     await gate.answer(message)
-                if trace is not None:
-                    trace.answer(message)
+                if listen is not None:
+                    listen({"type": "grpc.answer", "message": message})
                 yield message
-            record.code = await call.code()
+            code = await call.code()
             context.set_trailing_metadata(_relayable(await call.trailing_metadata()))
-        except _Answered:
-            pass  # the proxy answered itself; nothing went upstream
+        except _Answered as answered:
+            # The proxy answered itself; nothing went upstream.
+            code = _answer(context, answered.code, answered.details, answered.trailing)
         except grpc.aio.AioRpcError as failed:
             # What the upstream said, exactly: code, details and trailers.
             code, details, trailing = failed.code(), failed.details(), failed.trailing_metadata()
             if call is not None and (code, details) == LOST_STATUS:
                 code, details, trailing = await _settled_status(call)
             context.set_trailing_metadata(_relayable(trailing))
-            _answer(context, record, code, redact(details or ""))
+            _answer(context, code, redact(details or ""))
         except TimeoutError:
-            _answer(
+            code = _answer(
                 context,
-                record,
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"The xAI API sent nothing for {self.read_timeout:g} s (XAI_READ_TIMEOUT).",
             )
         except asyncio.CancelledError:
             # The caller cancelled, its deadline passed, or shutdown ran out of grace.
-            record.code = grpc.StatusCode.CANCELLED
+            code = grpc.StatusCode.CANCELLED
             raise
         finally:
-            if call is not None and not call.done():
-                call.cancel()  # nobody pays for tokens no one reads
-            if following is not None and not following.done():
-                following.cancel()
-            if gate is not None:
-                # Counted (failed and cancelled calls too) before the status goes out, which
-                # happens when this generator returns: the caller's next call sees the usage.
-                await gate.finish()
-            OPEN_CALLS.dec()
-            _observe(record, perf_counter() - started)
-            if trace is not None:
-                member_id = gate.member.id if gate is not None else None
-                trace.end(record.code.name, record.key_fingerprint, member_id)
+            await _settle(call, following, gate)
+            done = Finished(scope, method, record, code.name, started, None, perf_counter())
+            finish_all(self.observers, done)
 
-    def _admit(
-        self,
-        incoming: dict[str, str | bytes],
-        record: CallRecord,
-        context: grpc.aio.ServicerContext[bytes, bytes],
-    ) -> Caller:
+    def _admit(self, incoming: dict[str, str | bytes], record: RequestRecord) -> Caller:
         """The caller behind the call's `authorization`, or UNAUTHENTICATED (_Answered)."""
         presented = incoming.get("authorization")
         try:
@@ -345,28 +268,21 @@ class GrpcRelay(grpc.GenericRpcHandler):
                 bearer_token(presented) if isinstance(presented, str) else None, where=WHERE_KEY
             )
         except MissingApiKey as refused:
-            _answer(context, record, grpc.StatusCode.UNAUTHENTICATED, refused.message)
-            raise _Answered from None
+            raise _Answered(grpc.StatusCode.UNAUTHENTICATED, refused.message) from None
         record.key_fingerprint = caller.fingerprint
         return caller
 
     async def _member_gate(
-        self,
-        caller: Caller,
-        method: str,
-        first: object,
-        record: CallRecord,
-        context: grpc.aio.ServicerContext[bytes, bytes],
+        self, caller: Caller, method: str, first: object, record: RequestRecord
     ) -> CallGate:
         """A shared proxy's checks of this call (teams), or the refusal they end in."""
         assert self.policy is not None
         gate = self.policy.gate(caller, method)
+        record.member_id = gate.member.id
         try:
             await gate.admit(first)
         except ProxyError as refused:
-            code, details, trailing = self.policy.status_of(refused)
-            _answer(context, record, code, details, trailing)
-            raise _Answered from None
+            raise _Answered(*self.policy.status_of(refused)) from None
         return gate
 
     async def _within_read_timeout(self, waiting: Any) -> Any:
@@ -380,7 +296,7 @@ class GrpcRelay(grpc.GenericRpcHandler):
         first: object,
         requests: AsyncIterator[bytes],
         *,
-        record: CallRecord,
+        record: RequestRecord,
         metadata: Metadata,
         context: grpc.aio.ServicerContext[bytes, bytes],
     ) -> tuple[UpstreamCall, asyncio.Future[object] | None]:
@@ -413,28 +329,47 @@ class GrpcRelay(grpc.GenericRpcHandler):
 
 
 class _Answered(Exception):
-    """The proxy answered the call itself (a refusal): nothing of it went upstream."""
+    """The proxy answers the call itself (a refusal): nothing of it went upstream."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, trailing: Metadata = ()) -> None:
+        super().__init__(details)
+        self.code, self.details, self.trailing = code, details, trailing
 
 
 def _answer(
     context: grpc.aio.ServicerContext[bytes, bytes],
-    record: CallRecord,
     code: grpc.StatusCode,
     details: str,
     trailing: Metadata = (),
-) -> None:
-    record.code = code
+) -> grpc.StatusCode:
+    """Set the call's status (and trailers); the code, for the record."""
     if trailing:
         context.set_trailing_metadata(trailing)
     context.set_code(code)
     context.set_details(details)
+    return code
+
+
+async def _settle(
+    call: UpstreamCall | None, following: asyncio.Future[object] | None, gate: CallGate | None
+) -> None:
+    """The end of a call: the upstream call and the read of the caller's stream stopped, the
+    member's usage counted."""
+    if call is not None and not call.done():
+        call.cancel()  # nobody pays for tokens no one reads
+    if following is not None and not following.done():
+        following.cancel()
+    if gate is not None:
+        # Counted (failed and cancelled calls too) before the status goes out, which
+        # happens when the relay's generator returns: the caller's next call sees the usage.
+        await gate.finish()
 
 
 async def _feed(
     first: object,
     following: asyncio.Future[object] | None,
     requests: AsyncIterator[bytes],
-    record: CallRecord,
+    record: RequestRecord,
 ) -> AsyncIterator[bytes]:
     """The caller's messages for a streamed request: the two already read, then the rest."""
     if not isinstance(first, bytes):
@@ -490,33 +425,6 @@ def _relayable(metadata: Iterable[tuple[str, str | bytes]] | None) -> Metadata:
     )
 
 
-def _observe(record: CallRecord, duration: float) -> None:
-    series = method_series(record.method)
-    calls = series.calls.get(record.code)
-    if calls is None:
-        calls = series.calls[record.code] = CALLS.labels(series.label, record.code.name)
-    calls.inc()
-    series.duration.observe(duration)
-    if record.messages_in:
-        series.messages_in.inc(record.messages_in)
-    if record.messages_out:
-        series.messages_out.inc(record.messages_out)
-    if access_log.isEnabledFor(logging.INFO):
-        access_line(
-            "gRPC",
-            record.method,
-            record.code.name,
-            duration * 1000,
-            model=None,
-            key=record.key_fingerprint,
-            client=record.peer,
-            summary=f" in={record.messages_in} out={record.messages_out}",
-            protocol="grpc",
-            messages_in=record.messages_in,
-            messages_out=record.messages_out,
-        )
-
-
 def attach(app: FastAPI, settings: Settings, policy: CallPolicy | None = None) -> None:
     """Run the gRPC relay inside the app's lifespan, on this worker's event loop."""
     port = settings.serving.grpc_port
@@ -535,7 +443,8 @@ def attach(app: FastAPI, settings: Settings, policy: CallPolicy | None = None) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
         async with http_lifespan(app) as state:
-            relay = GrpcRelay(settings, url, policy, app.state.tracing)
+            # The same observers as HTTP's (app.py): one count, one access line, one span.
+            relay = GrpcRelay(settings, url, policy, app.state.observers)
             await relay.start(host, port)
             # The worker's one shutdown fan-out (installed by the app): SIGTERM stops gRPC too.
             drain: Drain = app.state.forwarder.drain

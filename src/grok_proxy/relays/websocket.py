@@ -10,6 +10,10 @@ reading the next (back-pressure), and a close on either side closes the other.
 In a shared proxy (teams) a session is a member's: `teams.ws_sessions` checks it before
 the upstream handshake, checks each `response.create` before relaying it, and counts the
 usage of each response (docs/teams.md, "Other protocols").
+
+A session has one `RequestRecord`, as an HTTP request has, and is reported to the same
+observers (serving/observers.py: metrics, the access line, traces) once, as it ends; per
+message the relay only adds to the record's tallies.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import orjson
-from prometheus_client import Counter, Gauge
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import (
@@ -44,19 +47,19 @@ from grok_proxy.calls.errors import (
     error_envelope,
     upstream_error,
 )
+from grok_proxy.calls.record import WEBSOCKET, RequestRecord
 from grok_proxy.calls.redact import redact, redact_header
 from grok_proxy.calls.upstream import upstream_of
 from grok_proxy.config import Settings
 from grok_proxy.observability.logs import key_fingerprint, request_id
-from grok_proxy.observability.tracing import Tracing
-from grok_proxy.serving.access import API_PREFIX, CALLER_PATH, access_line, request_id_for
+from grok_proxy.serving.access import API_PREFIX, CALLER_PATH, request_id_for
 from grok_proxy.serving.lifecycle import Drain
+from grok_proxy.serving.observers import Finished, Observer, finish_all, start_all
 
 if TYPE_CHECKING:
     from grok_proxy.calls.policies import SessionGate, SessionPolicy
 
 log = logging.getLogger("grok_proxy.websocket")
-access_log = logging.getLogger("grok_proxy.access")
 
 # The websockets library logs every handshake header (Authorization, client secrets) and
 # every frame at debug level: its protocol objects get this logger, which never does.
@@ -90,31 +93,6 @@ PING_INTERVAL = 20.0
 
 ROUTES = {"realtime", "responses", "tts", "stt"}
 
-SESSIONS_OPEN = Gauge(
-    "grok_proxy_websocket_sessions_open",
-    "WebSocket sessions being relayed.",
-    multiprocess_mode="livesum",
-)
-SESSIONS = Counter(
-    "grok_proxy_websocket_sessions_total",
-    "WebSocket sessions ended, by route, handshake status and close code.",
-    ["route", "status", "close_code"],
-)
-MESSAGES = Counter(
-    "grok_proxy_websocket_messages_total",
-    "WebSocket messages relayed, by direction (to_upstream, to_caller).",
-    ["direction"],
-)
-BYTES = Counter(
-    "grok_proxy_websocket_bytes_total",
-    "WebSocket message payload bytes relayed, by direction (to_upstream, to_caller).",
-    ["direction"],
-)
-_MESSAGES_UP = MESSAGES.labels("to_upstream")
-_MESSAGES_DOWN = MESSAGES.labels("to_caller")
-_BYTES_UP = BYTES.labels("to_upstream")
-_BYTES_DOWN = BYTES.labels("to_caller")
-
 
 def sendable(code: int, gone: dict[int, int]) -> int:
     """A close code the other side may be sent: the same one where the protocol allows it."""
@@ -129,17 +107,6 @@ def short_reason(reason: str) -> str:
     if len(data) <= 123:
         return reason
     return data[:123].decode("utf-8", "ignore")
-
-
-def close_code_label(code: int | None) -> str:
-    """Close codes as metric labels: the registered ones exactly, applications' grouped."""
-    if code is None:
-        return "-"
-    if code >= 4000:
-        return "4xxx"
-    if code >= 3000:
-        return "3xxx"
-    return str(code)
 
 
 def payload_size(data: str | bytes) -> int:
@@ -167,11 +134,12 @@ class WebSocketRelay:
         app: ASGIApp,
         settings: Settings,
         policy: SessionPolicy | None = None,
-        tracing: Tracing | None = None,
+        observers: tuple[Observer, ...] = (),
     ) -> None:
         self.app = app
         self.settings = settings
-        self.tracing = tracing  # OpenTelemetry (tracing.py): None unless configured
+        # Metrics, the access line, traces: told when each session starts and ends.
+        self.observers = observers
         # Shared: member keys in, the account's key out, and each session is a member's.
         self.policy = policy
         self.auth = policy.auth if policy is not None else CallerAuth(settings)
@@ -204,8 +172,6 @@ class Session:
         self.send = send
         self.path: str = scope["path"]
         self.caller_path: str = scope.get(CALLER_PATH, self.path)  # /v1/... as the caller sent it
-        presented_id = dict(scope["headers"]).get(b"x-request-id")
-        self.request_id = request_id_for(presented_id.decode("latin-1") if presented_id else None)
         self.headers = {
             name.decode("latin-1").lower(): value.decode("latin-1")
             for name, value in scope["headers"]
@@ -213,30 +179,33 @@ class Session:
         query = scope.get("query_string", b"").decode("latin-1")
         # Every `model` of the query: a shared proxy checks each one (teams.ws_sessions).
         self.models: list[str] = parse_qs(query).get("model", [])
-        self.model = self.models[0] if self.models else None
-        self.fingerprint: str | None = None
+        name = self.path.removeprefix(API_PREFIX + "/")
+        # The session's one record (calls/record.py): the observers read it as it ends.
+        self.record = RequestRecord(
+            request_id=request_id_for(self.headers.get("x-request-id")),
+            protocol=WEBSOCKET,
+            model=self.models[0] if self.models else None,
+            route=name if name in ROUTES else "other",
+        )
         self.status = 0
         self.upstream: ClientConnection | None = None
-        self.messages_up = self.messages_down = 0
-        self.bytes_up = self.bytes_down = 0
-        # Who closed first, with which code; the other side is closed to match.
-        self.close_code: int | None = None
-        self.closed_by: str | None = None
         self.caller_closed = False
         self.ending: asyncio.Task[None] | None = None
         self.gate: SessionGate | None = None  # a member's session in a shared proxy
         self.started = perf_counter()
         self.accounted = False
-        tracing = relay.tracing  # OpenTelemetry: the session's span, when tracing is on
-        self.trace = tracing.session(scope, self.route, self.model) if tracing is not None else None
+        # Sees each relayed message (only tracing asks to): None costs one test a message.
+        self.listen = start_all(relay.observers, scope, self.record)
+
+    @property
+    def request_id(self) -> str:
+        return self.record.request_id
 
     @property
     def route(self) -> str:
-        name = self.path.removeprefix(API_PREFIX + "/")
-        return name if name in ROUTES else "other"
+        return self.record.route or "other"
 
     async def run(self) -> None:
-        self.started = perf_counter()
         token = request_id.set(self.request_id)
         try:
             message = await self.receive()
@@ -293,15 +262,16 @@ class Session:
         else:
             # xAI checks the ephemeral token itself; the log only ever sees its fingerprint.
             token = secrets[0][len(CLIENT_SECRET_PREFIX) :]
-            self.fingerprint = key_fingerprint(token)
+            self.record.key_fingerprint = key_fingerprint(token)
             if policy is not None:  # minted by a member through this proxy: its session
                 route = self.path.removeprefix(API_PREFIX + "/")
-                caller = await policy.secret_caller(route, token, self.fingerprint)
+                caller = await policy.secret_caller(route, token, self.record.key_fingerprint)
         if caller is not None:
-            self.fingerprint = caller.fingerprint
+            self.record.key_fingerprint = caller.fingerprint
             if policy is not None:
                 route = self.path.removeprefix(API_PREFIX + "/")
                 self.gate = policy.gate(caller, route, self.models)
+                self.record.member_id = self.gate.member.id
                 await self.gate.open()  # refusals answer the handshake: nothing went upstream
         headers = {
             name: value
@@ -310,8 +280,8 @@ class Session:
         }
         upstream = self.relay.upstream
         headers.update(upstream.headers(upstream_key) if upstream_key else upstream.preset_headers)
-        if self.trace is not None:  # traceparent naming the session's span
-            headers.update(self.trace.upstream_headers())
+        if self.record.on_forward is not None:  # traceparent naming the session's span
+            headers.update(self.record.on_forward(None))
         raw_path: bytes = self.scope.get("raw_path") or self.path.encode()
         suffix = raw_path.decode("latin-1")[len(API_PREFIX) :]
         query = self.scope.get("query_string", b"").decode("latin-1")
@@ -402,7 +372,6 @@ class Session:
         drain = _drain_of(self.scope)
         if drain is not None:
             drain.streams.add(self)
-        SESSIONS_OPEN.inc()
         up = asyncio.ensure_future(self.caller_to_upstream(upstream))
         down = asyncio.ensure_future(self.upstream_to_caller(upstream))
         try:
@@ -414,7 +383,6 @@ class Session:
         finally:
             for task in (up, down):
                 task.cancel()
-            SESSIONS_OPEN.dec()
             if drain is not None:
                 drain.streams.discard(self)
             await self.account()
@@ -422,6 +390,7 @@ class Session:
 
     async def caller_to_upstream(self, upstream: ClientConnection) -> None:
         receive = self.receive
+        record = self.record
         while True:
             message = await receive()
             kind = message["type"]
@@ -437,15 +406,12 @@ class Session:
                     except (OSError, RuntimeError):
                         return  # the caller is gone; its disconnect ends the session
                     continue
-                if self.trace is not None:
-                    self.trace.from_caller(data)
-                self.messages_up += 1
-                if self.messages_up == 1 and self.model is None and isinstance(data, str):
-                    self.model = model_in(data)
-                size = payload_size(data)
-                self.bytes_up += size
-                _MESSAGES_UP.inc()
-                _BYTES_UP.inc(size)
+                if self.listen is not None:
+                    self.listen(message)
+                record.messages_in += 1
+                if record.messages_in == 1 and record.model is None and isinstance(data, str):
+                    record.model = model_in(data)
+                record.bytes_in += payload_size(data)
                 try:
                     await upstream.send(data)
                 except ConnectionClosed:
@@ -460,6 +426,7 @@ class Session:
 
     async def upstream_to_caller(self, upstream: ClientConnection) -> None:
         send = self.send
+        record = self.record
         while True:
             try:
                 data = await upstream.recv()
@@ -472,18 +439,15 @@ class Session:
                 return
             if self.gate is not None:
                 await self.gate.from_upstream(data)  # counted before the caller sees the end
-            if self.trace is not None:
-                self.trace.from_upstream(data)
-            self.messages_down += 1
-            size = payload_size(data)
-            self.bytes_down += size
-            _MESSAGES_DOWN.inc()
-            _BYTES_DOWN.inc(size)
+            record.messages_out += 1
+            record.bytes_out += payload_size(data)
             message: Message = (
                 {"type": "websocket.send", "text": data}
                 if isinstance(data, str)
                 else {"type": "websocket.send", "bytes": data}
             )
+            if self.listen is not None:
+                self.listen(message)
             try:
                 await send(message)
             except (OSError, RuntimeError):
@@ -499,8 +463,9 @@ class Session:
             await self.send(message)
 
     def note_close(self, code: int, by: str) -> None:
-        if self.closed_by is None:
-            self.close_code, self.closed_by = code, by
+        record = self.record
+        if record.closed_by is None:
+            record.close_code, record.closed_by = code, by
 
     def end(self, reason: str) -> None:
         """Shutdown: close the caller with 1001 and a reason; the upstream follows."""
@@ -510,41 +475,17 @@ class Session:
 
     # accounting
     def finish(self, started: float) -> None:
-        duration = perf_counter() - started
-        status = self.status or 499
-        if self.trace is not None:
-            self.trace.end(
-                status=status,
-                model=self.model,
-                fingerprint=self.fingerprint,
-                member_id=self.gate.member.id if self.gate is not None else None,
-                close_code=self.close_code,
-                closed_by=self.closed_by,
-            )
-        SESSIONS.labels(self.route, str(status), close_code_label(self.close_code)).inc()
-        if not access_log.isEnabledFor(logging.INFO):
-            return
-        client = self.scope.get("client")
-        close = self.close_code if self.close_code is not None else "-"
-        access_line(
-            "WEBSOCKET",
+        """Tell the observers the session ended: metrics, the access line, the trace."""
+        done = Finished(
+            self.scope,
             self.caller_path,
-            status,
-            duration * 1000,
-            model=self.model,
-            key=self.fingerprint,
-            client=client[0] if client else None,
-            summary=(
-                f" up={self.messages_up}/{self.bytes_up}B down={self.messages_down}/"
-                f"{self.bytes_down}B close={close} by {self.closed_by or '-'}"
-            ),
-            messages_up=self.messages_up,
-            messages_down=self.messages_down,
-            bytes_up=self.bytes_up,
-            bytes_down=self.bytes_down,
-            close_code=self.close_code,
-            closed_by=self.closed_by,
+            self.record,
+            self.status or 499,
+            started,
+            None,
+            perf_counter(),
         )
+        finish_all(self.relay.observers, done)
 
 
 class _NotFound(ProxyError):

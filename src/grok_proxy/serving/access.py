@@ -9,7 +9,7 @@ import secrets
 
 from starlette.types import Scope
 
-from grok_proxy.calls.record import RequestRecord
+from grok_proxy.calls.record import GRPC, WEBSOCKET, RequestRecord
 from grok_proxy.serving.observers import Finished
 from grok_proxy.serving.paths import API_PREFIX
 
@@ -67,14 +67,20 @@ def server_timing(started: float, first_byte: float, record: RequestRecord) -> b
 
 
 class AccessLog:
-    """The observer (observers.Observer) that writes one access line per HTTP request."""
+    """The observer (observers.Observer) that writes one access line per call, any protocol."""
 
     def started(self, scope: Scope, record: RequestRecord) -> None:
         return None
 
     def finished(self, request: Finished) -> None:
         if access_log.isEnabledFor(logging.INFO):
-            _write(request)
+            protocol = request.record.protocol
+            if protocol == WEBSOCKET:
+                _write_session(request)
+            elif protocol == GRPC:
+                _write_grpc_call(request)
+            else:
+                _write(request)
 
 
 def _write(request: Finished) -> None:
@@ -93,6 +99,49 @@ def _write(request: Finished) -> None:
         attempts=record.attempts or None,
         tokens=record.usage,
         error=record.error_kind,
+    )
+
+
+def _write_session(request: Finished) -> None:
+    record = request.record
+    client = request.scope.get("client")
+    close = record.close_code if record.close_code is not None else "-"
+    up, down = record.messages_in, record.messages_out
+    access_line(
+        "WEBSOCKET",
+        request.path,
+        request.status,
+        (request.ended - request.started) * 1000,
+        model=record.model,
+        key=record.key_fingerprint,
+        client=client[0] if client else None,
+        summary=(
+            f" up={up}/{record.bytes_in}B down={down}/{record.bytes_out}B"
+            f" close={close} by {record.closed_by or '-'}"
+        ),
+        messages_up=up,
+        messages_down=down,
+        bytes_up=record.bytes_in,
+        bytes_down=record.bytes_out,
+        close_code=record.close_code,
+        closed_by=record.closed_by,
+    )
+
+
+def _write_grpc_call(request: Finished) -> None:
+    record = request.record
+    access_line(
+        "gRPC",
+        request.path,
+        request.status,
+        (request.ended - request.started) * 1000,
+        model=record.model,
+        key=record.key_fingerprint,
+        client=request.scope["client"][0],
+        summary=f" in={record.messages_in} out={record.messages_out}",
+        protocol="grpc",
+        messages_in=record.messages_in,
+        messages_out=record.messages_out,
     )
 
 

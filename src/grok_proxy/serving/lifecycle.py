@@ -21,8 +21,18 @@ from grok_proxy.observability import logs
 
 log = logging.getLogger("grok_proxy.lifecycle")
 
-# Streams are ended this long before uvicorn would cancel them, so the error event is sent.
+# Streams are ended this long before uvicorn would cancel them, so the error event is sent,
 MARGIN_SECONDS = 0.5
+# plus this long per stream open when the drain begins: thousands of sessions take a while
+# to close, and every caller must have its 1001 (or error event) before the cancel.
+MARGIN_PER_STREAM = 0.001
+# At most this share of the grace goes to the margin: streams keep most of their time.
+MAX_MARGIN_SHARE = 0.5
+# Streams ended per turn of the event loop: ending 2,000 WebSocket sessions in one turn
+# held the loop 112-365 ms (every other caller waited that long); batches that yield
+# between them let other work run in between.
+END_BATCH = 100
+REASON = "grok-proxy is shutting down; the stream was ended before it was complete."
 
 
 class Endable(Protocol):
@@ -76,10 +86,22 @@ class Drain:
         log.info("draining: %d open streams get %.1fs to finish", len(self.streams), self.grace)
         for listener in self.listeners:
             listener()
-        asyncio.get_running_loop().call_later(
-            max(0.0, self.grace - MARGIN_SECONDS), self.end_streams
+        asyncio.get_running_loop().call_later(self.time_to_end(), self.end_streams)
+
+    def time_to_end(self) -> float:
+        """Seconds from the signal until the streams still open are ended."""
+        margin = MARGIN_SECONDS + MARGIN_PER_STREAM * len(self.streams)
+        return max(
+            0.0, self.grace - min(margin, max(MARGIN_SECONDS, self.grace * MAX_MARGIN_SHARE))
         )
 
     def end_streams(self) -> None:
-        for stream in list(self.streams):
-            stream.end("grok-proxy is shutting down; the stream was ended before it was complete.")
+        """End every stream still open, END_BATCH per turn of the loop."""
+        self._end_batch(list(self.streams), 0)
+
+    def _end_batch(self, streams: list[Endable], start: int) -> None:
+        for stream in streams[start : start + END_BATCH]:
+            if stream in self.streams:  # not one that finished meanwhile
+                stream.end(REASON)
+        if start + END_BATCH < len(streams):
+            asyncio.get_running_loop().call_soon(self._end_batch, streams, start + END_BATCH)
