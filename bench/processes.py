@@ -108,11 +108,16 @@ def proxy(
     python = sys.executable if checkout is None else str(checkout / ".venv" / "bin" / "python")
     command = [python, "-m", "grok_proxy", "serve", "--host", HOST, "--port", str(port)]
     command += ["--workers", str(workers)]
-    if checkout is None:
-        command += ["--grpc-port", "0"]  # an older revision may not know the flag
     # Access lines off unless asked for (--log-level info): the table measures forwarding;
     # docs/benchmarks.md gives the cost of the access log separately.
-    settings = {"XAI_BASE_URL": upstream, "LOG_LEVEL": log_level, **(env or {})}
+    # No gRPC listener: a fixed port could be taken (by the other proxy of an A/B, say);
+    # the variable, unlike the flag, is known to older revisions too.
+    settings = {
+        "XAI_BASE_URL": upstream,
+        "LOG_LEVEL": log_level,
+        "GROK_PROXY_GRPC_PORT": "0",
+        **(env or {}),
+    }
     # One worker gets a core to itself; several workers share the machine with the load.
     cores = PROXY_CORE if workers == 1 else ",".join(str(core) for core in range(CORES))
     return process(
