@@ -18,7 +18,7 @@ from xai_sdk import Client
 from xai_sdk.chat import user
 from xai_sdk.proto.v6 import chat_pb2, chat_pb2_grpc, embed_pb2, embed_pb2_grpc
 
-from grok_proxy.observability.logs import key_fingerprint
+from grok_proxy.calls.redact import key_fingerprint
 from tests.processes import HOST, Proxy, Simulator, free_port, output_of, proxy
 
 KEY = "xai-grpc-caller-secret-5d2e8a1c"

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from grok_proxy.calls.errors import MissingApiKey
+from grok_proxy.calls.redact import key_fingerprint
 from grok_proxy.config import Settings
-from grok_proxy.observability.logs import key_fingerprint
 
 # Scope key: the Caller a policy in front of the routes admitted (checked once per request).
 ADMITTED = "grok_proxy.caller"

@@ -7,12 +7,21 @@ caller pass through `redact` (errors.upstream_error does it).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 from grok_proxy.config import Settings
 
 REDACTED = "[redacted]"
+
+
+@lru_cache(maxsize=4096)  # a handful of keys call all day: hash each once
+def key_fingerprint(key: str) -> str:
+    """A short, one-way tag for a key: safe to log, useless to an attacker."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:8]
+
 
 # xAI keys (`xai-…`) and OpenAI-style keys (`sk-…`, `sk-proj-…`, `sk-or-v1-…`, `sk-ant-…`).
 KEY_SHAPE = re.compile(r"(?<![A-Za-z0-9])(?:xai|sk)-[A-Za-z0-9_\-]{12,}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import logging
 import re
 import sys
@@ -16,7 +15,6 @@ import threading
 import time
 from collections import deque
 from contextvars import ContextVar
-from functools import lru_cache
 from typing import Any, TextIO
 
 import orjson
@@ -24,12 +22,6 @@ import orjson
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-
-
-@lru_cache(maxsize=4096)  # a handful of keys call all day: hash each once
-def key_fingerprint(key: str) -> str:
-    """A short, one-way tag for a key: safe to log, useless to an attacker."""
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:8]
 
 
 # Characters that could end a log line or disguise one: C0 and C1 controls, DEL, and the

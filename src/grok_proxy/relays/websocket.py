@@ -48,10 +48,10 @@ from grok_proxy.calls.errors import (
     upstream_error,
 )
 from grok_proxy.calls.record import WEBSOCKET, RequestRecord
-from grok_proxy.calls.redact import redact, redact_header
+from grok_proxy.calls.redact import key_fingerprint, redact, redact_header
 from grok_proxy.calls.upstream import upstream_of
 from grok_proxy.config import Settings
-from grok_proxy.observability.logs import key_fingerprint, request_id
+from grok_proxy.observability.logs import request_id
 from grok_proxy.serving.access import API_PREFIX, CALLER_PATH, request_id_for
 from grok_proxy.serving.lifecycle import Drain
 from grok_proxy.serving.observers import Finished, Observer, finish_all, start_all

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from grok_proxy.observability.logs import key_fingerprint
+from grok_proxy.calls.redact import key_fingerprint
 
 # Access keys carry 256 random bits: a plain SHA-256 cannot be reversed or guessed, and
 # it costs a microsecond on every request, where argon2 or bcrypt (made to slow down the

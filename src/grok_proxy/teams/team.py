@@ -23,12 +23,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from grok_proxy.calls.auth import Caller, CallerAuth
 from grok_proxy.calls.client import HttpClient
 from grok_proxy.calls.errors import MissingApiKey
+from grok_proxy.calls.redact import key_fingerprint
 from grok_proxy.calls.transport import BodyTooLarge, UpstreamFailure
 from grok_proxy.calls.usage import TICKS_PER_NANO
 from grok_proxy.calls.usage import tokens as usage_tokens
 from grok_proxy.config import Settings
 from grok_proxy.observability import metrics
-from grok_proxy.observability.logs import key_fingerprint
 from grok_proxy.teams.activity import Activity
 from grok_proxy.teams.errors import (
     DatabaseUnavailable,
