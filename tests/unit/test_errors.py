@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+
+import httpx
 import pytest
 
 from grok_proxy.calls.errors import Flavor, upstream_error
@@ -151,3 +154,20 @@ async def test_valid_rich_request_passes() -> None:
         response = await client.post("/api/v1/chat/completions", json=body, headers=AUTH)
     assert response.status_code == 200
     assert route.called
+
+
+async def test_an_error_the_upstream_compressed_comes_back_as_a_plain_envelope() -> None:
+    # Identity is asked for; an upstream that compresses its error anyway must not leave
+    # the caller with `content-encoding: gzip` on the proxy's own plain JSON envelope.
+    router = upstream()
+    compressed = gzip.compress(b'{"error": "Incorrect API key provided."}')
+    router.post("/chat/completions").respond(
+        401,
+        stream=httpx.ByteStream(compressed),  # sent as it is, not decoded first
+        headers={"content-type": "application/json", "content-encoding": "gzip"},
+    )
+    async with proxied(router) as client:
+        response = await client.post("/api/v1/chat/completions", json=chat(), headers=AUTH)
+    assert response.status_code == 401
+    assert "content-encoding" not in response.headers
+    assert response.json()["error"]["type"] == "authentication_error"

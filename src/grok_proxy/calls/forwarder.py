@@ -93,6 +93,8 @@ RELAYED_RESPONSE_HEADERS = frozenset(
         b"location",
     }
 )
+# What describes an upstream body, not a status: left out when the proxy writes the body.
+BODY_HEADERS = frozenset({b"content-type", b"content-encoding", b"content-disposition"})
 RELAYED_RESPONSE_PREFIXES = (b"x-ratelimit-", b"ratelimit", b"anthropic-ratelimit-", b"x-xai-")
 
 # Streams must not be compressed or buffered by anyone on the way: each event has to
@@ -354,8 +356,10 @@ class Forwarder:
         error = upstream_error(
             answer.status, content, content_type, caller_key=call.caller.upstream_key
         )
+        # The body is the proxy's own envelope, plain JSON: the upstream body's headers
+        # (its type, and an encoding it used although identity was asked for) do not apply.
         headers = [
-            pair for pair in relayed_headers(answer.raw_headers) if pair[0] != b"content-type"
+            pair for pair in relayed_headers(answer.raw_headers) if pair[0] not in BODY_HEADERS
         ]
         headers.append(attempts)
         return Reply(envelope_bytes(call.route.flavor, error), error.status, headers, json=True)
