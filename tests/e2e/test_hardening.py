@@ -255,6 +255,16 @@ def raw_get(running: Proxy, path: str, key: str = KEY) -> tuple[int, dict[str, o
     return client.answer(timeout=10)
 
 
+def raw_upgrade(running: Proxy, path: str, key: str = KEY) -> tuple[int, dict[str, object]]:
+    client = RawClient(port_of(running))
+    client.send(
+        f"GET {path} HTTP/1.1\r\nhost: proxy\r\nauthorization: Bearer {key}\r\n"
+        "upgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-version: 13\r\n"
+        "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
+    )
+    return client.answer(timeout=10)
+
+
 def test_dot_segments_cannot_reach_routes_the_preset_refuses(fresh_sim: Simulator) -> None:
     with proxy(fresh_sim.url + "/api/v1", xai_upstream="openrouter") as running:
         assert raw_get(running, "/api/v1/credits")[0] == 501
@@ -279,6 +289,11 @@ def test_dot_segments_cannot_leave_the_api_prefix(fresh_sim: Simulator) -> None:
             "/v1/../../openai/chat/completions",
         ):
             status, body = raw_get(running, sneaky)
+            assert status == 400, sneaky
+            assert body["error"]["code"] == "invalid_path"  # type: ignore[index]
+        # A WebSocket upgrade gets the same answer, not a bare 403.
+        for sneaky in ("/v1/../../openai/realtime", "/api/v1/%2e%2e/%2E%2E/openai/realtime"):
+            status, body = raw_upgrade(running, sneaky)
             assert status == 400, sneaky
             assert body["error"]["code"] == "invalid_path"  # type: ignore[index]
         assert fresh_sim.stats()["requests"] == 0

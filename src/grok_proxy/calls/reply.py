@@ -67,3 +67,19 @@ async def send_json(
     raw = [JSON_TYPE, (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+async def deny_upgrade(
+    scope: Scope, send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    """Refuse a WebSocket upgrade with an HTTP status and a JSON body.
+
+    Over ASGI's `websocket.http.response` extension; a server without it can only refuse
+    with a bare 403.
+    """
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    raw = [JSON_TYPE, *headers]
+    await send({"type": "websocket.http.response.start", "status": status, "headers": raw})
+    await send({"type": "websocket.http.response.body", "body": body})

@@ -49,6 +49,7 @@ from grok_proxy.calls.errors import (
 )
 from grok_proxy.calls.record import WEBSOCKET, RequestRecord
 from grok_proxy.calls.redact import key_fingerprint, redact, redact_header
+from grok_proxy.calls.reply import deny_upgrade
 from grok_proxy.calls.upstream import upstream_of
 from grok_proxy.config import Settings
 from grok_proxy.observability.logs import request_id
@@ -333,19 +334,9 @@ class Session:
         body = orjson.dumps(
             error_envelope(Flavor.OPENAI, error.status, error.message, code=error.code)
         )
-        if "websocket.http.response" not in self.scope.get("extensions", {}):
-            # A server without the denial extension can only refuse with a bare 403.
-            await self.send({"type": "websocket.close", "code": 1008})
-            return
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"x-request-id", self.request_id.encode()),
-        ]
+        headers = [(b"x-request-id", self.request_id.encode())]
         headers += [(name.encode(), value.encode()) for name, value in error.headers.items()]
-        await self.send(
-            {"type": "websocket.http.response.start", "status": error.status, "headers": headers}
-        )
-        await self.send({"type": "websocket.http.response.body", "body": body})
+        await deny_upgrade(self.scope, self.send, error.status, body, headers)
 
     # the session
     async def relay_both_ways(self) -> None:

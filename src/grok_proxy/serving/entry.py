@@ -31,13 +31,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from grok_proxy.calls.errors import (
     FLAVOR,
     Flavor,
+    InvalidRequest,
     ProxyError,
     envelope_bytes,
     error_envelope,
     send_error,
 )
 from grok_proxy.calls.record import RequestRecord
-from grok_proxy.calls.reply import send_json
+from grok_proxy.calls.reply import deny_upgrade, send_json
 from grok_proxy.observability.logs import request_id
 from grok_proxy.routes.table import API_PREFIX, RouteTable, Row
 from grok_proxy.serving.access import (
@@ -191,7 +192,10 @@ class Entry:
 
     async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not _normalised(scope):
-            await send({"type": "websocket.close", "code": 1008})
+            error = InvalidRequest(
+                f"{scope[UNSAFE]} Send the path without `.` or `..` segments.", code="invalid_path"
+            )
+            await deny_upgrade(scope, send, 400, envelope_bytes(Flavor.OPENAI, error))
             return
         if scope["path"].startswith("/v1/"):
             _alias(scope)
