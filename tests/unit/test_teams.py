@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from grok_proxy.config import parse_prices
 from grok_proxy.teams.members import KEY_PREFIX, Limits, hash_key, new_access_key
 from grok_proxy.teams.pricing import Price, Prices, from_language_models, overrides
 from grok_proxy.teams.scope import Action, Decision, classify, references
-from grok_proxy.teams.store import HEAD_REVISION, MIGRATIONS, engine_url, windows
+from grok_proxy.teams.store import HEAD_REVISION, MIGRATIONS, Store, engine_url, windows
 
 
 @pytest.mark.parametrize(
@@ -116,3 +118,17 @@ def test_database_urls_get_async_drivers() -> None:
     minute, day, month = windows(__import__("datetime").datetime(2026, 1, 2, 3, 4, 5))
     assert (day, month) == ("d2026-01-02", "M2026-01")
     assert minute.startswith("m")
+
+
+@pytest.mark.anyio
+async def test_a_member_name_the_admin_api_could_not_address_is_refused(tmp_path: Path) -> None:
+    store = Store(engine_url("", str(tmp_path)))
+    await store.migrate()
+    try:
+        for name in ("team/alice", "", " alice", "bob\n", "x" * 65):
+            with pytest.raises(ValueError, match="name must be"):
+                await store.add_member(name, Limits())
+        member, _ = await store.add_member("alice.smith-2", Limits())
+        assert member.name == "alice.smith-2"
+    finally:
+        await store.aclose()

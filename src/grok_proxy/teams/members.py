@@ -117,3 +117,15 @@ def settings_member(key: str) -> Member:
     """The unnamed member behind one of GROK_PROXY_API_KEYS, named by its log fingerprint."""
     fingerprint = key_fingerprint(key)
     return Member(id=f"key-{fingerprint[7:]}", name=f"key {fingerprint}", from_settings=True)
+
+
+# A member is addressed by name in the admin API's paths and named in log lines.
+MAX_NAME_CHARS = 64
+
+
+def check_member_name(name: str) -> None:
+    """Refuse a name the admin API could not address (`/admin/members/{name}`) or log."""
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise ValueError(f"name must be 1 to {MAX_NAME_CHARS} characters")
+    if "/" in name or not name.isprintable() or name != name.strip():
+        raise ValueError("name must be printable, without `/` or surrounding spaces")

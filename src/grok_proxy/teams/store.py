@@ -17,7 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from grok_proxy.teams.members import Limits, Member, hash_key, new_access_key
+from grok_proxy.teams.members import (
+    Limits,
+    Member,
+    check_member_name,
+    hash_key,
+    new_access_key,
+)
 
 metadata = sa.MetaData()
 
@@ -228,6 +234,7 @@ class Store:
         self, name: str, limits: Limits, xai_key_env: str | None = None
     ) -> tuple[Member, str]:
         """A new member and its first access key (the only time the key exists in clear)."""
+        check_member_name(name)
         member = Member(secrets.token_hex(8), name, limits, xai_key_env=xai_key_env)
         key = new_access_key()
         now = datetime.now(UTC)
