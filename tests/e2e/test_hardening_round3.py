@@ -148,6 +148,7 @@ MODEL_ROUTES = (
     "/videos/generations",
     "/videos/edits",
     "/videos/extensions",
+    "/tts",
 )
 
 
