@@ -64,13 +64,15 @@ def encode(body: dict[str, Any], style: str, secret: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def team(tmp_path_factory: pytest.TempPathFactory, sim: Simulator) -> Iterator[Shared]:
-    """A shared proxy (SQLite): alice, bob, and carol who may use grok-4 only."""
+    """A shared proxy (SQLite): alice, bob, carol who may use grok-4 only, and dora who may
+    use grok-3-mini only (not the simulator's default models)."""
     settings = team_settings({"grok_proxy_data_dir": str(tmp_path_factory.mktemp("round3"))})
     alice = key_in(cli(settings, "members", "add", "alice"))
     with proxy(sim.base_url, workers=1, **settings) as running:
         shared = Shared(settings, running, {"alice": alice})
         shared.add("bob")
         shared.add("carol", models=["grok-4"])
+        shared.add("dora", models=["grok-3-mini"])
         yield shared
 
 
@@ -146,6 +148,7 @@ MODEL_ROUTES = (
     "/videos/generations",
     "/videos/edits",
     "/videos/extensions",
+    "/tts",
 )
 
 
@@ -590,3 +593,96 @@ def test_model_allow_lists_hold_inside_batches(team: Shared, sim: Simulator) -> 
     assert (add("grok-3-mini"), add(None)) == (403, 403)
     assert sim.stats()["requests"] == before
     assert add("grok-4") == 200
+
+
+# A default model for a member limited to others (the review of issue 24, round 4)
+def until_done(conn: ClientConnection, message: str) -> dict[str, Any]:
+    """The event that ends the turn `message` starts: its end, or its refusal."""
+    conn.send(message)
+    while (event := orjson.loads(conn.recv(timeout=15)))["type"] not in {
+        "response.completed",
+        "error",
+    }:
+        pass
+    result: dict[str, Any] = event
+    return result
+
+
+def test_a_responses_turn_naming_no_model_gets_no_default(team: Shared, sim: Simulator) -> None:
+    """A: each turn is decided on the model it will run on (its own, else the URL's), not on
+    an earlier turn's or a `response.model` the upstream does not read."""
+    named = '{"type": "response.create", "input": "hi", "model": "grok-3-mini"}'
+    unnamed = '{"type": "response.create", "input": "hi"}'
+    nested = '{"type": "response.create", "input": "hi", "response": {"model": "grok-3-mini"}}'
+    with ws(team, "dora", "responses") as conn:
+        first = until_done(conn, named)
+        refusals = [until_done(conn, unnamed), until_done(conn, nested)]
+        assert received_upstream(sim, "/v1/responses") == 1  # the named turn only
+    assert (first["type"], first["response"]["model"]) == ("response.completed", "grok-3-mini")
+    assert [(r["status"], r["error"]["code"]) for r in refusals] == [
+        (403, "model_not_allowed"),
+        (403, "model_not_allowed"),
+    ]
+    # The URL's model serves a turn that names none; a member without limits is as before.
+    with ws(team, "dora", "responses?model=grok-3-mini") as conn:
+        served = until_done(conn, unnamed)
+    with ws(team, "alice", "responses") as conn:
+        default = until_done(conn, unnamed)
+    assert served["response"]["model"] == "grok-3-mini"
+    assert default["response"]["model"] == "grok-4"
+
+
+def test_a_realtime_session_of_a_model_limited_member_names_its_model(
+    team: Shared, sim: Simulator
+) -> None:
+    """B: without a model in the URL the voice default would answer (server-started
+    responses name none): refused at the handshake; and every model a message names is
+    checked, not only the first."""
+    before = sim.stats()["requests"]
+    for path in ("realtime", "realtime?model", "realtime?model="):
+        with pytest.raises(InvalidStatus) as refused:
+            ws(team, "dora", path)
+        answer = refused.value.response
+        assert answer.status_code == 403
+        assert orjson.loads(answer.body or b"")["error"]["code"] == "model_not_allowed"
+    assert sim.stats()["requests"] == before
+    with ws(team, "dora", "realtime?model=grok-3-mini") as conn:
+        conn.recv(timeout=15)  # session.created
+        conn.recv(timeout=15)  # conversation.created
+        both = {"type": "response.create", "model": "grok-3-mini", "response": {"model": "grok-4"}}
+        update = {"type": "session.update", "model": "grok-4"}
+        refusals = [answer_to(conn, orjson.dumps(e).decode()) for e in (both, update)]
+        assert received_upstream(sim, "/v1/realtime") == 0
+    assert [(r["status"], r["error"]["code"]) for r in refusals] == [
+        (403, "model_not_allowed"),
+        (403, "model_not_allowed"),
+    ]
+    with ws(team, "alice", "realtime") as conn:  # no limits: the default, as before
+        assert orjson.loads(conn.recv(timeout=15))["type"] == "session.created"
+
+
+def test_a_batch_item_naming_no_model_gets_no_default(team: Shared, sim: Simulator) -> None:
+    """C: an item without a request (or a model) would run on a default model."""
+    batch = team.call("carol", "POST", "/batches", json={"name": "c"}).json()["batch_id"]
+    before = sim.stats()["requests"]
+    items: list[list[Any]] = [[{"batch_request": {}}], [{}], [{"batch_request_id": "a"}]]
+    answers = [
+        team.call("carol", "POST", f"/batches/{batch}/requests", json={"batch_requests": i})
+        for i in items
+    ]
+    assert [(a.status_code, a.json()["error"]["code"]) for a in answers] == [
+        (403, "model_not_allowed")
+    ] * 3
+    assert sim.stats()["requests"] == before
+
+
+def test_tts_of_a_model_limited_member_gets_no_default(team: Shared, sim: Simulator) -> None:
+    """E: /tts without a model would be served by xAI's default speech model."""
+    speech = {"text": "hi", "voice_id": "eve"}
+    before = sim.stats()["requests"]
+    refused = team.call("dora", "POST", "/tts", json=speech)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "model_not_allowed")
+    assert sim.stats()["requests"] == before
+    unlimited = team.call("alice", "POST", "/tts", json=speech)
+    assert unlimited.status_code != 403
+    assert sim.stats()["requests"] == before + 1

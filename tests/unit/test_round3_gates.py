@@ -7,14 +7,16 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 from xai_sdk.proto.v6 import chat_pb2
 
 from grok_proxy.calls.errors import InvalidRequest
 from grok_proxy.teams.errors import DatabaseUnavailable
 from grok_proxy.teams.grpc_calls import CallGate
+from grok_proxy.teams.leases import Admission
 from grok_proxy.teams.members import Member
-from grok_proxy.teams.ws_sessions import secret_caller
+from grok_proxy.teams.ws_sessions import SessionGate, secret_caller
 
 
 class DatabaseAway:
@@ -57,3 +59,40 @@ def test_relayed_grpc_metadata_loses_the_server_key(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(redact, "_server_secrets", ("xai-server-secret-1234567",))
     echoed = [("x-echo", "Bearer xai-server-secret-1234567"), ("x-id", "abc")]
     assert grpc_relay._relayable(echoed) == (("x-echo", "Bearer [redacted]"), ("x-id", "abc"))
+
+
+class Ledger:
+    """A team that admits every request and keeps the model each one was counted under."""
+
+    def __init__(self) -> None:
+        self.counted: list[str | None] = []
+
+    async def require_all(self, member: Member, refs: list[tuple[str, str]]) -> None:
+        return None
+
+    async def check(self, member: Member, route: str, model: str | None) -> Admission:
+        return Admission()
+
+    async def claim(self, member: Member, kind: str, ids: list[str]) -> None:
+        return None
+
+    async def record_usage(self, member: Member, model: str | None, *args: Any) -> None:
+        self.counted.append(model)
+
+
+def test_a_turn_is_counted_under_the_model_that_served_it() -> None:
+    """A: a Responses-mode turn naming no model runs on the URL's or the default model, not
+    the previous turn's, and its usage is counted under the model the server reports."""
+    ledger = Ledger()
+    team: Any = ledger
+    gate = SessionGate(team, Member(id="m", name="m"), "responses", None)
+
+    async def session() -> None:
+        for turn, served in (("grok-4.3", "grok-4.3"), (None, "grok-4")):
+            event = {"type": "response.create", "input": "hi", "model": turn}
+            assert await gate.from_caller(orjson.dumps(event)) is None
+            done = {"type": "response.completed", "response": {"id": "r", "model": served}}
+            await gate.from_upstream(orjson.dumps(done).decode())
+
+    asyncio.run(session())
+    assert ledger.counted == ["grok-4.3", "grok-4"]

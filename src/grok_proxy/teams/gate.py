@@ -110,12 +110,7 @@ class TeamGate:
         facts, receive = await self._body(scope, receive, route)
         model, claims_answer = await self._inspect(member, decision, facts)
         if model is None and member.limits.models and route in MODEL_ROUTES:
-            raise NotAllowed(
-                f"Member {member.name} is limited to some models: name one of them as "
-                "`model` (without one, a default model would be used).",
-                code="model_not_allowed",
-                param="model",
-            )
+            raise model_required(member)
         if decision.action is Action.OBJECT:
             assert decision.kind is not None
             assert decision.object_id is not None
@@ -212,6 +207,16 @@ class TeamGate:
                 )
 
 
+def model_required(member: Member, where: str = "as `model`") -> NotAllowed:
+    """The refusal of a request by a member limited to some models that names none."""
+    return NotAllowed(
+        f"Member {member.name} is limited to some models: name one of them {where} "
+        "(without one, a default model would be used).",
+        code="model_not_allowed",
+        param="model",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class BodyFacts:
     """What the gate reads from a JSON request body, and nothing else: small values, so a
@@ -225,7 +230,8 @@ class BodyFacts:
     # `"deferred": true` (a chat completion answered later).
     deferred: bool
     # A batch of a file's requests (`input_file_id`), and the model of each request in
-    # `batch_requests` (None for one that names no string model).
+    # `batch_requests` (None for an item that names no string model, or no request: xAI
+    # would use a default model for it, or read it some way the gate cannot check).
     input_file_id: bool
     batch_models: frozenset[str | None]
     # max_tokens and its kin, for the budget's reservation (Team.check).
@@ -240,7 +246,8 @@ def body_facts(data: Any) -> BodyFacts:
     items = top.get("batch_requests")
     for item in items if isinstance(items, list) else []:
         payload = item.get("batch_request") if isinstance(item, dict) else None
-        for request in payload.values() if isinstance(payload, dict) else []:
+        requests = list(payload.values()) if isinstance(payload, dict) else []
+        for request in requests or [None]:  # an item without a request names no model
             named = request.get("model") if isinstance(request, dict) else None
             batch_models.add(named if isinstance(named, str) else None)
     return BodyFacts(

@@ -92,6 +92,8 @@ MODEL_ROUTES = frozenset(
         "videos/generations",
         "videos/edits",
         "videos/extensions",
+        # xAI's documented body names no `model`: its default speech model serves it.
+        "tts",
     }
 )
 # First segment(s) of object routes -> kind; the id is the next segment.

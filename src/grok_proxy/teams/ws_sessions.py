@@ -7,14 +7,19 @@ What counts as a request (docs/teams.md, "Other protocols"):
   the HTTP status and envelope the REST routes give. It is counted at once (no tokens), so
   a long session never holds the member's turn near a budget.
 - On `realtime` and `responses`, each `response.create` is one more request: checked
-  before it is relayed (the model is the event's, else the session's), and counted with
+  before it is relayed on the model the upstream uses for that turn (its own `model`, else
+  the URL's; never an earlier turn's), and counted with
   the usage of the `response.done` / `response.completed` (or failed, incomplete) that ends
   it, before that event reaches the caller. A refusal is an `error` event in xAI's shape;
   the event is not relayed and the session stays open.
 - Every caller message on those routes, text or binary, is parsed and decided on its
   parsed value (issue 24): one that is not a JSON object gets an `error` event and is not
-  relayed. Models are checked wherever they are named (every `model` of the URL,
-  `session.update`, a turn's `model` and `response.model`).
+  relayed. Models are checked wherever they are named (every `model` of the URL, and
+  every model a `session.update` or `response.create` names: `model`, `session.model`,
+  `response.model`).
+- A member limited to some models names one wherever a default would otherwise be used,
+  as on HTTP: a `realtime` session in its URL (server-started responses name none), a
+  `responses` turn in the event or the URL.
 - A response the server starts by itself (voice activity detection) cannot be refused
   before it starts; it is counted, with its usage, when it ends.
 
@@ -36,6 +41,7 @@ from grok_proxy.calls.bodies import is_large, parse_elsewhere, parse_json
 from grok_proxy.calls.errors import InvalidRequest, MissingApiKey, ProxyError, error_type
 from grok_proxy.calls.usage import Usage, from_event
 from grok_proxy.teams.errors import DatabaseUnavailable, NotAllowed
+from grok_proxy.teams.gate import model_required
 from grok_proxy.teams.members import Member
 from grok_proxy.teams.scope import references
 from grok_proxy.teams.team import DB_ERRORS, Admission, MemberCaller, Team
@@ -136,6 +142,10 @@ class SessionGate:
             raise _not_shared(self.route)
         for model in self.url_models[1:]:
             self._allowed(model)
+        if self.route == "realtime" and self.model is None and self.member.limits.models:
+            # The voice model would be the default, and with server voice activity
+            # detection responses start without a turn that could name one.
+            raise model_required(self.member, "in the URL (`?model=...`)")
         admission = await self.team.check(self.member, self.route, self.model)
         await self.team.record_usage(self.member, self.model, None, admission)
 
@@ -166,26 +176,21 @@ class SessionGate:
         about = {"event_id": event.event_id}
         try:
             await self.team.require_all(self.member, event.references)
-            if event.kind == "session.update":
-                self._allowed(event.session_model)
+            if event.kind not in (CREATE, "session.update"):
                 return None
+            for named in event.models:
+                self._allowed(named)
             if event.kind != CREATE:
                 return None
-            named = event.turn_model
-            self._allowed(named)
-            model = named if isinstance(named, str) and named else self.model
+            # What the upstream uses for this turn: its own `model`, else the URL's (never
+            # an earlier turn's: each turn without one gets the URL's model or a default).
+            own = event.turn_model
+            model = own if isinstance(own, str) and own else self.model
             if model is None and self.member.limits.models:
-                raise NotAllowed(
-                    f"Member {self.member.name} is limited to some models: name one of them "
-                    "(without one, a default model would be used).",
-                    code="model_not_allowed",
-                    param="model",
-                )
+                raise model_required(self.member, "in the event or the URL")
             admission = await self.team.check(self.member, self.route, model)
         except ProxyError as refused:
             return error_event(refused, about)
-        if model is not None:
-            self.model = model  # later turns that name none use the session's last model
         self.pending.append(_Turn(model, admission))
         return None
 
@@ -213,7 +218,7 @@ class SessionGate:
         if kind == "response.created":
             await self._started(event)
         elif kind in ENDS:
-            await self._ended(from_event(event))
+            await self._ended(from_event(event), _served_model(event))
         elif kind == "error":
             # A `response.create` the server refused (unknown previous response, busy)
             # starts no response: it ends here, without usage.
@@ -235,12 +240,15 @@ class SessionGate:
                 # learns its id.
                 await self.team.claim(self.member, "response", [response_id])
 
-    async def _ended(self, usage: Usage | None) -> None:
+    async def _ended(self, usage: Usage | None, served: str | None) -> None:
+        """Count a response that ended under the model the server says served it (else
+        the model its turn was admitted on)."""
         if self.pending:
             turn = self.pending.popleft()
-            await self.team.record_usage(self.member, turn.model, usage, turn.admission)
+            model = served or turn.model
+            await self.team.record_usage(self.member, model, usage, turn.admission)
         else:  # started by the server itself (voice activity detection)
-            await self.team.record_usage(self.member, self.model, usage)
+            await self.team.record_usage(self.member, served or self.model, usage)
 
     async def close(self) -> None:
         """The session ended: count the turns that never ended, giving their turns back."""
@@ -256,8 +264,8 @@ class ClientEvent:
 
     kind: Any  # its `type`
     references: list[tuple[str, str]]  # every (kind, id) it names, at any depth
-    session_model: Any  # `session.model` (session.update)
-    turn_model: Any  # the model a `response.create` names
+    models: tuple[Any, ...]  # every model it names: `model`, `session.model`, `response.model`
+    turn_model: Any  # its own `model`: what the upstream uses for a Responses-mode turn
     event_id: str | None
 
 
@@ -273,8 +281,8 @@ def read_event(value: Any) -> ClientEvent | None:
     return ClientEvent(
         kind=_small(value.get("type")),
         references=references(value),
-        session_model=_small(_session_model(value)),
-        turn_model=_small(_turn_model(value)),
+        models=tuple(_small(model) for model in _named_models(value)),
+        turn_model=_small(value.get("model")),
         event_id=event_id if isinstance(event_id, str) else None,
     )
 
@@ -296,18 +304,22 @@ class _Container:
         return f"<a JSON {'object' if self.kind == 'dict' else 'array'}>"
 
 
-def _turn_model(event: dict[str, Any]) -> Any:
-    """The model a `response.create` names: its own (Responses mode) or its response's."""
-    model = event.get("model")
+def _named_models(event: dict[str, Any]) -> list[Any]:
+    """Every model an event names, where the upstream may read one: its own `model`, and
+    the `model` of its `session` (session.update) and of its `response` (response.create)."""
+    named = [event.get("model")]
+    for part in ("session", "response"):
+        inner = event.get(part)
+        if isinstance(inner, dict):
+            named.append(inner.get("model"))
+    return [model for model in named if model is not None]
+
+
+def _served_model(event: dict[str, Any]) -> str | None:
+    """The model a server event says served its response (`response.model`)."""
     response = event.get("response")
-    if model is None and isinstance(response, dict):
-        model = response.get("model")
-    return model
-
-
-def _session_model(event: dict[str, Any]) -> Any:
-    session = event.get("session")
-    return session.get("model") if isinstance(session, dict) else None
+    model = response.get("model") if isinstance(response, dict) else None
+    return model if isinstance(model, str) and model else None
 
 
 class _Turn:
