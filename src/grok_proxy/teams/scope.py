@@ -92,8 +92,8 @@ MODEL_ROUTES = frozenset(
         "videos/generations",
         "videos/edits",
         "videos/extensions",
-        # xAI's documented body names no `model`: its default speech model serves it.
-        "tts",
+        # Not `tts` (nor `stt`): xAI's documented speech bodies name no model, so a model
+        # allow-list has nothing to decide on there; the `routes` limit governs them.
     }
 )
 # First segment(s) of object routes -> kind; the id is the next segment.
