@@ -8,7 +8,6 @@ call's line is in the log its counts are final: the tests wait for the line, nev
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 
@@ -21,6 +20,7 @@ from xai_sdk.proto.v6 import chat_pb2, chat_pb2_grpc
 
 from tests.conftest import KEY
 from tests.processes import Proxy, Simulator, free_port, output_of, proxy
+from tests.prometheus_text import sample
 
 TIMEOUT = 10.0
 CHAT = "/xai_api.Chat/GetCompletion"
@@ -35,18 +35,6 @@ def observed(sim: Simulator) -> Iterator[Proxy]:
         xai_grpc_url=f"grpc://{sim.grpc_target}",
     ) as running:
         yield running
-
-
-def sample(metrics: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text, 0 when absent."""
-    total = 0.0
-    for line in metrics.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
-        if all(found.get(k) == v for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def metrics(running: Proxy) -> str:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 import httpx
 import orjson
 
 from tests.conftest import KEY
 from tests.processes import Simulator, output_of, proxy
+from tests.prometheus_text import sample
 
 AUTH = {"authorization": f"Bearer {KEY}"}
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -17,18 +16,6 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 def chat(url: str, model: str, **fields: object) -> httpx.Response:
     body = {"model": model, "messages": MESSAGES, **fields}
     return httpx.post(f"{url}/api/v1/chat/completions", json=body, headers=AUTH, timeout=15)
-
-
-def sample(metrics: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text, 0 when absent."""
-    total = 0.0
-    for line in metrics.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
-        if all(found.get(k) == v for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_metrics_count_requests_tokens_errors_and_retries(fresh_sim: Simulator) -> None:
