@@ -688,3 +688,14 @@ def test_speech_names_no_model_and_is_governed_by_the_routes_limit(
     refused = team.call("erin", "POST", "/tts", json=speech)
     assert (refused.status_code, refused.json()["error"]["code"]) == (403, "route_not_allowed")
     assert sim.stats()["requests"] == before + 1
+
+
+def test_a_member_transcribes_speech_sent_as_multipart(team: Shared, sim: Simulator) -> None:
+    """/stt takes audio as multipart form data, as /files does: it streams through unread
+    (it names no object and no model), instead of being refused as malformed JSON."""
+    before = sim.stats()["requests"]
+    audio = {"file": ("hello.wav", b"RIFF....WAVEfmt ", "audio/wav")}
+    answer = team.call("dora", "POST", "/stt", files=audio)
+    assert answer.status_code != 400, answer.text
+    assert sim.stats()["requests"] == before + 1
+    assert sim.last_request()["path"] == "/v1/stt"

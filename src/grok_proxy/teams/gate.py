@@ -32,9 +32,10 @@ from grok_proxy.teams.team import DB_ERRORS, OUTPUT_LIMITS, Admission, Team, Tea
 log = logging.getLogger("grok_proxy.teams")
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-# Uploads (multipart files): the one body that is not JSON. It names no object and no model
-# the gate guards, so it streams through unread and memory stays flat.
-UPLOAD_ROUTES = frozenset({"files"})
+# Uploads (multipart): the bodies that are not JSON. A file, or audio to transcribe
+# (`stt`, whose form names no model in xAI's API): nothing in them names an object or a
+# model the gate guards, so they stream through unread and memory stays flat.
+UPLOAD_ROUTES = frozenset({"files", "stt"})
 # How far into a stream the gate looks for the id of the object it creates.
 STREAM_SCAN_BYTES = 64 * 1024
 
