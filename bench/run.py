@@ -53,7 +53,7 @@ from bench.report import (
     write_doc,
 )
 from bench.streams import Streams, events_per_stream, paced_model, streams
-from bench.ws_sessions import Pacing, relay
+from bench.ws_sessions import Pacing, Relay, relay
 
 log = logging.getLogger("bench")
 SECTIONS = ("plain", "streams", "burst", "slow", "ws", "litellm")
@@ -334,20 +334,32 @@ class AB:
     baseline_paced: list[Streams] = field(default_factory=list)
     today_burst: list[Streams] = field(default_factory=list)
     baseline_burst: list[Streams] = field(default_factory=list)
+    # Paced WebSocket echo sessions (the plan's pacing).
+    today_ws: list[Relay] = field(default_factory=list)
+    baseline_ws: list[Relay] = field(default_factory=list)
 
 
 def ab(revision: str, upstream: str, sim_pid: int, plan: Plan, log_level: str) -> AB:
     result = AB(revision)
     seconds = plan.seconds
+    sim_port = int(upstream.rsplit(":", 1)[1].split("/", 1)[0])
     with checkout_of(revision) as tree:
         for _ in range(2):
-            for loads, c1, paced, burst, checkout in (
-                (result.today, result.today_c1, result.today_paced, result.today_burst, None),
+            for loads, c1, paced, burst, ws, checkout in (
+                (
+                    result.today,
+                    result.today_c1,
+                    result.today_paced,
+                    result.today_burst,
+                    result.today_ws,
+                    None,
+                ),
                 (
                     result.baseline,
                     result.baseline_c1,
                     result.baseline_paced,
                     result.baseline_burst,
+                    result.baseline_ws,
                     tree,
                 ),
             ):
@@ -362,6 +374,7 @@ def ab(revision: str, upstream: str, sim_pid: int, plan: Plan, log_level: str) -
                     paced.append(streams(url, model, plan.streams, watch=watch))
                     model = paced_model(plan.chunks, 0)
                     burst.append(streams(url, model, plan.streams, watch=watch))
+                    ws.append(relay(sim_port, sim_pid, port, proc.pid, plan.ws))
     return result
 
 
@@ -399,6 +412,12 @@ def render_ab(result: AB, results: Results) -> str:
             f"{span([r.first_byte_p99_s for r in today], '.3f')} | "
             f"{span([r.first_byte_p99_s for r in baseline], '.3f')} |",
         ]
+    cpu = [r.proxy_cpu_us_per_message for r in result.today_ws]
+    base_cpu = [r.proxy_cpu_us_per_message for r in result.baseline_ws]
+    rows.append(
+        f"| WebSocket: proxy CPU per relayed message (us) | {span(cpu, '.1f')} | "
+        f"{span(base_cpu, '.1f')} |"
+    )
     return "\n".join(rows) + "\n"
 
 
