@@ -23,9 +23,10 @@ from grok_proxy import __version__
 from grok_proxy.calls.errors import ProxyError, envelope_bytes, error_envelope, flavor_in
 from grok_proxy.calls.forwarder import Forwarder
 from grok_proxy.calls.redact import remember_secrets
+from grok_proxy.calls.relay import StreamHooks
 from grok_proxy.config import Settings, get_settings
 from grok_proxy.observability.logs import configure_logging
-from grok_proxy.observability.metrics import Metrics
+from grok_proxy.observability.metrics import OPEN_STREAMS, Metrics
 from grok_proxy.observability.tracing import from_environment as tracing_from_environment
 from grok_proxy.relays.websocket import WebSocketRelay
 from grok_proxy.routes import health, metrics
@@ -78,7 +79,9 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.forwarder = Forwarder(settings)
+        # The open-streams gauge, told by the relay as streams open and end.
+        open_streams = StreamHooks(OPEN_STREAMS.inc, OPEN_STREAMS.dec)
+        app.state.forwarder = Forwarder(settings, open_streams)
         if handle_signals:
             app.state.forwarder.drain.install()
         if team is not None:  # teams (issue 17): members' keys in, the account's key out

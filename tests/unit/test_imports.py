@@ -143,3 +143,17 @@ def test_the_call_path_imports_no_web_framework() -> None:
                 names = [node.module or ""]
             found += [f"{name}: {n}" for n in names if n.split(".")[0] in frameworks]
     assert found == []
+
+
+def test_the_call_path_imports_no_observability_policy() -> None:
+    """Metrics, logs and traces are plugged in by the composition root (observers, hooks):
+    the call path imports none of them, so it runs the same with any of them off."""
+    graph = import_graph(deferred=True)
+    found = sorted(
+        f"{module}: {name}"
+        for module, imported in graph.items()
+        if module.startswith("grok_proxy.calls.")
+        for name in imported
+        if name.startswith("grok_proxy.observability")
+    )
+    assert found == []

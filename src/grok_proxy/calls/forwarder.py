@@ -35,7 +35,7 @@ from grok_proxy.calls.errors import (
 from grok_proxy.calls.presets import ModelNames
 from grok_proxy.calls.record import RequestRecord
 from grok_proxy.calls.redact import redact_header
-from grok_proxy.calls.relay import BodyRelay, RelayConfig, SseRelay
+from grok_proxy.calls.relay import BodyRelay, RelayConfig, SseRelay, StreamHooks
 from grok_proxy.calls.reply import Answer, Reply
 from grok_proxy.calls.retry import (
     ATTEMPTS_HEADER,
@@ -154,7 +154,7 @@ def relayed_headers(raw_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes,
 class Forwarder:
     """The upstream client of one worker, and the one way to forward a request through it."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stream_hooks: StreamHooks | None = None) -> None:
         self.settings = settings
         # Base URL, preset headers, trust and proxy: the one upstream target (upstream.py).
         self.upstream = upstream_of(settings)
@@ -172,6 +172,7 @@ class Forwarder:
             drain=self.drain,
             rewrite=None if self.models.identity else self.models.answer,
             describe=self.describe,
+            stream_hooks=stream_hooks or StreamHooks(),
         )
 
     async def aclose(self) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -25,7 +25,6 @@ from grok_proxy.calls.sse import RELAY_PIECE_BYTES, Event, EventTooLarge, SsePar
 from grok_proxy.calls.transport import ReadTimedOut, UpstreamFailure, UpstreamResponse
 from grok_proxy.calls.usage import USAGE_MARK, from_event, is_usage_only_chunk, merge
 from grok_proxy.calls.watch import HangUpWatch, StreamClock
-from grok_proxy.observability import metrics
 from grok_proxy.serving.lifecycle import Drain
 
 log = logging.getLogger("grok_proxy.relay")
@@ -41,6 +40,18 @@ def error_event(flavor: Flavor, error: ProxyError) -> bytes:
     return b"data: " + envelope + b"\n\n"
 
 
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamHooks:
+    """What is told as a stream opens and ends (the open-streams gauge, when metrics are on)."""
+
+    opened: Callable[[], None] = _nothing
+    ended: Callable[[], None] = _nothing
+
+
 @dataclass(frozen=True, slots=True)
 class RelayConfig:
     """What every relay of one worker shares."""
@@ -53,6 +64,9 @@ class RelayConfig:
     # Model names back to the caller's form (some presets), on whole events or bodies.
     rewrite: Callable[[bytes], bytes] | None
     describe: Callable[[UpstreamFailure], ProxyError]
+    # Told as each stream opens and ends: the composition root plugs the open-streams
+    # gauge in here, so the call path imports no metrics.
+    stream_hooks: StreamHooks = field(default_factory=StreamHooks)
 
 
 class SseRelay:
@@ -101,7 +115,8 @@ class SseRelay:
         self.task = task
         drain = self.config.drain
         drain.streams.add(self)
-        metrics.OPEN_STREAMS.inc()
+        hooks = self.config.stream_hooks
+        hooks.opened()
         # The clock times the stream's reads, keep-alives and silence alike.
         self.answer.untimed()
         self.clock = StreamClock(task, self.config.keepalive, self.config.read_timeout)
@@ -122,7 +137,7 @@ class SseRelay:
         finally:
             if self.clock is not None:
                 self.clock.stop()
-            metrics.OPEN_STREAMS.dec()
+            hooks.ended()
             drain.streams.discard(self)
             await self.answer.aclose()
 
