@@ -36,6 +36,7 @@ from grok_proxy.routes.shared import DOCUMENTED_MODELS, documented, validation_e
 from grok_proxy.routes.table import PASSTHROUGH_METHODS
 from grok_proxy.serving.access import AccessLog
 from grok_proxy.serving.entry import Entry
+from grok_proxy.serving.lifecycle import Drain
 from grok_proxy.serving.observers import Observer
 from grok_proxy.serving.ops_auth import OpsGuard
 from grok_proxy.teams import team_from_settings
@@ -81,9 +82,12 @@ def create_app(settings: Settings | None = None, *, handle_signals: bool = False
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The open-streams gauge, told by the relay as streams open and end.
         open_streams = StreamHooks(OPEN_STREAMS.inc, OPEN_STREAMS.dec)
-        app.state.forwarder = Forwarder(settings, open_streams)
+        # The worker's one shutdown fan-out: relays register their streams with it, the
+        # gRPC listener and /health hear when it begins.
+        app.state.drain = drain = Drain(settings.serving.shutdown_grace_seconds)
+        app.state.forwarder = Forwarder(settings, drain.streams, open_streams)
         if handle_signals:
-            app.state.forwarder.drain.install()
+            drain.install()
         if team is not None:  # teams (issue 17): members' keys in, the account's key out
             await team.start(app.state.forwarder.client)
             app.state.forwarder.auth = team.caller_auth()

@@ -145,15 +145,16 @@ def test_the_call_path_imports_no_web_framework() -> None:
     assert found == []
 
 
-def test_the_call_path_imports_no_observability_policy() -> None:
-    """Metrics, logs and traces are plugged in by the composition root (observers, hooks):
-    the call path imports none of them, so it runs the same with any of them off."""
+def test_the_call_path_imports_no_observability_and_no_server() -> None:
+    """Metrics, logs and traces are plugged in by the composition root (observers, hooks),
+    and so is the worker's shutdown (its Drain's stream set): the call path imports none
+    of them, nor the serving layer above it."""
     graph = import_graph(deferred=True)
     found = sorted(
         f"{module}: {name}"
         for module, imported in graph.items()
         if module.startswith("grok_proxy.calls.")
         for name in imported
-        if name.startswith("grok_proxy.observability")
+        if name.startswith(("grok_proxy.observability", "grok_proxy.serving"))
     )
     assert found == []

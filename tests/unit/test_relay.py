@@ -14,7 +14,6 @@ from grok_proxy.calls.errors import UpstreamUnreachable
 from grok_proxy.calls.record import RequestRecord
 from grok_proxy.calls.relay import KEEPALIVE, RelayConfig, SseRelay
 from grok_proxy.calls.route import CHAT
-from grok_proxy.serving.lifecycle import Drain
 from tests.unit.harness import AUTH, chat, proxied, upstream
 
 pytestmark = pytest.mark.anyio
@@ -158,7 +157,7 @@ def relay_of(source: Upstream, keepalive: float, read_timeout: float = 3600) -> 
         keepalive=keepalive,
         read_timeout=read_timeout,
         max_event=1 << 20,
-        drain=Drain(30),
+        streams=set(),
         rewrite=None,
         describe=lambda exc: UpstreamUnreachable(exc.message),
     )

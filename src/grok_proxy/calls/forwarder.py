@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import MutableSet
 from dataclasses import dataclass
 from functools import partial
 from time import perf_counter
@@ -35,7 +36,7 @@ from grok_proxy.calls.errors import (
 from grok_proxy.calls.presets import ModelNames
 from grok_proxy.calls.record import RequestRecord
 from grok_proxy.calls.redact import redact_header
-from grok_proxy.calls.relay import BodyRelay, RelayConfig, SseRelay, StreamHooks
+from grok_proxy.calls.relay import BodyRelay, Endable, RelayConfig, SseRelay, StreamHooks
 from grok_proxy.calls.reply import Answer, Reply
 from grok_proxy.calls.retry import (
     ATTEMPTS_HEADER,
@@ -60,7 +61,6 @@ from grok_proxy.calls.upstream import upstream_of
 from grok_proxy.calls.usage import Usage, from_body
 from grok_proxy.calls.watch import HangUpWatch
 from grok_proxy.config import Settings
-from grok_proxy.serving.lifecycle import Drain
 
 log = logging.getLogger("grok_proxy.forwarder")
 
@@ -154,7 +154,13 @@ def relayed_headers(raw_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes,
 class Forwarder:
     """The upstream client of one worker, and the one way to forward a request through it."""
 
-    def __init__(self, settings: Settings, stream_hooks: StreamHooks | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        streams: MutableSet[Endable],
+        stream_hooks: StreamHooks | None = None,
+    ) -> None:
+        """`streams`: where relays register while open, for the worker's shutdown to end."""
         self.settings = settings
         # Base URL, preset headers, trust and proxy: the one upstream target (upstream.py).
         self.upstream = upstream_of(settings)
@@ -164,12 +170,11 @@ class Forwarder:
         self.client = HttpClient(settings, self.upstream)
         self.auth = CallerAuth(settings)
         self.retries = RetryPolicy(settings)
-        self.drain = Drain(settings.serving.shutdown_grace_seconds)
         self.relay = RelayConfig(
             keepalive=settings.calls.sse_keepalive_seconds,
             read_timeout=settings.upstream.read_timeout,
             max_event=settings.limits.max_sse_event_bytes,
-            drain=self.drain,
+            streams=streams,
             rewrite=None if self.models.identity else self.models.answer,
             describe=self.describe,
             stream_hooks=stream_hooks or StreamHooks(),

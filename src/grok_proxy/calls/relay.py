@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableSet
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 
@@ -25,7 +26,6 @@ from grok_proxy.calls.sse import RELAY_PIECE_BYTES, Event, EventTooLarge, SsePar
 from grok_proxy.calls.transport import ReadTimedOut, UpstreamFailure, UpstreamResponse
 from grok_proxy.calls.usage import USAGE_MARK, from_event, is_usage_only_chunk, merge
 from grok_proxy.calls.watch import HangUpWatch, StreamClock
-from grok_proxy.serving.lifecycle import Drain
 
 log = logging.getLogger("grok_proxy.relay")
 
@@ -38,6 +38,13 @@ def error_event(flavor: Flavor, error: ProxyError) -> bytes:
     if flavor is Flavor.ANTHROPIC:
         return b"event: error\ndata: " + envelope + b"\n\n"
     return b"data: " + envelope + b"\n\n"
+
+
+class Endable(Protocol):
+    """A stream the worker's shutdown can end (serving.lifecycle.Drain holds them)."""
+
+    def end(self, reason: str) -> None:
+        """Stop relaying and tell the caller why."""
 
 
 def _nothing() -> None:
@@ -60,7 +67,8 @@ class RelayConfig:
     # Longest upstream silence while the relay waits (XAI_READ_TIMEOUT).
     read_timeout: float
     max_event: int
-    drain: Drain
+    # The streams open now, which the worker's shutdown ends (its Drain's, handed in).
+    streams: MutableSet[Endable]
     # Model names back to the caller's form (some presets), on whole events or bodies.
     rewrite: Callable[[bytes], bytes] | None
     describe: Callable[[UpstreamFailure], ProxyError]
@@ -113,8 +121,8 @@ class SseRelay:
         task = asyncio.current_task()
         assert task is not None
         self.task = task
-        drain = self.config.drain
-        drain.streams.add(self)
+        streams = self.config.streams
+        streams.add(self)
         hooks = self.config.stream_hooks
         hooks.opened()
         # The clock times the stream's reads, keep-alives and silence alike.
@@ -138,7 +146,7 @@ class SseRelay:
             if self.clock is not None:
                 self.clock.stop()
             hooks.ended()
-            drain.streams.discard(self)
+            streams.discard(self)
             await self.answer.aclose()
 
     async def _next_chunk(self, send: Send) -> bytes:

@@ -447,7 +447,7 @@ def attach(app: FastAPI, settings: Settings, policy: CallPolicy | None = None) -
             relay = GrpcRelay(settings, url, policy, app.state.observers)
             await relay.start(host, port)
             # The worker's one shutdown fan-out (installed by the app): SIGTERM stops gRPC too.
-            drain: Drain = app.state.forwarder.drain
+            drain: Drain = app.state.drain
             drain.on_begin(relay.begin_drain)
             try:
                 yield state

@@ -487,6 +487,5 @@ class _NotFound(ProxyError):
 def _drain_of(scope: Scope) -> Drain | None:
     """The worker's lifecycle.Drain, so a shutdown ends sessions with 1001 after the grace."""
     app = scope.get("app")
-    forwarder = getattr(getattr(app, "state", None), "forwarder", None)
-    drain = getattr(forwarder, "drain", None)
+    drain = getattr(getattr(app, "state", None), "drain", None)
     return drain if isinstance(drain, Drain) else None

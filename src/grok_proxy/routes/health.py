@@ -34,8 +34,7 @@ async def health(request: Request) -> Response:
     (503 when it does not); no key is sent or shown, and the answer is reused for
     PROBE_CACHE_SECONDS.
     """
-    forwarder = request.app.state.forwarder
-    if forwarder.drain.draining:
+    if request.app.state.drain.draining:
         return Response(_DRAINING, status_code=503, media_type="application/json")
     if request.query_params.get("upstream") not in {"1", "true", "yes"}:
         return Response(_HEALTHY, media_type="application/json")

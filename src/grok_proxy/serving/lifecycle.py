@@ -15,8 +15,8 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Protocol
 
+from grok_proxy.calls.relay import Endable
 from grok_proxy.observability import logs
 
 log = logging.getLogger("grok_proxy.lifecycle")
@@ -33,11 +33,6 @@ MAX_MARGIN_SHARE = 0.5
 # between them let other work run in between.
 END_BATCH = 100
 REASON = "grok-proxy is shutting down; the stream was ended before it was complete."
-
-
-class Endable(Protocol):
-    def end(self, reason: str) -> None:
-        """Stop relaying and tell the caller why."""
 
 
 class Drain:
