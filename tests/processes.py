@@ -143,6 +143,21 @@ class Proxy:
         return f"{self.url}/api/v1"
 
 
+def refused_start(
+    env: Mapping[str, str], cwd: str | os.PathLike[str]
+) -> subprocess.CompletedProcess[str]:
+    """The proxy started with `env` added, in `cwd` (no .env file), expected to refuse."""
+    return subprocess.run(
+        [sys.executable, "-m", "grok_proxy", "--port", str(free_port())],
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
 @contextmanager
 def proxy(upstream: str, workers: int = 1, **settings: str) -> Iterator[Proxy]:
     """The real proxy in front of `upstream`; `settings` are extra environment variables."""

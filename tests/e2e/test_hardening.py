@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import resource
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.processes import Proxy, Simulator, output_of, proxy
+from tests.processes import Proxy, Simulator, output_of, proxy, refused_start
 
 KEY = "xai-test-key-0123456789"
 
@@ -364,15 +361,7 @@ def test_upstream_errors_never_show_the_server_key() -> None:
 def test_start_up_errors_name_the_problem_but_no_secret(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "grok_proxy", "--port", "1"],
-        env={**os.environ, **env},
-        cwd=tmp_path,  # no .env file here
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = refused_start(env, tmp_path)
     assert result.returncode != 0
     assert "configuration error" in result.stderr
     assert "Traceback" not in result.stderr

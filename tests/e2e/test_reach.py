@@ -10,11 +10,9 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,7 +28,7 @@ from websockets.sync.client import connect as ws_connect
 from tests.conftest import KEY
 from tests.e2e.test_grpc import REPLY, grpc_proxy
 from tests.e2e.test_grpc import chat as grpc_chat
-from tests.processes import Simulator, free_port, proxy, running
+from tests.processes import Simulator, free_port, proxy, refused_start, running
 from tests.scripted import LAST_CHUNK, RESET, STALL, Route, Step, chunk, head, scripted
 from tests.tls_upstream import tls_upstream
 
@@ -588,15 +586,7 @@ def test_a_proxy_that_cannot_work_stops_the_start_with_one_line(
     env: dict[str, str], reason: str, tmp_path: Path
 ) -> None:
     # grpc would quietly go direct past an https:// proxy: refused rather than bypassed.
-    result = subprocess.run(
-        [sys.executable, "-m", "grok_proxy", "--port", str(free_port())],
-        env={**os.environ, "GROK_PROXY_GRPC_PORT": str(free_port()), **env},
-        cwd=tmp_path,  # no .env file here
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = refused_start({"GROK_PROXY_GRPC_PORT": str(free_port()), **env}, tmp_path)
     assert result.returncode != 0
     assert f"grok-proxy: configuration error: {reason}" in result.stderr
     assert "Traceback" not in result.stderr
